@@ -1,0 +1,26 @@
+//! Hearsay's vocabulary and gossip protocol, with no I/O, no clock and no randomness of its own:
+//! every function that needs the time or an rng takes them as arguments, so that a test can run
+//! many nodes deterministically in memory.
+//!
+//! # Layout
+//! - [`node`]: who a node is — [`NodeId`], stable across restarts.
+//! - [`load`]: what a node says of itself — [`LoadVector`] inside a versioned [`LoadReport`].
+//! - [`detector`]: phi accrual failure detection from report arrivals.
+//! - [`map`]: [`LoadMap`], the merged view of the cluster, with each entry's age and verdict.
+//! - [`wire`]: the datagram format — envelope, messages, budgeted encoding, safe decoding.
+//! - [`gossip`]: [`Gossip`], the state machine that the worker drives over UDP.
+
+#![warn(missing_docs)]
+
+pub mod detector;
+pub mod gossip;
+pub mod load;
+pub mod map;
+pub mod node;
+pub mod wire;
+
+pub use detector::DetectorConfig;
+pub use gossip::{Gossip, GossipConfig, GossipStats, Transmit};
+pub use load::{LoadReport, LoadVector, NodeState, Version};
+pub use map::{Entry, LoadMap, Verdict, VerdictChange};
+pub use node::{NodeId, NodeIdError};
