@@ -1,1 +1,8 @@
-//! placeholder
+//! Tests that cross crates, and the harnesses they share.
+//!
+//! # Layout
+//! - [`sim`]: many gossip cores in a simulated network under a virtual clock.
+//! - [`cluster`]: real `worker` processes on loopback, stopped when dropped.
+
+pub mod cluster;
+pub mod sim;

@@ -1,0 +1,1 @@
+//! Process harness (being written).
