@@ -1,0 +1,327 @@
+//! The node's configuration: command-line flags, each with a `HEARSAY_*` environment fallback.
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use hearsay_shared::gossip::ConfigError;
+use hearsay_shared::{GossipConfig, NodeId};
+
+/// How a `worker` node is configured.
+#[derive(Debug, Clone, PartialEq, Eq, Parser)]
+#[command(
+    name = "worker",
+    version,
+    about = "A Hearsay node: gossips its load, serves the load map"
+)]
+pub struct Config {
+    /// This node's stable id [default: the host name and the API port, e.g. `myhost-8080`].
+    #[arg(long, env = "HEARSAY_NODE_ID", value_name = "ID")]
+    pub node_id: Option<NodeId>,
+
+    /// Where the HTTP API listens (port 0: any free port).
+    #[arg(
+        long = "api",
+        env = "HEARSAY_API",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub api: SocketAddr,
+
+    /// Where the gossip UDP socket listens (port 0: any free port).
+    #[arg(
+        long = "gossip",
+        env = "HEARSAY_GOSSIP",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:7946"
+    )]
+    pub gossip: SocketAddr,
+
+    /// Gossip addresses of nodes to join through, comma-separated (`host:port` is resolved once,
+    /// at start); empty for the first node.
+    #[arg(
+        long,
+        env = "HEARSAY_SEEDS",
+        value_name = "ADDR,...",
+        default_value = ""
+    )]
+    pub seeds: Seeds,
+
+    /// Jobs this node runs at once [default: the number of CPUs].
+    #[arg(long, env = "HEARSAY_SLOTS", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub slots: Option<u32>,
+
+    /// Milliseconds between gossip rounds (and load samples).
+    #[arg(
+        long,
+        env = "HEARSAY_GOSSIP_INTERVAL",
+        value_name = "MS",
+        default_value_t = 200
+    )]
+    pub gossip_interval: u64,
+
+    /// Peers each round pushes to.
+    #[arg(long, env = "HEARSAY_FANOUT", value_name = "N", default_value_t = 3)]
+    pub fanout: usize,
+
+    /// Largest gossip datagram, in bytes.
+    #[arg(
+        long,
+        env = "HEARSAY_DATAGRAM_BUDGET",
+        value_name = "BYTES",
+        default_value_t = 1400
+    )]
+    pub datagram_budget: usize,
+
+    /// Log lines as human-readable text or as JSON objects.
+    #[arg(long, env = "HEARSAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Seed of the gossip rng, to repeat a run [default: from the OS, and logged].
+    #[arg(long, env = "HEARSAY_SEED", value_name = "N")]
+    pub seed: Option<u64>,
+}
+
+impl Default for Config {
+    /// The same settings as a command line with no flags and no `HEARSAY_*` variables.
+    fn default() -> Self {
+        Config {
+            node_id: None,
+            api: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            gossip: SocketAddr::from(([127, 0, 0, 1], 7946)),
+            seeds: Seeds::default(),
+            slots: None,
+            gossip_interval: 200,
+            fanout: 3,
+            datagram_budget: 1400,
+            log_format: LogFormat::Text,
+            seed: None,
+        }
+    }
+}
+
+impl Config {
+    /// A node on 127.0.0.1 with both ports chosen by the OS, for tests and local clusters.
+    pub fn loopback() -> Self {
+        Config {
+            api: SocketAddr::from(([127, 0, 0, 1], 0)),
+            gossip: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..Config::default()
+        }
+    }
+
+    /// The time between gossip rounds.
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.gossip_interval)
+    }
+
+    /// Job slots: as configured, or one per CPU.
+    pub fn slots(&self) -> u32 {
+        self.slots.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+        })
+    }
+
+    /// The gossip core's settings for a node with these bound addresses.
+    pub fn gossip_config(&self, node: NodeId, api: SocketAddr, gossip: SocketAddr) -> GossipConfig {
+        let mut config = GossipConfig::new(node, api, gossip);
+        config.interval = self.interval();
+        config.fanout = self.fanout;
+        config.budget = self.datagram_budget;
+        // Before any heartbeat is measured, expect one per round.
+        config.detector.first_interval = self.interval();
+        config
+    }
+
+    /// Checks the settings before anything is bound; the error names the flag.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        let placeholder = NodeId::new("validate").expect("a valid literal id");
+        self.gossip_config(placeholder, self.api, self.gossip)
+            .validate()
+            .map_err(|e| InvalidSetting::from_gossip(e, self))
+    }
+}
+
+/// A setting that the gossip core refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {flag} {value}: {reason}")]
+pub struct InvalidSetting {
+    /// The flag, e.g. `--fanout`.
+    pub flag: &'static str,
+    /// The value given.
+    pub value: String,
+    /// Why it is refused.
+    pub reason: String,
+}
+
+impl InvalidSetting {
+    fn from_gossip(e: ConfigError, config: &Config) -> Self {
+        let (flag, value) = match e.field {
+            "interval" => ("--gossip-interval", config.gossip_interval.to_string()),
+            "fanout" => ("--fanout", config.fanout.to_string()),
+            "budget" => ("--datagram-budget", config.datagram_budget.to_string()),
+            // Settings with no flag of their own: name the core's field.
+            other => (other, String::from("(built in)")),
+        };
+        InvalidSetting {
+            flag,
+            value,
+            reason: e.reason,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable text.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Seed gossip addresses, parsed from a comma-separated list; empty items are ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Seeds(pub Vec<SocketAddr>);
+
+impl FromStr for Seeds {
+    type Err = String;
+    fn from_str(list: &str) -> Result<Self, Self::Err> {
+        let mut seeds = Vec::new();
+        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            if let Ok(addr) = item.parse::<SocketAddr>() {
+                seeds.push(addr);
+                continue;
+            }
+            // Not an IP literal: a host name, resolved now. Prefer IPv4, as the defaults are.
+            let resolved: Vec<SocketAddr> = item
+                .to_socket_addrs()
+                .map_err(|e| format!("cannot resolve seed {item:?}: {e}"))?
+                .collect();
+            let addr = resolved
+                .iter()
+                .find(|a| a.is_ipv4())
+                .or(resolved.first())
+                .ok_or_else(|| format!("seed {item:?} resolves to no address"))?;
+            seeds.push(*addr);
+        }
+        Ok(Seeds(seeds))
+    }
+}
+
+impl fmt::Display for Seeds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, seed) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{seed}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The default node id: the host name and the API port, made to fit [`NodeId`]'s rules
+/// (characters outside them become `-`, and the host part is cut so that the port always fits).
+pub fn default_node_id(host_name: Option<&str>, api_port: u16) -> NodeId {
+    let suffix = format!("-{api_port}");
+    let host: String = host_name
+        .unwrap_or("")
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(hearsay_shared::node::MAX_NODE_ID_LEN - suffix.len())
+        .collect();
+    let host = if host.is_empty() { "node" } else { &host };
+    NodeId::new(format!("{host}{suffix}")).expect("sanitised id is valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_flags_means_the_default() {
+        // Run without HEARSAY_* variables in the environment, as the test suite is.
+        assert_eq!(
+            Config::try_parse_from(["worker"]).unwrap(),
+            Config::default()
+        );
+    }
+
+    #[test]
+    fn flags_are_parsed() {
+        let c = Config::try_parse_from([
+            "worker",
+            "--node-id",
+            "n1",
+            "--api",
+            "127.0.0.1:0",
+            "--seeds",
+            "127.0.0.1:1, 127.0.0.2:2,",
+            "--slots",
+            "4",
+            "--gossip-interval",
+            "50",
+            "--log-format",
+            "json",
+            "--seed",
+            "7",
+        ])
+        .unwrap();
+        assert_eq!(c.node_id, Some(NodeId::new("n1").unwrap()));
+        assert_eq!(c.api.port(), 0);
+        assert_eq!(
+            c.seeds.0,
+            vec![
+                "127.0.0.1:1".parse::<SocketAddr>().unwrap(),
+                "127.0.0.2:2".parse().unwrap()
+            ]
+        );
+        assert_eq!(c.slots(), 4);
+        assert_eq!(c.interval(), Duration::from_millis(50));
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.seed, Some(7));
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(Config::try_parse_from(["worker", "--slots", "0"]).is_err());
+        assert!(Config::try_parse_from(["worker", "--node-id", "a b"]).is_err());
+        assert!(Config::try_parse_from(["worker", "--seeds", "nope"]).is_err());
+        let zero_fanout = Config {
+            fanout: 0,
+            ..Config::default()
+        };
+        let e = zero_fanout.validate().unwrap_err();
+        assert_eq!(e.flag, "--fanout");
+        assert!(e.to_string().starts_with("invalid --fanout 0: "), "{e}");
+        assert!(Config::default().validate().is_ok());
+    }
+
+    #[test]
+    fn node_id_is_derived_from_host_and_port() {
+        assert_eq!(
+            default_node_id(Some("myhost"), 8080).as_str(),
+            "myhost-8080"
+        );
+        assert_eq!(
+            default_node_id(Some("my host/é"), 1).as_str(),
+            "my-host---1",
+            "odd characters become dashes"
+        );
+        assert_eq!(default_node_id(None, 9).as_str(), "node-9");
+        let long = default_node_id(Some(&"h".repeat(100)), 65535);
+        assert_eq!(long.as_str().len(), hearsay_shared::node::MAX_NODE_ID_LEN);
+        assert!(long.as_str().ends_with("-65535"));
+    }
+}

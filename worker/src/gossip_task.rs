@@ -1,0 +1,139 @@
+//! The gossip task: a tokio UDP socket and a timer driving the sans-IO [`Gossip`] core.
+//!
+//! The task waits for whichever comes first — a datagram, the core's next timeout, or the
+//! shutdown signal — hands it to the core, then drains what the core wants sent and the
+//! membership changes it noticed (each logged once, at info level). On shutdown it announces
+//! that the node is leaving and keeps gossiping for a short linger, so that peers hear it from
+//! this node and from each other, before it returns.
+//!
+//! [`Gossip`]: hearsay_shared::Gossip
+
+use std::time::{Duration, Instant};
+
+use hearsay_shared::{Verdict, VerdictChange};
+use rand::rngs::StdRng;
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::SharedGossip;
+
+/// The longest a leaving node keeps gossiping: long enough for two rounds at the default
+/// interval, short enough that stopping a node stays quick.
+pub const MAX_LINGER: Duration = Duration::from_millis(500);
+
+/// Room for the largest UDP payload; a datagram over a peer's budget is refused by the decoder.
+const RECV_BUFFER: usize = 65_536;
+
+/// The current time on tokio's clock, so that tests with paused time drive the core too.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// How long a leaving node keeps gossiping: two rounds, at most [`MAX_LINGER`].
+pub fn linger(interval: Duration) -> Duration {
+    (interval * 2).min(MAX_LINGER)
+}
+
+/// Drives `gossip` over `socket` until `shutdown` is cancelled and the leave has been gossiped.
+pub(crate) async fn run(
+    socket: UdpSocket,
+    gossip: SharedGossip,
+    mut rng: StdRng,
+    shutdown: CancellationToken,
+) {
+    let linger = linger(gossip.with(|g| g.config().interval));
+    let mut buf = vec![0u8; RECV_BUFFER];
+    // Set once the leave is announced: the task stops at this instant.
+    let mut leave_by: Option<Instant> = None;
+    loop {
+        let wake = gossip.with(|g| g.poll_timeout());
+        let wake = leave_by.map_or(wake, |until| wake.min(until));
+        tokio::select! {
+            // Shutdown first, then the timer, then datagrams: a flood of datagrams must not
+            // starve the rounds (which carry the heartbeat) or delay the leave.
+            biased;
+            () = shutdown.cancelled(), if leave_by.is_none() => {
+                let now = now();
+                gossip.with(|g| g.leave(now));
+                leave_by = Some(now + linger);
+                info!(
+                    linger_ms = linger.as_millis() as u64,
+                    "announced leaving; gossiping a little longer so that peers hear it"
+                );
+            }
+            () = tokio::time::sleep_until(wake.into()) => {
+                let now = now();
+                if leave_by.is_some_and(|until| now >= until) {
+                    break;
+                }
+                gossip.with(|g| g.handle_tick(now, &mut rng));
+            }
+            received = socket.recv_from(&mut buf) => match received {
+                Ok((len, from)) => {
+                    let now = now();
+                    let datagram = &buf[..len];
+                    if let Err(e) = gossip.with(|g| g.handle_datagram(now, from, datagram, &mut rng)) {
+                        debug!(%from, len, error = %e, "dropped a datagram that does not decode");
+                    }
+                }
+                Err(e) => {
+                    // Nothing to hand the core. Pause briefly so that an error that repeats
+                    // (the socket is broken) cannot spin this loop.
+                    warn!(error = %e, "gossip receive failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+        }
+        flush(&socket, &gossip).await;
+    }
+    debug!("gossip task stopped");
+}
+
+/// Sends what the core has queued and logs the membership changes it noticed. The lock is
+/// released before the first send.
+async fn flush(socket: &UdpSocket, gossip: &SharedGossip) {
+    let (transmits, changes) = gossip.with(|g| {
+        let transmits: Vec<_> = std::iter::from_fn(|| g.poll_transmit()).collect();
+        let changes: Vec<_> = std::iter::from_fn(|| g.poll_event()).collect();
+        (transmits, changes)
+    });
+    for change in &changes {
+        log_change(change);
+    }
+    for transmit in transmits {
+        // UDP is lossy anyway: a failed send is a lost datagram, which gossip repairs.
+        if let Err(e) = socket.send_to(&transmit.bytes, transmit.to).await {
+            debug!(to = %transmit.to, error = %e, "gossip send failed");
+        }
+    }
+}
+
+fn log_change(change: &VerdictChange) {
+    let name = |v: Option<Verdict>| v.map_or("absent", Verdict::as_str);
+    info!(
+        node = %change.node,
+        from = name(change.from),
+        to = name(change.to),
+        incarnation = change.incarnation,
+        "membership changed"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linger_is_two_rounds_but_bounded() {
+        assert_eq!(
+            linger(Duration::from_millis(100)),
+            Duration::from_millis(200)
+        );
+        assert_eq!(
+            linger(Duration::from_millis(200)),
+            Duration::from_millis(400)
+        );
+        assert_eq!(linger(Duration::from_secs(5)), MAX_LINGER);
+    }
+}

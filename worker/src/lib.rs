@@ -1,0 +1,109 @@
+//! The Hearsay node: it gossips its load over UDP, keeps the cluster's load map, and serves that
+//! map over HTTP. Every tokio, hyper and sysinfo shell of the project lives here; the protocol
+//! itself is the sans-IO [`Gossip`] core of `hearsay-shared`, which this crate only drives.
+//!
+//! `main.rs` parses the configuration and calls [`run`]; tests start nodes in-process with
+//! [`Node::start`] and stop them with [`NodeHandle::leave`].
+//!
+//! # Layout
+//! - [`config`]: the command line and its `HEARSAY_*` environment fallbacks (clap).
+//! - [`node`]: [`Node::start`] binds the sockets and spawns the tasks; [`NodeHandle`] stops them.
+//! - [`gossip_task`]: the UDP socket and timer that drive the [`Gossip`] core; logs membership.
+//! - [`sampler`]: samples the machine's CPU and the executor's queue into the node's load vector.
+//! - [`api`]: the HTTP server (hyper 1.x, graceful shutdown) and its routes.
+//! - [`view`]: the JSON shapes the API answers with.
+//! - [`logging`]: the tracing subscriber, as text or JSON lines.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use hearsay_shared::Gossip;
+
+pub mod api;
+pub mod config;
+pub mod gossip_task;
+pub mod logging;
+pub mod node;
+pub mod sampler;
+pub mod view;
+
+pub use config::Config;
+pub use node::{Node, NodeHandle, StartError};
+pub use sampler::{NoWork, Work, WorkGauge};
+
+/// The gossip core, shared by the gossip task, the sampler and the HTTP handlers.
+///
+/// The core is only reached through [`SharedGossip::with`], whose closure is synchronous: the
+/// lock can never be held across an `.await`, and every holder keeps it for microseconds. A
+/// plain mutex is enough at this scale (a few hundred operations per second); an actor with a
+/// channel would add a hop to every HTTP read for no gain.
+#[derive(Debug, Clone)]
+pub struct SharedGossip(Arc<Mutex<Gossip>>);
+
+impl SharedGossip {
+    /// Wraps a core.
+    pub fn new(gossip: Gossip) -> Self {
+        SharedGossip(Arc::new(Mutex::new(gossip)))
+    }
+
+    /// Runs `f` with the core locked.
+    pub fn with<R>(&self, f: impl FnOnce(&mut Gossip) -> R) -> R {
+        // A panic while holding the lock cannot leave the core half-updated in a way that
+        // matters more than stopping the node would: keep going with what is there.
+        let mut gossip = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut gossip)
+    }
+}
+
+/// Runs a node until `SIGTERM` or ctrl-c, then leaves gracefully: what the `worker` binary does.
+///
+/// Sets up logging, builds the tokio runtime, starts the node and waits for the signal. Errors
+/// (a socket that cannot be bound, an invalid setting) come back before anything is left
+/// running.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+
+    logging::init(config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("worker")
+        .build()
+        .context("cannot start the tokio runtime")?;
+    runtime.block_on(async {
+        let node = Node::start(config).await?;
+        shutdown_signal().await;
+        tracing::info!(node = %node.id(), "shutdown signal received; leaving the cluster");
+        node.leave().await;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+/// Resolves on ctrl-c or, on Unix, `SIGTERM`. If a signal handler cannot be installed, that
+/// signal is simply not waited for (and an error is logged); the other one still works.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,281 @@
+//! Starting and stopping a node: [`Node::start`] binds the sockets, builds the gossip core with
+//! the addresses actually bound, and spawns the tasks; [`NodeHandle`] tells where the node
+//! listens and stops it gracefully.
+//!
+//! Shutdown runs in order: the gossip task announces the leave and lingers a moment so that
+//! peers hear it (the HTTP API still answers meanwhile), then the HTTP server stops accepting
+//! and lets open requests finish. The sampler stops at once.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hearsay_shared::gossip::ConfigError;
+use hearsay_shared::{Gossip, LoadVector, NodeId};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::api::{self, ApiState};
+use crate::config::{default_node_id, Config, InvalidSetting};
+use crate::sampler::{self, NoWork, WorkGauge};
+use crate::view::ClusterView;
+use crate::{gossip_task, SharedGossip};
+
+/// Why a node did not start. Nothing is left running or bound after any of these.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A setting is out of range.
+    #[error(transparent)]
+    Invalid(#[from] InvalidSetting),
+    /// A socket could not be bound (the address is in use, or not local).
+    #[error("cannot bind {what} {addr}: {}", os_reason(error))]
+    Bind {
+        /// Which socket.
+        what: &'static str,
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS's reason (part of the message rather than a `source`, so that the one-line
+        /// report of the error chain does not say it twice).
+        error: io::Error,
+    },
+    /// The OS did not tell which address a socket was bound to.
+    #[error("cannot read the address of the {what}: {}", os_reason(error))]
+    LocalAddr {
+        /// Which socket.
+        what: &'static str,
+        /// The OS's reason.
+        error: io::Error,
+    },
+    /// The gossip core refused its settings (they are checked before binding, so this means
+    /// the settings and the core disagree).
+    #[error(transparent)]
+    Gossip(#[from] ConfigError),
+}
+
+/// An OS error as a person reads it: "Address already in use", without "(os error 98)".
+fn os_reason(error: &io::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" (os error ") {
+        Some(at) if text.ends_with(')') => text[..at].to_owned(),
+        _ => text,
+    }
+}
+
+/// Starts nodes. A node runs on the current tokio runtime until its [`NodeHandle`] stops it.
+#[derive(Debug)]
+pub struct Node;
+
+impl Node {
+    /// Starts a node with no executor (its queue is always empty).
+    pub async fn start(config: Config) -> Result<NodeHandle, StartError> {
+        Self::start_with_work(config, Arc::new(NoWork)).await
+    }
+
+    /// Starts a node whose reports carry the queue depth that `work` tells.
+    pub async fn start_with_work(
+        config: Config,
+        work: Arc<dyn WorkGauge>,
+    ) -> Result<NodeHandle, StartError> {
+        config.validate()?;
+        let bind_error = |what, addr| move |error| StartError::Bind { what, addr, error };
+        let socket = UdpSocket::bind(config.gossip)
+            .await
+            .map_err(bind_error("gossip socket", config.gossip))?;
+        let listener = TcpListener::bind(config.api)
+            .await
+            .map_err(bind_error("API socket", config.api))?;
+        let local_addr_error = |what| move |error| StartError::LocalAddr { what, error };
+        let gossip_addr = socket
+            .local_addr()
+            .map_err(local_addr_error("gossip socket"))?;
+        let api_addr = listener
+            .local_addr()
+            .map_err(local_addr_error("API socket"))?;
+
+        let id = config.node_id.clone().unwrap_or_else(|| {
+            default_node_id(sysinfo::System::host_name().as_deref(), api_addr.port())
+        });
+        let incarnation = next_incarnation();
+        let seed = config.seed.unwrap_or_else(rand::random);
+        let slots = config.slots();
+        let core = Gossip::new(
+            config.gossip_config(id.clone(), api_addr, gossip_addr),
+            incarnation,
+            LoadVector::idle(slots),
+            config.seeds.0.clone(),
+            tokio::time::Instant::now().into_std(),
+        )?;
+        let gossip = SharedGossip::new(core);
+
+        info!(
+            node = %id,
+            api = %api_addr,
+            gossip = %gossip_addr,
+            seeds = %config.seeds,
+            slots,
+            gossip_interval_ms = config.gossip_interval,
+            fanout = config.fanout,
+            datagram_budget = config.datagram_budget,
+            incarnation,
+            seed,
+            "worker started"
+        );
+        if gossip_addr.ip().is_unspecified() || api_addr.ip().is_unspecified() {
+            warn!(
+                "listening on an unspecified address ({gossip_addr}, {api_addr}); peers are told \
+                 these addresses and may not reach this node through them"
+            );
+        }
+
+        let shutdown = CancellationToken::new();
+        // The HTTP server outlives the leave, so that the API still answers while peers are
+        // told; the gossip task cancels this when it is done (or if it panics).
+        let api_stop = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        tracker.spawn({
+            let run = gossip_task::run(
+                socket,
+                gossip.clone(),
+                StdRng::seed_from_u64(seed),
+                shutdown.clone(),
+            );
+            let stop_api = api_stop.clone().drop_guard();
+            async move {
+                run.await;
+                drop(stop_api);
+            }
+        });
+        tracker.spawn(sampler::run(
+            gossip.clone(),
+            work,
+            slots,
+            config.interval(),
+            shutdown.clone(),
+        ));
+        tracker.spawn(api::serve(
+            listener,
+            ApiState {
+                gossip: gossip.clone(),
+            },
+            api_stop,
+            tracker.clone(),
+        ));
+        // Closing only means `wait` may finish once no task is left; the API's connection
+        // tasks are spawned while the API task itself still runs.
+        tracker.close();
+
+        Ok(NodeHandle {
+            id,
+            api_addr,
+            gossip_addr,
+            seed,
+            gossip,
+            shutdown,
+            tracker,
+        })
+    }
+}
+
+/// A running node. Dropping the handle starts the same graceful leave as
+/// [`NodeHandle::shutdown`], without waiting for it.
+#[derive(Debug)]
+pub struct NodeHandle {
+    id: NodeId,
+    api_addr: SocketAddr,
+    gossip_addr: SocketAddr,
+    seed: u64,
+    gossip: SharedGossip,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl NodeHandle {
+    /// The node's id.
+    pub fn id(&self) -> &NodeId {
+        &self.id
+    }
+    /// Where the HTTP API listens (the bound address, never port 0).
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+    /// Where the gossip socket listens (the bound address, never port 0).
+    pub fn gossip_addr(&self) -> SocketAddr {
+        self.gossip_addr
+    }
+    /// The seed of the node's gossip rng.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+    /// The cluster as this node sees it now, as `GET /v1/cluster` shows it.
+    pub fn cluster(&self) -> ClusterView {
+        let now = tokio::time::Instant::now().into_std();
+        self.gossip.with(|g| ClusterView::of(g, now))
+    }
+
+    /// Starts leaving: announces it to peers, lingers briefly, then stops the HTTP server.
+    /// Returns at once; [`NodeHandle::join`] waits for the end.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Waits until every task of the node has finished (only ever after a shutdown).
+    pub async fn join(&self) {
+        self.tracker.wait().await;
+    }
+
+    /// Leaves gracefully and waits until the node has stopped.
+    pub async fn leave(&self) {
+        self.shutdown();
+        self.join().await;
+    }
+}
+
+impl Drop for NodeHandle {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// The incarnation of a node starting now: the wall-clock time in milliseconds since the UNIX
+/// epoch, so a restarted node supersedes its old self; within one process it also rises
+/// strictly, so that nodes restarted in the same millisecond still supersede.
+fn next_incarnation() -> u64 {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let previous = LAST
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            Some(now.max(last + 1))
+        })
+        .unwrap_or_else(|last| last);
+    now.max(previous + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn os_errors_read_without_their_number() {
+        let e = io::Error::from_raw_os_error(98);
+        assert!(e.to_string().contains("(os error 98)"));
+        assert!(!os_reason(&e).contains("os error"), "{}", os_reason(&e));
+        assert_eq!(os_reason(&io::Error::other("plain")), "plain");
+    }
+
+    #[test]
+    fn incarnations_rise_and_follow_the_clock() {
+        let a = next_incarnation();
+        let b = next_incarnation();
+        assert!(b > a);
+        // Milliseconds since the epoch: after 2020, before 2100.
+        assert!(a > 1_577_836_800_000 && a < 4_102_444_800_000, "{a}");
+    }
+}

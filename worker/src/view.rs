@@ -1,0 +1,284 @@
+//! The JSON the HTTP API answers with: the cluster as this node sees it, and errors.
+//!
+//! These are views, built from the core under its lock and serialised after it is released;
+//! field names are part of the API (`GET /v1/cluster`), so change them only with the README.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use hearsay_shared::{Gossip, GossipStats, LoadVector, NodeId, Verdict};
+use serde::Serialize;
+
+/// `GET /v1/cluster`: this node and every node in its load map.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClusterView {
+    /// This node.
+    pub node: NodeId,
+    /// This node's current incarnation.
+    pub incarnation: u64,
+    /// Every node in the map, this one included, ordered by id.
+    pub nodes: Vec<NodeView>,
+    /// What the gossip core has done so far.
+    pub gossip: StatsView,
+}
+
+/// One node as this node sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeView {
+    /// The node's id.
+    pub id: NodeId,
+    /// Where its HTTP API listens.
+    pub api: SocketAddr,
+    /// Where its gossip socket listens.
+    pub gossip: SocketAddr,
+    /// Its incarnation, as last heard.
+    pub incarnation: u64,
+    /// Its report's sequence number, as last heard.
+    pub seq: u64,
+    /// This node's verdict: `alive`, `suspect`, `dead` or `left`.
+    pub state: Verdict,
+    /// The load it last reported (for this node: its load now).
+    pub load: LoadVector,
+    /// Milliseconds since a newer report of it arrived here; 0 for this node.
+    pub age_ms: u64,
+    /// How many times its verdict has changed since it entered the map.
+    pub state_changes: u64,
+    /// The failure detector's suspicion level, for peers being judged (alive or suspect).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phi: Option<f64>,
+}
+
+/// The gossip core's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StatsView {
+    /// Gossip rounds run.
+    pub rounds: u64,
+    /// Datagrams sent.
+    pub datagrams_sent: u64,
+    /// Bytes in those datagrams.
+    pub bytes_sent: u64,
+    /// Datagrams received.
+    pub datagrams_received: u64,
+    /// Bytes in those datagrams.
+    pub bytes_received: u64,
+    /// Received datagrams that did not decode.
+    pub decode_errors: u64,
+    /// Reports newer than what the map held.
+    pub reports_merged: u64,
+    /// Times this node moved to a higher incarnation to refute a newer report of itself.
+    pub refutations: u64,
+    /// Datagrams that could not be encoded within the budget.
+    pub encode_errors: u64,
+}
+
+impl StatsView {
+    fn new(stats: GossipStats, rounds: u64) -> Self {
+        let GossipStats {
+            datagrams_sent,
+            bytes_sent,
+            datagrams_received,
+            bytes_received,
+            decode_errors,
+            reports_merged,
+            refutations,
+            encode_errors,
+        } = stats;
+        StatsView {
+            rounds,
+            datagrams_sent,
+            bytes_sent,
+            datagrams_received,
+            bytes_received,
+            decode_errors,
+            reports_merged,
+            refutations,
+            encode_errors,
+        }
+    }
+}
+
+impl ClusterView {
+    /// The view of `gossip` at `now`.
+    pub fn of(gossip: &Gossip, now: Instant) -> Self {
+        let me = gossip.node();
+        let detector = &gossip.config().detector;
+        let nodes = gossip
+            .map()
+            .iter()
+            .map(|entry| {
+                if entry.report().node == *me {
+                    // This node's own load is exact, not a report: show it as it is now.
+                    let own = gossip.own_report();
+                    return NodeView {
+                        id: own.node,
+                        api: own.api,
+                        gossip: own.gossip,
+                        incarnation: own.incarnation,
+                        seq: own.seq,
+                        state: entry.verdict(),
+                        load: own.load,
+                        age_ms: 0,
+                        state_changes: entry.state_changes(),
+                        phi: None,
+                    };
+                }
+                let report = entry.report();
+                let judged = matches!(entry.verdict(), Verdict::Alive | Verdict::Suspect);
+                NodeView {
+                    id: report.node.clone(),
+                    api: report.api,
+                    gossip: report.gossip,
+                    incarnation: report.incarnation,
+                    seq: report.seq,
+                    state: entry.verdict(),
+                    load: report.load,
+                    age_ms: u64::try_from(entry.age(now).as_millis()).unwrap_or(u64::MAX),
+                    state_changes: entry.state_changes(),
+                    phi: judged.then(|| round_phi(entry.phi(now, detector))),
+                }
+            })
+            .collect();
+        ClusterView {
+            node: me.clone(),
+            incarnation: gossip.incarnation(),
+            nodes,
+            gossip: StatsView::new(gossip.stats(), gossip.round()),
+        }
+    }
+}
+
+/// Three decimals are plenty to read; a phi so large that rounding overflows is left as it is
+/// (JSON has no infinity, and serde_json would write `null`).
+fn round_phi(phi: f64) -> f64 {
+    let rounded = (phi * 1000.0).round() / 1000.0;
+    if rounded.is_finite() {
+        rounded
+    } else {
+        phi
+    }
+}
+
+/// The body of every error answer: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorDetail {
+    /// A stable, machine-readable code such as `not_found`.
+    pub code: &'static str,
+    /// A sentence for a person.
+    pub message: String,
+}
+
+impl ErrorBody {
+    /// An error with this code and message.
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        ErrorBody {
+            error: ErrorDetail {
+                code,
+                message: message.into(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use hearsay_shared::{wire, GossipConfig, LoadReport, NodeState};
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+    use serde_json::json;
+
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn cluster_view_has_the_documented_shape() {
+        let t0 = Instant::now();
+        let me = NodeId::new("me-1").unwrap();
+        let config = GossipConfig::new(me, addr("127.0.0.1:8001"), addr("127.0.0.1:7001"));
+        let mut gossip = Gossip::new(config, 42, LoadVector::idle(4), vec![], t0).unwrap();
+        let peer = LoadReport {
+            node: NodeId::new("peer-2").unwrap(),
+            incarnation: 9,
+            seq: 3,
+            load: LoadVector {
+                cpu_permille: 250,
+                queued: 1,
+                running: 2,
+                slots: 2,
+                state: NodeState::Alive,
+            },
+            api: addr("127.0.0.1:8002"),
+            gossip: addr("127.0.0.1:7002"),
+        };
+        let (datagram, _) = wire::encode_push(&peer, [], 1400).unwrap();
+        let mut rng = StdRng::seed_from_u64(1);
+        gossip
+            .handle_datagram(t0, peer.gossip, &datagram, &mut rng)
+            .unwrap();
+
+        let view = ClusterView::of(&gossip, t0 + Duration::from_millis(150));
+        let mut value = serde_json::to_value(&view).unwrap();
+        // phi depends on the detector's arithmetic; check it is there, then compare the rest.
+        let phi = value["nodes"][1]
+            .as_object_mut()
+            .unwrap()
+            .remove("phi")
+            .unwrap();
+        assert!(phi.as_f64().unwrap() >= 0.0);
+        assert_eq!(
+            value,
+            json!({
+                "node": "me-1",
+                "incarnation": 42,
+                "nodes": [
+                    {
+                        "id": "me-1", "api": "127.0.0.1:8001", "gossip": "127.0.0.1:7001",
+                        "incarnation": 42, "seq": 1, "state": "alive",
+                        "load": {"cpu_permille": 0, "queued": 0, "running": 0, "slots": 4,
+                                 "state": "alive"},
+                        "age_ms": 0, "state_changes": 0
+                    },
+                    {
+                        "id": "peer-2", "api": "127.0.0.1:8002", "gossip": "127.0.0.1:7002",
+                        "incarnation": 9, "seq": 3, "state": "alive",
+                        "load": {"cpu_permille": 250, "queued": 1, "running": 2, "slots": 2,
+                                 "state": "alive"},
+                        "age_ms": 150, "state_changes": 0
+                    }
+                ],
+                "gossip": {
+                    "rounds": 0, "datagrams_sent": 0, "bytes_sent": 0,
+                    "datagrams_received": 1, "bytes_received": datagram.len(),
+                    "decode_errors": 0, "reports_merged": 1, "refutations": 0,
+                    "encode_errors": 0
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn a_phi_too_large_to_round_is_kept() {
+        assert_eq!(round_phi(1.23456), 1.235);
+        assert_eq!(round_phi(f64::MAX), f64::MAX);
+    }
+
+    #[test]
+    fn error_body_shape() {
+        let body = serde_json::to_value(ErrorBody::new("not_found", "no such path")).unwrap();
+        assert_eq!(
+            body,
+            json!({"error": {"code": "not_found", "message": "no such path"}})
+        );
+    }
+}
