@@ -8,12 +8,14 @@
 //! - [`detector`]: phi accrual failure detection from report arrivals.
 //! - [`map`]: [`LoadMap`], the merged view of the cluster, with each entry's age and verdict.
 //! - [`wire`]: the datagram format — envelope, messages, budgeted encoding, safe decoding.
+//! - [`job`]: the job vocabulary of the HTTP API — [`JobSpec`], [`JobId`], [`JobOutcome`].
 //! - [`gossip`]: [`Gossip`], the state machine that the worker drives over UDP.
 
 #![warn(missing_docs)]
 
 pub mod detector;
 pub mod gossip;
+pub mod job;
 pub mod load;
 pub mod map;
 pub mod node;
@@ -21,6 +23,7 @@ pub mod wire;
 
 pub use detector::DetectorConfig;
 pub use gossip::{Gossip, GossipConfig, GossipStats, Transmit};
+pub use job::{JobError, JobId, JobKind, JobOutcome, JobSpec, JobStatus};
 pub use load::{LoadReport, LoadVector, NodeState, Version};
 pub use map::{Entry, LoadMap, Verdict, VerdictChange};
 pub use node::{NodeId, NodeIdError};

@@ -1,0 +1,316 @@
+//! The job vocabulary of the HTTP API: what to run ([`JobSpec`]), its name ([`JobId`]), and what
+//! became of it ([`JobStatus`], [`JobOutcome`]).
+//!
+//! A job arrives as JSON and is checked field by field, so that a bad one is refused with an
+//! error that names the field and the reason ([`JobError`]) rather than a parser's message.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::NodeId;
+
+/// The longest a `sleep` or `spin` job may last, and the largest timeout: one hour.
+pub const MAX_JOB_MS: u64 = 3_600_000;
+/// The largest `echo` payload, in bytes.
+pub const MAX_ECHO_BYTES: usize = 64 * 1024;
+
+/// What a job does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum JobKind {
+    /// Waits `ms` milliseconds without using a CPU.
+    Sleep {
+        /// How long.
+        ms: u64,
+    },
+    /// Keeps one CPU busy for `ms` milliseconds.
+    Spin {
+        /// How long.
+        ms: u64,
+    },
+    /// Returns `data`.
+    Echo {
+        /// What to return.
+        data: String,
+    },
+}
+
+impl JobKind {
+    /// The kind's name: `sleep`, `spin` or `echo`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            JobKind::Sleep { .. } => "sleep",
+            JobKind::Spin { .. } => "spin",
+            JobKind::Echo { .. } => "echo",
+        }
+    }
+}
+
+/// A job as submitted: its kind and an optional timeout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// What to run.
+    #[serde(flatten)]
+    pub kind: JobKind,
+    /// Give up on the job (status `timed_out`) if it has not finished this many milliseconds
+    /// after it started running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// Why a submitted job was refused: the field and the reason. Nothing was accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[error("{field}: {reason}")]
+pub struct JobError {
+    /// The offending field (`body` for the document as a whole).
+    pub field: String,
+    /// Why it is refused.
+    pub reason: String,
+}
+
+fn refuse(field: &str, reason: impl Into<String>) -> JobError {
+    JobError {
+        field: field.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn millis(object: &Map<String, Value>, field: &str, min: u64) -> Result<Option<u64>, JobError> {
+    let Some(value) = object.get(field) else {
+        return Ok(None);
+    };
+    let expected = format!("must be a whole number of milliseconds from {min} to {MAX_JOB_MS}");
+    match value.as_u64() {
+        Some(ms) if (min..=MAX_JOB_MS).contains(&ms) => Ok(Some(ms)),
+        Some(ms) => Err(refuse(field, format!("{expected}, not {ms}"))),
+        None => Err(refuse(field, format!("{expected}, not {value}"))),
+    }
+}
+
+impl JobSpec {
+    /// Parses and checks a job from its JSON text.
+    pub fn from_json(body: &[u8]) -> Result<JobSpec, JobError> {
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|e| refuse("body", format!("is not valid JSON: {e}")))?;
+        JobSpec::from_value(&value)
+    }
+
+    /// Checks a job given as a JSON value.
+    pub fn from_value(value: &Value) -> Result<JobSpec, JobError> {
+        let Value::Object(object) = value else {
+            return Err(refuse(
+                "body",
+                "must be a JSON object such as {\"kind\":\"sleep\",\"ms\":100}",
+            ));
+        };
+        let kind = match object.get("kind") {
+            None => return Err(refuse("kind", "is required: one of sleep, spin, echo")),
+            Some(Value::String(kind)) => kind.as_str(),
+            Some(other) => return Err(refuse("kind", format!("must be a string, not {other}"))),
+        };
+        let allowed: &[&str] = match kind {
+            "sleep" | "spin" => &["kind", "ms", "timeout_ms"],
+            "echo" => &["kind", "data", "timeout_ms"],
+            other => {
+                return Err(refuse(
+                    "kind",
+                    format!("unknown kind {other:?}; expected one of sleep, spin, echo"),
+                ))
+            }
+        };
+        if let Some(unknown) = object.keys().find(|k| !allowed.contains(&k.as_str())) {
+            return Err(refuse(
+                unknown,
+                format!(
+                    "unknown field for a {kind} job; allowed: {}",
+                    allowed.join(", ")
+                ),
+            ));
+        }
+        let kind = match kind {
+            "sleep" | "spin" => {
+                let ms = millis(object, "ms", 0)?
+                    .ok_or_else(|| refuse("ms", format!("is required for a {kind} job")))?;
+                if kind == "sleep" {
+                    JobKind::Sleep { ms }
+                } else {
+                    JobKind::Spin { ms }
+                }
+            }
+            _ => match object.get("data") {
+                Some(Value::String(data)) if data.len() <= MAX_ECHO_BYTES => {
+                    JobKind::Echo { data: data.clone() }
+                }
+                Some(Value::String(data)) => {
+                    return Err(refuse(
+                        "data",
+                        format!(
+                            "is {} bytes; at most {MAX_ECHO_BYTES} are allowed",
+                            data.len()
+                        ),
+                    ))
+                }
+                Some(other) => {
+                    return Err(refuse("data", format!("must be a string, not {other}")))
+                }
+                None => return Err(refuse("data", "is required for an echo job")),
+            },
+        };
+        let timeout_ms = millis(object, "timeout_ms", 1)?;
+        Ok(JobSpec { kind, timeout_ms })
+    }
+}
+
+/// A job's name: 64 random bits, written as 16 hex digits. Unique across the cluster in
+/// practice (a collision needs billions of jobs in the retention window).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct JobId(pub u64);
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// A string that is not 16 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a job id is 16 hex digits, not {0:?}")]
+pub struct BadJobId(pub String);
+
+impl FromStr for JobId {
+    type Err = BadJobId;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(BadJobId(s.to_owned()));
+        }
+        u64::from_str_radix(s, 16)
+            .map(JobId)
+            .map_err(|_| BadJobId(s.to_owned()))
+    }
+}
+
+impl Serialize for JobId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for JobId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Where a job is in its life. The last four are terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Waiting for a slot.
+    Queued,
+    /// In a slot.
+    Running,
+    /// Finished with a result.
+    Succeeded,
+    /// Finished with an error.
+    Failed,
+    /// Ran past its timeout and was stopped.
+    TimedOut,
+    /// Will never finish: the node holding it died or left before it ran to the end.
+    Lost,
+}
+
+impl JobStatus {
+    /// Whether the job has ended.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, JobStatus::Queued | JobStatus::Running)
+    }
+}
+
+/// What became of a job (or where it is, while it is not finished).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobOutcome {
+    /// The job.
+    pub id: JobId,
+    /// Its kind's name.
+    pub kind: String,
+    /// Where it stands.
+    pub status: JobStatus,
+    /// The node it was submitted to.
+    pub entry_node: NodeId,
+    /// The node that runs or ran it, once known.
+    pub executing_node: Option<NodeId>,
+    /// How many times it was forwarded (0 or 1).
+    pub hops: u32,
+    /// Time spent waiting for a slot.
+    pub queued_ms: Option<u64>,
+    /// Time spent running.
+    pub run_ms: Option<u64>,
+    /// From submission to the end.
+    pub total_ms: Option<u64>,
+    /// The job's result, when it succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    /// What went wrong, when it did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(body: &str) -> JobError {
+        JobSpec::from_json(body.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn good_jobs_parse() {
+        let spec = JobSpec::from_json(br#"{"kind":"sleep","ms":5,"timeout_ms":100}"#).unwrap();
+        assert_eq!(spec.kind, JobKind::Sleep { ms: 5 });
+        assert_eq!(spec.timeout_ms, Some(100));
+        let spec = JobSpec::from_json(br#"{"kind":"echo","data":"hi"}"#).unwrap();
+        assert_eq!(spec.kind, JobKind::Echo { data: "hi".into() });
+        assert_eq!(
+            serde_json::to_value(&spec).unwrap(),
+            serde_json::json!({"kind":"echo","data":"hi"})
+        );
+    }
+
+    #[test]
+    fn bad_jobs_name_the_field() {
+        assert_eq!(err("not json").field, "body");
+        assert_eq!(err("[1]").field, "body");
+        assert_eq!(err(r#"{"ms":5}"#).field, "kind");
+        assert_eq!(err(r#"{"kind":"fly","ms":5}"#).field, "kind");
+        assert_eq!(err(r#"{"kind":"sleep"}"#).field, "ms");
+        assert_eq!(err(r#"{"kind":"sleep","ms":-1}"#).field, "ms");
+        assert_eq!(err(r#"{"kind":"sleep","ms":1.5}"#).field, "ms");
+        assert_eq!(err(r#"{"kind":"spin","ms":3600001}"#).field, "ms");
+        assert_eq!(
+            err(r#"{"kind":"sleep","ms":5,"colour":"red"}"#).field,
+            "colour"
+        );
+        assert_eq!(err(r#"{"kind":"echo"}"#).field, "data");
+        assert_eq!(err(r#"{"kind":"echo","data":7}"#).field, "data");
+        assert_eq!(
+            err(r#"{"kind":"sleep","ms":5,"timeout_ms":0}"#).field,
+            "timeout_ms"
+        );
+        assert!(err(r#"{"kind":"spin","ms":3600001}"#)
+            .reason
+            .contains("3600000"));
+    }
+
+    #[test]
+    fn job_ids_print_and_parse_as_hex() {
+        let id = JobId(0xdead_beef);
+        assert_eq!(id.to_string(), "00000000deadbeef");
+        assert_eq!("00000000deadbeef".parse::<JobId>(), Ok(id));
+        assert!("xyz".parse::<JobId>().is_err());
+        assert!("+0000000deadbeef".parse::<JobId>().is_err());
+    }
+}
