@@ -6,6 +6,8 @@
 //! | `GET /v1/cluster` | this node's load map ([`ClusterView`])        |
 //! | `GET /healthz`    | `{"status":"ok"}`                             |
 //!
+//! `HEAD` is accepted wherever `GET` is.
+//!
 //! Anything else is a 404, or a 405 with `Allow` for a known path; every error body is
 //! `{"error":{"code":"...","message":"..."}}`.
 
@@ -101,7 +103,8 @@ pub(crate) async fn serve(
 /// Answers one request. The routes read no body, so any body type will do.
 pub(crate) fn route<B>(req: &Request<B>, state: &ApiState) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {
-        (&Method::GET, "/v1/cluster") => {
+        // HEAD is answered as GET; hyper sends the headers without the body.
+        (&Method::GET | &Method::HEAD, "/v1/cluster") => {
             let now = tokio::time::Instant::now().into_std();
             let view = state.gossip.with(|g| ClusterView::of(g, now));
             let mut response = json(StatusCode::OK, &view);
@@ -110,7 +113,9 @@ pub(crate) fn route<B>(req: &Request<B>, state: &ApiState) -> Response<Full<Byte
                 .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         }
-        (&Method::GET, "/healthz") => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+        (&Method::GET | &Method::HEAD, "/healthz") => {
+            json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+        }
         (method, path) => match allowed_methods(path) {
             Some(allow) => {
                 let body = ErrorBody::new(
@@ -135,7 +140,7 @@ pub(crate) fn route<B>(req: &Request<B>, state: &ApiState) -> Response<Full<Byte
 /// the routes in [`route`].
 fn allowed_methods(path: &str) -> Option<&'static str> {
     match path {
-        "/v1/cluster" | "/healthz" => Some("GET"),
+        "/v1/cluster" | "/healthz" => Some("GET, HEAD"),
         _ => None,
     }
 }
@@ -195,11 +200,11 @@ mod tests {
             .headers()
             .get(ALLOW)
             .map(|v| v.to_str().unwrap().to_owned());
-        let body = futures_body(response.into_body());
+        let body = collect_body(response.into_body());
         (status, allow, serde_json::from_slice(&body).unwrap())
     }
 
-    fn futures_body(body: Full<Bytes>) -> Bytes {
+    fn collect_body(body: Full<Bytes>) -> Bytes {
         // A `Full` body is ready at once; a one-thread runtime collects it.
         tokio::runtime::Builder::new_current_thread()
             .build()
@@ -234,7 +239,7 @@ mod tests {
 
         let (status, allow, body) = call(Method::POST, "/v1/cluster");
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(allow.as_deref(), Some("GET"));
+        assert_eq!(allow.as_deref(), Some("GET, HEAD"));
         assert_eq!(body["error"]["code"], "method_not_allowed");
         assert!(body["error"]["message"].as_str().unwrap().contains("POST"));
     }
