@@ -1,1 +1,256 @@
-//! Process harness (being written).
+//! Real `worker` processes on loopback, for the slow, few tests that kill and restart for real.
+//!
+//! Every node gets an address of its own in 127.0.0.0/8 (127.77.x.y, with x from this process's
+//! id so that test binaries running side by side do not collide), fixed ports, and is killed when
+//! its [`WorkerProcess`] is dropped, so that a failing test leaves no process behind.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+
+/// The HTTP port every test worker listens on (each on its own loopback address).
+pub const API_PORT: u16 = 18080;
+/// The gossip port every test worker listens on.
+pub const GOSSIP_PORT: u16 = 17946;
+
+/// The `worker` binary built beside this test binary (`target/<profile>/worker`).
+pub fn worker_bin() -> Result<PathBuf> {
+    if let Ok(path) = std::env::var("HEARSAY_WORKER_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe().context("cannot find the test executable")?;
+    // target/<profile>/deps/<test> or target/<profile>/<bin>
+    for dir in exe.ancestors().skip(1).take(3) {
+        let candidate = dir.join(format!("worker{}", std::env::consts::EXE_SUFFIX));
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    bail!(
+        "no worker binary beside {}: build it with `cargo build -p hearsay-worker` \
+         (or `cargo test --workspace`, which builds it), or set HEARSAY_WORKER_BIN",
+        exe.display()
+    )
+}
+
+/// A fresh loopback address for one node: 127.77.x.y, unique within this process and unlikely
+/// to collide with another test process.
+pub fn fresh_loopback() -> IpAddr {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id();
+    // Spread processes over the third octet, nodes over the fourth.
+    let x = ((pid % 200) as u8).wrapping_add((n / 250) as u8);
+    let y = (n % 250) as u8 + 1;
+    IpAddr::V4(Ipv4Addr::new(127, 77, x, y))
+}
+
+/// How to start one worker.
+#[derive(Debug, Clone)]
+pub struct WorkerSpec {
+    /// `--node-id`.
+    pub node_id: String,
+    /// The node's loopback address (both sockets).
+    pub ip: IpAddr,
+    /// Gossip addresses of the seeds.
+    pub seeds: Vec<SocketAddr>,
+    /// Extra flags.
+    pub args: Vec<String>,
+}
+
+impl WorkerSpec {
+    /// A node on a fresh loopback address.
+    pub fn new(node_id: impl Into<String>, seeds: Vec<SocketAddr>) -> Self {
+        WorkerSpec {
+            node_id: node_id.into(),
+            ip: fresh_loopback(),
+            seeds,
+            args: Vec::new(),
+        }
+    }
+    /// Where its HTTP API listens.
+    pub fn api(&self) -> SocketAddr {
+        SocketAddr::new(self.ip, API_PORT)
+    }
+    /// Where its gossip socket listens.
+    pub fn gossip(&self) -> SocketAddr {
+        SocketAddr::new(self.ip, GOSSIP_PORT)
+    }
+}
+
+/// A running `worker` process; killed (SIGKILL) and reaped on drop.
+#[derive(Debug)]
+pub struct WorkerProcess {
+    /// How it was started.
+    pub spec: WorkerSpec,
+    child: Option<Child>,
+}
+
+impl WorkerProcess {
+    /// Starts a worker. Its output goes to a log file under the target directory so that a
+    /// failing test can be diagnosed without flooding the test output.
+    pub fn start(spec: WorkerSpec) -> Result<Self> {
+        let bin = worker_bin()?;
+        let log_dir = log_dir(&bin);
+        std::fs::create_dir_all(&log_dir).ok();
+        let log_path = log_dir.join(format!("{}-{}.log", spec.node_id, std::process::id()));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("cannot open {}", log_path.display()))?;
+        let seeds: Vec<String> = spec.seeds.iter().map(|s| s.to_string()).collect();
+        let mut command = Command::new(&bin);
+        command
+            .arg("--node-id")
+            .arg(&spec.node_id)
+            .arg("--api")
+            .arg(spec.api().to_string())
+            .arg("--gossip")
+            .arg(spec.gossip().to_string())
+            .arg("--slots")
+            .arg("1")
+            .args(&spec.args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        if !seeds.is_empty() {
+            command.arg("--seeds").arg(seeds.join(","));
+        }
+        let child = command
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        Ok(WorkerProcess {
+            spec,
+            child: Some(child),
+        })
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// `kill -9`: the node vanishes without a word.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+
+    /// Sends SIGTERM (the node should leave gracefully).
+    pub fn terminate(&mut self) -> Result<()> {
+        let pid = self.pid().ok_or_else(|| anyhow!("not running"))?;
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .context("cannot run kill")?;
+        if !status.success() {
+            bail!("kill -TERM {pid} failed");
+        }
+        Ok(())
+    }
+
+    /// Waits up to `limit` for the process to exit, and reaps it.
+    pub fn wait_exit(&mut self, limit: Duration) -> Result<ExitStatus> {
+        let child = self.child.as_mut().ok_or_else(|| anyhow!("not running"))?;
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                bail!("{} did not exit within {limit:?}", self.spec.node_id);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `GET /v1/cluster` of this node, parsed.
+    pub fn cluster(&self) -> Result<Value> {
+        get_json(self.spec.api(), "/v1/cluster")
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn log_dir(bin: &Path) -> PathBuf {
+    bin.parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join("hearsay-test-logs")
+}
+
+/// A GET on a node's API, parsed as JSON; any status but 200 is an error.
+pub fn get_json(api: SocketAddr, path: &str) -> Result<Value> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(2)))
+        .build()
+        .into();
+    let body = agent
+        .get(&format!("http://{api}{path}"))
+        .call()
+        .with_context(|| format!("GET http://{api}{path}"))?
+        .body_mut()
+        .read_to_string()?;
+    serde_json::from_str(&body).with_context(|| format!("GET {path} gave no JSON: {body}"))
+}
+
+/// The state (`alive`, `suspect`, `dead`, `left`) that a `/v1/cluster` view gives `node`, if
+/// the node is in it.
+pub fn state_of(view: &Value, node: &str) -> Option<String> {
+    entry_of(view, node)?["state"].as_str().map(str::to_owned)
+}
+
+/// The incarnation that a `/v1/cluster` view gives `node`.
+pub fn incarnation_of(view: &Value, node: &str) -> Option<u64> {
+    entry_of(view, node)?["incarnation"].as_u64()
+}
+
+fn entry_of<'a>(view: &'a Value, node: &str) -> Option<&'a Value> {
+    view["nodes"]
+        .as_array()?
+        .iter()
+        .find(|n| n["id"].as_str() == Some(node))
+}
+
+/// Polls `check` every 50 ms until it holds or `limit` passes; returns how long it took.
+pub fn wait_until(limit: Duration, mut check: impl FnMut() -> Result<bool>) -> Result<Duration> {
+    let start = Instant::now();
+    let mut last_error = None;
+    while start.elapsed() < limit {
+        match check() {
+            Ok(true) => return Ok(start.elapsed()),
+            Ok(false) => {}
+            Err(e) => last_error = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    match last_error {
+        Some(e) => Err(e.context(format!("condition not met within {limit:?}"))),
+        None => bail!("condition not met within {limit:?}"),
+    }
+}
+
+/// Whether every node in `observers` sees `node` in `state`.
+pub fn all_see(observers: &[&WorkerProcess], node: &str, state: &str) -> Result<bool> {
+    for observer in observers {
+        let view = observer.cluster()?;
+        if state_of(&view, node).as_deref() != Some(state) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}

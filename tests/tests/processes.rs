@@ -1,0 +1,81 @@
+//! Real `worker` processes on loopback: join, `kill -9`, restart, `SIGTERM`.
+//!
+//! Slow by nature (real time, real sockets), so there are few of them. Each node is dropped, and
+//! so killed, whatever the outcome.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use hearsay_tests::cluster::{
+    all_see, incarnation_of, state_of, wait_until, WorkerProcess, WorkerSpec,
+};
+
+/// Generous bounds: these are real processes on a shared 2-core machine. The measured times are
+/// printed; the tight figures live in the README, measured by `cluster-probe`.
+const JOIN_LIMIT: Duration = Duration::from_secs(20);
+const DETECT_LIMIT: Duration = Duration::from_secs(20);
+
+fn start_cluster(n: usize) -> Result<Vec<WorkerProcess>> {
+    let first = WorkerSpec::new("w0", vec![]);
+    let seed = first.gossip();
+    let mut nodes = vec![WorkerProcess::start(first)?];
+    for i in 1..n {
+        nodes.push(WorkerProcess::start(WorkerSpec::new(
+            format!("w{i}"),
+            vec![seed],
+        ))?);
+    }
+    Ok(nodes)
+}
+
+fn everyone_sees_everyone_alive(nodes: &[WorkerProcess]) -> Result<bool> {
+    for observer in nodes {
+        let view = observer.cluster()?;
+        for node in nodes {
+            if state_of(&view, &node.spec.node_id).as_deref() != Some("alive") {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+#[test]
+fn five_workers_join_detect_a_kill_take_back_a_restart_and_see_a_leave() -> Result<()> {
+    let mut nodes = start_cluster(5)?;
+    let joined = wait_until(JOIN_LIMIT, || everyone_sees_everyone_alive(&nodes))?;
+    eprintln!("all 5 see all 5 alive after {joined:?}");
+
+    // kill -9 one node: the rest mark it dead.
+    let victim = nodes[3].spec.node_id.clone();
+    let old_incarnation = incarnation_of(&nodes[0].cluster()?, &victim).expect("victim known");
+    nodes[3].kill();
+    let observers: Vec<&WorkerProcess> = nodes.iter().filter(|n| n.pid().is_some()).collect();
+    let detected = wait_until(DETECT_LIMIT, || all_see(&observers, &victim, "dead"))?;
+    eprintln!("kill -9 of {victim} seen dead by all 4 peers after {detected:?}");
+
+    // Restart it with the same id and address: it rejoins with a higher incarnation.
+    let spec = nodes[3].spec.clone();
+    nodes[3] = WorkerProcess::start(spec)?;
+    let rejoined = wait_until(JOIN_LIMIT, || {
+        for observer in &nodes {
+            let view = observer.cluster()?;
+            let fresh = incarnation_of(&view, &victim).is_some_and(|i| i > old_incarnation);
+            if !fresh || state_of(&view, &victim).as_deref() != Some("alive") {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })?;
+    eprintln!("{victim} rejoined with a higher incarnation after {rejoined:?}");
+
+    // SIGTERM another: it leaves gracefully and promptly, and the rest mark it left, not dead.
+    let leaver = nodes[4].spec.node_id.clone();
+    nodes[4].terminate()?;
+    let status = nodes[4].wait_exit(Duration::from_secs(5))?;
+    assert!(status.success(), "{leaver} exited with {status}");
+    let observers: Vec<&WorkerProcess> = nodes[..4].iter().collect();
+    let left = wait_until(DETECT_LIMIT, || all_see(&observers, &leaver, "left"))?;
+    eprintln!("{leaver} seen left by all after {left:?} (after its exit)");
+    Ok(())
+}
