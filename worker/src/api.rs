@@ -1,10 +1,12 @@
 //! The HTTP API: a hyper 1.x server (HTTP/1.1 and HTTP/2 through hyper-util's `auto` builder)
 //! with graceful shutdown, and its routes.
 //!
-//! | method and path   | answer                                        |
-//! |-------------------|-----------------------------------------------|
-//! | `GET /v1/cluster` | this node's load map ([`ClusterView`])        |
-//! | `GET /healthz`    | `{"status":"ok"}`                             |
+//! | method and path       | answer                                              |
+//! |-----------------------|-----------------------------------------------------|
+//! | `POST /v1/jobs`       | submit a job (see [`crate::job_api`])               |
+//! | `GET /v1/jobs/{id}`   | a job's status and outcome (see [`crate::job_api`]) |
+//! | `GET /v1/cluster`     | this node's load map ([`ClusterView`])              |
+//! | `GET /healthz`        | `{"status":"ok"}`                                   |
 //!
 //! `HEAD` is accepted wherever `GET` is.
 //!
@@ -12,10 +14,12 @@
 //! `{"error":{"code":"...","message":"..."}}`.
 
 use std::convert::Infallible;
+use std::error::Error as StdError;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
+use hyper::body::Body;
 use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -28,16 +32,19 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
+use crate::dispatch::Dispatcher;
+use crate::job_api;
 use crate::view::{ClusterView, ErrorBody};
 use crate::SharedGossip;
 
 /// How long open connections may take to finish their requests once the server stops.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
-/// What the handlers can reach. The executor's handle joins it when jobs arrive.
+/// What the handlers can reach.
 #[derive(Debug, Clone)]
 pub(crate) struct ApiState {
     pub gossip: SharedGossip,
+    pub jobs: Dispatcher,
 }
 
 /// Serves `listener` until `stop` is cancelled, then lets open connections finish for at most
@@ -69,8 +76,8 @@ pub(crate) async fn serve(
         };
         let state = state.clone();
         let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-            let response = route(&req, &state);
-            async move { Ok::<_, Infallible>(response) }
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(route(req, &state).await) }
         });
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
@@ -100,9 +107,21 @@ pub(crate) async fn serve(
     debug!("HTTP server stopped");
 }
 
-/// Answers one request. The routes read no body, so any body type will do.
-pub(crate) fn route<B>(req: &Request<B>, state: &ApiState) -> Response<Full<Bytes>> {
-    match (req.method(), req.uri().path()) {
+/// Answers one request.
+pub(crate) async fn route<B>(req: Request<B>, state: &ApiState) -> Response<Full<Bytes>>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    if let Some(id) = job_id_segment(&path) {
+        if matches!(method, Method::GET | Method::HEAD) {
+            return job_api::status(id, req.uri().query(), &state.jobs).await;
+        }
+    }
+    match (&method, path.as_str()) {
+        (&Method::POST, "/v1/jobs") => job_api::submit(req, &state.jobs).await,
         // HEAD is answered as GET; hyper sends the headers without the body.
         (&Method::GET | &Method::HEAD, "/v1/cluster") => {
             let now = tokio::time::Instant::now().into_std();
@@ -141,11 +160,21 @@ pub(crate) fn route<B>(req: &Request<B>, state: &ApiState) -> Response<Full<Byte
 fn allowed_methods(path: &str) -> Option<&'static str> {
     match path {
         "/v1/cluster" | "/healthz" => Some("GET, HEAD"),
+        "/v1/jobs" => Some("POST"),
+        _ if job_id_segment(path).is_some() => Some("GET, HEAD"),
         _ => None,
     }
 }
 
-fn json<T: Serialize>(status: StatusCode, body: &T) -> Response<Full<Bytes>> {
+/// The `{id}` of `/v1/jobs/{id}` (checked by the handler, so that a bad id is a 400 naming it,
+/// not a 404); `None` for any other path.
+fn job_id_segment(path: &str) -> Option<&str> {
+    path.strip_prefix("/v1/jobs/")
+        .filter(|rest| !rest.contains('/'))
+}
+
+/// A JSON answer.
+pub(crate) fn json<T: Serialize>(status: StatusCode, body: &T) -> Response<Full<Bytes>> {
     let (status, bytes) = match serde_json::to_vec(body) {
         Ok(bytes) => (status, bytes),
         // Our views always serialise; should one ever fail, say so in the same error shape.
@@ -164,32 +193,55 @@ fn json<T: Serialize>(status: StatusCode, body: &T) -> Response<Full<Bytes>> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::time::Instant;
 
+    use hearsay_scheduler::PlacerConfig;
     use hearsay_shared::{Gossip, GossipConfig, LoadVector, NodeId};
     use http_body_util::BodyExt;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
 
     use super::*;
+    use crate::executor::Executor;
+    use crate::job_store::{JobStore, Retention};
 
     fn state() -> ApiState {
+        let node = NodeId::new("n").unwrap();
         let config = GossipConfig::new(
-            NodeId::new("n").unwrap(),
+            node.clone(),
             "127.0.0.1:1".parse().unwrap(),
             "127.0.0.1:2".parse().unwrap(),
         );
         let gossip = Gossip::new(config, 1, LoadVector::idle(1), vec![], Instant::now()).unwrap();
-        ApiState {
-            gossip: SharedGossip::new(gossip),
-        }
+        let gossip = SharedGossip::new(gossip);
+        let store = Arc::new(JobStore::new(Retention {
+            time: Duration::from_secs(60),
+            jobs: 10,
+        }));
+        let executor = Executor::new(node, 1, 1, store.clone(), TaskTracker::new());
+        let jobs = Dispatcher::new(
+            gossip.clone(),
+            executor,
+            store,
+            PlacerConfig::default(),
+            StdRng::seed_from_u64(1),
+        );
+        ApiState { gossip, jobs }
     }
 
-    fn call(method: Method, path: &str) -> (StatusCode, Option<String>, serde_json::Value) {
+    async fn call(
+        state: &ApiState,
+        method: Method,
+        path: &str,
+        body: &str,
+    ) -> (StatusCode, Option<String>, serde_json::Value) {
         let req = Request::builder()
             .method(method)
             .uri(path)
-            .body(())
+            .body(Full::new(Bytes::from(body.to_owned())))
             .unwrap();
-        let response = route(&req, &state());
+        let response = route(req, state).await;
         assert_eq!(
             response.headers()[CONTENT_TYPE],
             "application/json",
@@ -200,47 +252,69 @@ mod tests {
             .headers()
             .get(ALLOW)
             .map(|v| v.to_str().unwrap().to_owned());
-        let body = collect_body(response.into_body());
+        let body = response.into_body().collect().await.unwrap().to_bytes();
         (status, allow, serde_json::from_slice(&body).unwrap())
     }
 
-    fn collect_body(body: Full<Bytes>) -> Bytes {
-        // A `Full` body is ready at once; a one-thread runtime collects it.
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(body.collect())
-            .unwrap()
-            .to_bytes()
-    }
-
-    #[test]
-    fn healthz_is_ok() {
-        let (status, _, body) = call(Method::GET, "/healthz");
+    #[tokio::test]
+    async fn healthz_is_ok() {
+        let (status, _, body) = call(&state(), Method::GET, "/healthz", "").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body, serde_json::json!({"status": "ok"}));
     }
 
-    #[test]
-    fn cluster_lists_this_node() {
-        let (status, _, body) = call(Method::GET, "/v1/cluster");
+    #[tokio::test]
+    async fn cluster_lists_this_node() {
+        let (status, _, body) = call(&state(), Method::GET, "/v1/cluster", "").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["node"], "n");
         assert_eq!(body["nodes"][0]["id"], "n");
         assert_eq!(body["nodes"][0]["state"], "alive");
     }
 
-    #[test]
-    fn unknown_path_is_404_and_wrong_method_is_405_with_allow() {
-        let (status, allow, body) = call(Method::GET, "/nope");
+    #[tokio::test]
+    async fn unknown_path_is_404_and_wrong_method_is_405_with_allow() {
+        let state = state();
+        let (status, allow, body) = call(&state, Method::GET, "/nope", "").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(allow, None);
         assert_eq!(body["error"]["code"], "not_found");
 
-        let (status, allow, body) = call(Method::POST, "/v1/cluster");
+        let (status, allow, body) = call(&state, Method::POST, "/v1/cluster", "").await;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(allow.as_deref(), Some("GET, HEAD"));
         assert_eq!(body["error"]["code"], "method_not_allowed");
         assert!(body["error"]["message"].as_str().unwrap().contains("POST"));
+
+        let (status, allow, _) = call(&state, Method::GET, "/v1/jobs", "").await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(allow.as_deref(), Some("POST"));
+        let (status, allow, _) =
+            call(&state, Method::DELETE, "/v1/jobs/0000000000000001", "").await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(allow.as_deref(), Some("GET, HEAD"));
+        let (status, _, _) = call(&state, Method::GET, "/v1/jobs/0000000000000001/x", "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn a_job_submitted_alone_runs_here() {
+        let state = state();
+        let (status, _, body) = call(
+            &state,
+            Method::POST,
+            "/v1/jobs?wait=true",
+            r#"{"kind":"echo","data":"hello"}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["status"], "succeeded");
+        assert_eq!(body["output"], "hello");
+        assert_eq!(body["executing_node"], "n");
+        assert_eq!(body["hops"], 0);
+        let id = body["id"].as_str().unwrap();
+        let (status, _, again) = call(&state, Method::GET, &format!("/v1/jobs/{id}"), "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(again, body);
     }
 }

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use hearsay_scheduler::Policy;
 use hearsay_shared::gossip::ConfigError;
 use hearsay_shared::{GossipConfig, NodeId};
 
@@ -14,7 +15,7 @@ use hearsay_shared::{GossipConfig, NodeId};
 #[command(
     name = "worker",
     version,
-    about = "A Hearsay node: gossips its load, serves the load map"
+    about = "A Hearsay node: runs jobs, gossips its load, places jobs by the power of two choices"
 )]
 pub struct Config {
     /// This node's stable id [default: the host name and the API port, e.g. `myhost-8080`].
@@ -52,6 +53,40 @@ pub struct Config {
     /// Jobs this node runs at once [default: the number of CPUs].
     #[arg(long, env = "HEARSAY_SLOTS", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub slots: Option<u32>,
+
+    /// Jobs that may wait for a slot; a job arriving when the queue is full goes to a peer, or
+    /// is refused with 503.
+    #[arg(
+        long,
+        env = "HEARSAY_QUEUE_LIMIT",
+        value_name = "N",
+        default_value_t = 1024
+    )]
+    pub queue_limit: usize,
+
+    /// How jobs submitted here are placed: p2c, random, round-robin, least-loaded or local.
+    #[arg(long, env = "HEARSAY_POLICY", value_name = "POLICY", default_value_t = Policy::P2c)]
+    pub policy: Policy,
+
+    /// Milliseconds a finished job's outcome is kept (then `GET /v1/jobs/{id}` is a 404).
+    #[arg(long, env = "HEARSAY_RETAIN_MS", value_name = "MS", default_value_t = 600_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub retain_ms: u64,
+
+    /// Finished jobs kept at most; beyond it the oldest outcome is forgotten first.
+    #[arg(long, env = "HEARSAY_RETAIN_JOBS", value_name = "N", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub retain_jobs: u64,
+
+    /// Milliseconds a leaving node waits for its queued and running jobs to finish; those left
+    /// then are recorded as lost.
+    #[arg(
+        long,
+        env = "HEARSAY_DRAIN_TIMEOUT",
+        value_name = "MS",
+        default_value_t = 30_000
+    )]
+    pub drain_timeout: u64,
 
     /// Milliseconds between gossip rounds (and load samples).
     #[arg(
@@ -93,6 +128,11 @@ impl Default for Config {
             gossip: SocketAddr::from(([127, 0, 0, 1], 7946)),
             seeds: Seeds::default(),
             slots: None,
+            queue_limit: 1024,
+            policy: Policy::P2c,
+            retain_ms: 600_000,
+            retain_jobs: 100_000,
+            drain_timeout: 30_000,
             gossip_interval: 200,
             fanout: 3,
             datagram_budget: 1400,
@@ -123,6 +163,16 @@ impl Config {
             std::thread::available_parallelism()
                 .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
         })
+    }
+
+    /// How long a finished job's outcome is kept.
+    pub fn retain(&self) -> Duration {
+        Duration::from_millis(self.retain_ms)
+    }
+
+    /// How long a leaving node waits for its jobs.
+    pub fn drain(&self) -> Duration {
+        Duration::from_millis(self.drain_timeout)
     }
 
     /// The gossip core's settings for a node with these bound addresses.
@@ -276,6 +326,16 @@ mod tests {
             "json",
             "--seed",
             "7",
+            "--queue-limit",
+            "3",
+            "--policy",
+            "least-loaded",
+            "--retain-ms",
+            "1000",
+            "--retain-jobs",
+            "10",
+            "--drain-timeout",
+            "250",
         ])
         .unwrap();
         assert_eq!(c.node_id, Some(NodeId::new("n1").unwrap()));
@@ -291,6 +351,11 @@ mod tests {
         assert_eq!(c.interval(), Duration::from_millis(50));
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.seed, Some(7));
+        assert_eq!(c.queue_limit, 3);
+        assert_eq!(c.policy, Policy::LeastLoaded);
+        assert_eq!(c.retain(), Duration::from_secs(1));
+        assert_eq!(c.retain_jobs, 10);
+        assert_eq!(c.drain(), Duration::from_millis(250));
     }
 
     #[test]
@@ -298,6 +363,8 @@ mod tests {
         assert!(Config::try_parse_from(["worker", "--slots", "0"]).is_err());
         assert!(Config::try_parse_from(["worker", "--node-id", "a b"]).is_err());
         assert!(Config::try_parse_from(["worker", "--seeds", "nope"]).is_err());
+        assert!(Config::try_parse_from(["worker", "--policy", "fastest"]).is_err());
+        assert!(Config::try_parse_from(["worker", "--retain-jobs", "0"]).is_err());
         let zero_fanout = Config {
             fanout: 0,
             ..Config::default()

@@ -3,8 +3,9 @@
 //! The task waits for whichever comes first — a datagram, the core's next timeout, or the
 //! shutdown signal — hands it to the core, then drains what the core wants sent and the
 //! membership changes it noticed (each logged once, at info level). On shutdown it announces
-//! that the node is leaving and keeps gossiping for a short linger, so that peers hear it from
-//! this node and from each other, before it returns.
+//! at once that the node is leaving, so that peers stop sending it work, and keeps gossiping
+//! (with the leaving state) while the node drains its jobs, and at least a short linger, so that
+//! peers hear it from this node and from each other, before it returns.
 //!
 //! [`Gossip`]: hearsay_shared::Gossip
 
@@ -35,20 +36,31 @@ pub fn linger(interval: Duration) -> Duration {
     (interval * 2).min(MAX_LINGER)
 }
 
-/// Drives `gossip` over `socket` until `shutdown` is cancelled and the leave has been gossiped.
+/// Drives `gossip` over `socket`. When `shutdown` is cancelled it announces the leave; it
+/// returns once the leave has been gossiped for the linger and `drained` is cancelled too.
 pub(crate) async fn run(
     socket: UdpSocket,
     gossip: SharedGossip,
     mut rng: StdRng,
     shutdown: CancellationToken,
+    drained: CancellationToken,
 ) {
     let linger = linger(gossip.with(|g| g.config().interval));
     let mut buf = vec![0u8; RECV_BUFFER];
-    // Set once the leave is announced: the task stops at this instant.
+    // Set once the leave is announced: the task stops at this instant, or when the drain is
+    // over if that is later.
     let mut leave_by: Option<Instant> = None;
+    let mut drain_over = false;
     loop {
+        if drain_over && leave_by.is_some_and(|until| now() >= until) {
+            break;
+        }
         let wake = gossip.with(|g| g.poll_timeout());
-        let wake = leave_by.map_or(wake, |until| wake.min(until));
+        // Wake for the end of the linger, unless it has passed (the drain is what is awaited).
+        let wake = match leave_by {
+            Some(until) if until > now() => wake.min(until),
+            _ => wake,
+        };
         tokio::select! {
             // Shutdown first, then the timer, then datagrams: a flood of datagrams must not
             // starve the rounds (which carry the heartbeat) or delay the leave.
@@ -62,11 +74,11 @@ pub(crate) async fn run(
                     "announced leaving; gossiping a little longer so that peers hear it"
                 );
             }
+            () = drained.cancelled(), if leave_by.is_some() && !drain_over => {
+                drain_over = true;
+            }
             () = tokio::time::sleep_until(wake.into()) => {
                 let now = now();
-                if leave_by.is_some_and(|until| now >= until) {
-                    break;
-                }
                 gossip.with(|g| g.handle_tick(now, &mut rng));
             }
             received = socket.recv_from(&mut buf) => match received {

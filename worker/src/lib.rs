@@ -1,6 +1,8 @@
-//! The Hearsay node: it gossips its load over UDP, keeps the cluster's load map, and serves that
-//! map over HTTP. Every tokio, hyper and sysinfo shell of the project lives here; the protocol
-//! itself is the sans-IO [`Gossip`] core of `hearsay-shared`, which this crate only drives.
+//! The Hearsay node: it runs jobs, gossips its load over UDP, keeps the cluster's load map, and
+//! places the jobs submitted to it by the power of two choices over that map — here, or
+//! forwarded once to a peer. Every tokio, hyper and sysinfo shell of the project lives here; the
+//! protocol is the sans-IO [`Gossip`] core of `hearsay-shared` and placement the pure `Placer` of
+//! `hearsay-scheduler`, which this crate only drives.
 //!
 //! `main.rs` parses the configuration and calls [`run`]; tests start nodes in-process with
 //! [`Node::start`] and stop them with [`NodeHandle::leave`].
@@ -10,7 +12,14 @@
 //! - [`node`]: [`Node::start`] binds the sockets and spawns the tasks; [`NodeHandle`] stops them.
 //! - [`gossip_task`]: the UDP socket and timer that drive the [`Gossip`] core; logs membership.
 //! - [`sampler`]: samples the machine's CPU and the executor's queue into the node's load vector.
-//! - [`api`]: the HTTP server (hyper 1.x, graceful shutdown) and its routes.
+//! - [`executor`]: job slots and the bounded FIFO queue before them; runs sleep, spin and echo.
+//! - [`job_store`]: every job's status and outcome, finished ones kept for a bounded time and
+//!   number.
+//! - [`dispatch`]: a submitted job's way — placement, forwarding with retries, following a
+//!   forwarded job to its outcome — and the drain when the node leaves.
+//! - [`forward`]: the HTTP client to peers (pooled hyper-util client, bounded by timeouts).
+//! - [`api`]: the HTTP server (hyper 1.x, graceful shutdown) and its routing.
+//! - [`job_api`]: the job routes: reading and checking requests, answers and errors.
 //! - [`view`]: the JSON shapes the API answers with.
 //! - [`logging`]: the tracing subscriber, as text or JSON lines.
 
@@ -20,7 +29,12 @@ use hearsay_shared::Gossip;
 
 pub mod api;
 pub mod config;
+pub mod dispatch;
+pub mod executor;
+pub mod forward;
 pub mod gossip_task;
+pub mod job_api;
+pub mod job_store;
 pub mod logging;
 pub mod node;
 pub mod sampler;
@@ -28,7 +42,7 @@ pub mod view;
 
 pub use config::Config;
 pub use node::{Node, NodeHandle, StartError};
-pub use sampler::{NoWork, Work, WorkGauge};
+pub use sampler::{Work, WorkGauge};
 
 /// The gossip core, shared by the gossip task, the sampler and the HTTP handlers.
 ///

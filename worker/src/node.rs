@@ -2,9 +2,14 @@
 //! the addresses actually bound, and spawns the tasks; [`NodeHandle`] tells where the node
 //! listens and stops it gracefully.
 //!
-//! Shutdown runs in order: the gossip task announces the leave and lingers a moment so that
-//! peers hear it (the HTTP API still answers meanwhile), then the HTTP server stops accepting
-//! and lets open requests finish. The sampler stops at once.
+//! Shutdown (a graceful leave) runs in order:
+//! 1. at once, the gossip task announces the leave (peers stop choosing this node) and the
+//!    dispatcher refuses new jobs with 503;
+//! 2. the jobs queued and running here finish, and the jobs forwarded from here report their
+//!    end, for at most the drain timeout; jobs still here then are recorded lost. The HTTP API
+//!    keeps answering throughout, so that entry nodes and waiting clients learn the outcomes;
+//! 3. the gossip task stops (after a short linger at least), then the HTTP server stops
+//!    accepting and lets open requests finish.
 
 use std::io;
 use std::net::SocketAddr;
@@ -12,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use hearsay_scheduler::PlacerConfig;
 use hearsay_shared::gossip::ConfigError;
 use hearsay_shared::{Gossip, LoadVector, NodeId};
 use rand::rngs::StdRng;
@@ -23,7 +29,10 @@ use tracing::{info, warn};
 
 use crate::api::{self, ApiState};
 use crate::config::{default_node_id, Config, InvalidSetting};
-use crate::sampler::{self, NoWork, WorkGauge};
+use crate::dispatch::Dispatcher;
+use crate::executor::Executor;
+use crate::job_store::{JobStore, Retention};
+use crate::sampler;
 use crate::view::ClusterView;
 use crate::{gossip_task, SharedGossip};
 
@@ -72,16 +81,8 @@ fn os_reason(error: &io::Error) -> String {
 pub struct Node;
 
 impl Node {
-    /// Starts a node with no executor (its queue is always empty).
+    /// Starts a node: binds its sockets and spawns its tasks.
     pub async fn start(config: Config) -> Result<NodeHandle, StartError> {
-        Self::start_with_work(config, Arc::new(NoWork)).await
-    }
-
-    /// Starts a node whose reports carry the queue depth that `work` tells.
-    pub async fn start_with_work(
-        config: Config,
-        work: Arc<dyn WorkGauge>,
-    ) -> Result<NodeHandle, StartError> {
         config.validate()?;
         let bind_error = |what, addr| move |error| StartError::Bind { what, addr, error };
         let socket = UdpSocket::bind(config.gossip)
@@ -119,6 +120,8 @@ impl Node {
             gossip = %gossip_addr,
             seeds = %config.seeds,
             slots,
+            queue_limit = config.queue_limit,
+            policy = %config.policy,
             gossip_interval_ms = config.gossip_interval,
             fanout = config.fanout,
             datagram_budget = config.datagram_budget,
@@ -134,16 +137,43 @@ impl Node {
         }
 
         let shutdown = CancellationToken::new();
-        // The HTTP server outlives the leave, so that the API still answers while peers are
-        // told; the gossip task cancels this when it is done (or if it panics).
+        // Cancelled when the drain is over (or if the drain task panics).
+        let drained = CancellationToken::new();
+        // The HTTP server outlives the leave and the drain, so that the API still answers while
+        // peers are told and jobs finish; the gossip task cancels this when it is done (or if it
+        // panics), which is after the drain.
         let api_stop = CancellationToken::new();
         let tracker = TaskTracker::new();
+
+        let store = Arc::new(JobStore::new(Retention {
+            time: config.retain(),
+            jobs: usize::try_from(config.retain_jobs).unwrap_or(usize::MAX),
+        }));
+        let executor = Executor::new(
+            id.clone(),
+            slots,
+            config.queue_limit,
+            store.clone(),
+            tracker.clone(),
+        );
+        let jobs = Dispatcher::new(
+            gossip.clone(),
+            executor.clone(),
+            store,
+            PlacerConfig {
+                policy: config.policy,
+                ..PlacerConfig::default()
+            },
+            StdRng::seed_from_u64(placement_seed(seed)),
+        );
+
         tracker.spawn({
             let run = gossip_task::run(
                 socket,
                 gossip.clone(),
                 StdRng::seed_from_u64(seed),
                 shutdown.clone(),
+                drained.clone(),
             );
             let stop_api = api_stop.clone().drop_guard();
             async move {
@@ -153,15 +183,25 @@ impl Node {
         });
         tracker.spawn(sampler::run(
             gossip.clone(),
-            work,
+            Arc::new(executor),
             slots,
             config.interval(),
-            shutdown.clone(),
+            drained.clone(),
         ));
+        tracker.spawn({
+            let (jobs, shutdown, drain) = (jobs.clone(), shutdown.clone(), config.drain());
+            let drained = drained.clone().drop_guard();
+            async move {
+                shutdown.cancelled().await;
+                jobs.drain(drain).await;
+                drop(drained);
+            }
+        });
         tracker.spawn(api::serve(
             listener,
             ApiState {
                 gossip: gossip.clone(),
+                jobs,
             },
             api_stop,
             tracker.clone(),
@@ -218,8 +258,9 @@ impl NodeHandle {
         self.gossip.with(|g| ClusterView::of(g, now))
     }
 
-    /// Starts leaving: announces it to peers, lingers briefly, then stops the HTTP server.
-    /// Returns at once; [`NodeHandle::join`] waits for the end.
+    /// Starts leaving: announces it to peers and refuses new jobs at once, drains the jobs it
+    /// holds (for at most the drain timeout), then stops gossip and the HTTP server. Returns at
+    /// once; [`NodeHandle::join`] waits for the end.
     pub fn shutdown(&self) {
         self.shutdown.cancel();
     }
@@ -240,6 +281,13 @@ impl Drop for NodeHandle {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// The seed of the placement rng, derived from the node's logged seed so that one number
+/// repeats a run, yet different from the gossip rng's.
+fn placement_seed(seed: u64) -> u64 {
+    // The 64-bit golden ratio: any fixed odd constant would do.
+    seed ^ 0x9e37_79b9_7f4a_7c15
 }
 
 /// The incarnation of a node starting now: the wall-clock time in milliseconds since the UNIX

@@ -1,9 +1,6 @@
 //! The load sampler: every gossip interval it measures the machine's CPU use and asks the
-//! executor how much work it holds, and hands the result to the gossip core, whose next report
-//! carries it.
-//!
-//! The executor is not built yet; it will implement [`WorkGauge`]. Until then nodes use
-//! [`NoWork`], which reports an empty queue.
+//! executor (the node's [`WorkGauge`]) how much work it holds, and hands the result to the gossip
+//! core, whose next report carries it.
 
 use std::fmt;
 use std::sync::Arc;
@@ -30,16 +27,6 @@ pub struct Work {
 pub trait WorkGauge: Send + Sync + fmt::Debug + 'static {
     /// The work held now.
     fn work(&self) -> Work;
-}
-
-/// A gauge for a node without an executor: nothing queued, nothing running.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoWork;
-
-impl WorkGauge for NoWork {
-    fn work(&self) -> Work {
-        Work::default()
-    }
 }
 
 /// CPU use of the whole machine, from sysinfo.
@@ -85,13 +72,14 @@ fn permille(percent: f32) -> u16 {
     (percent * 10.0).round().clamp(0.0, 1000.0) as u16
 }
 
-/// Samples every `interval` until `shutdown`, setting the core's load.
+/// Samples every `interval` until `stop` (the end of the node's drain, so that the leaving
+/// node's reports show its queue emptying), setting the core's load.
 pub(crate) async fn run(
     gossip: SharedGossip,
     work: Arc<dyn WorkGauge>,
     slots: u32,
     interval: Duration,
-    shutdown: CancellationToken,
+    stop: CancellationToken,
 ) {
     let mut cpu = CpuSampler::new();
     let mut ticks = tokio::time::interval(interval);
@@ -100,7 +88,7 @@ pub(crate) async fn run(
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
-            () = shutdown.cancelled() => return,
+            () = stop.cancelled() => return,
         }
         let Work { queued, running } = work.work();
         let load = LoadVector {

@@ -1,4 +1,6 @@
-//! The JSON the HTTP API answers with: the cluster as this node sees it, and errors.
+//! The JSON the HTTP API answers with: the cluster as this node sees it, and errors. (A job's
+//! outcome is [`hearsay_shared::JobOutcome`]; the answer to a submission is
+//! [`crate::dispatch::Accepted`].)
 //!
 //! These are views, built from the core under its lock and serialised after it is released;
 //! field names are part of the API (`GET /v1/cluster`), so change them only with the README.
@@ -158,7 +160,8 @@ fn round_phi(phi: f64) -> f64 {
     }
 }
 
-/// The body of every error answer: `{"error": {"code": "...", "message": "..."}}`.
+/// The body of every error answer: `{"error": {"code": "...", "message": "..."}}`, with a
+/// `"field"` beside them when one field of the request is at fault.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ErrorBody {
     /// The error.
@@ -172,6 +175,10 @@ pub struct ErrorDetail {
     pub code: &'static str,
     /// A sentence for a person.
     pub message: String,
+    /// The field at fault: a JSON field of the job (`body` for the document as a whole), a
+    /// query parameter, a header, or `id` for the job id in the path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 impl ErrorBody {
@@ -181,8 +188,15 @@ impl ErrorBody {
             error: ErrorDetail {
                 code,
                 message: message.into(),
+                field: None,
             },
         }
+    }
+
+    /// The same error, naming the field at fault.
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.error.field = Some(field.into());
+        self
     }
 }
 
@@ -279,6 +293,11 @@ mod tests {
         assert_eq!(
             body,
             json!({"error": {"code": "not_found", "message": "no such path"}})
+        );
+        let body = ErrorBody::new("invalid_job", "ms: is required").with_field("ms");
+        assert_eq!(
+            serde_json::to_value(body).unwrap(),
+            json!({"error": {"code": "invalid_job", "message": "ms: is required", "field": "ms"}})
         );
     }
 }

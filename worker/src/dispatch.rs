@@ -1,0 +1,505 @@
+//! The dispatcher: what happens to a job submitted to this node, from placement to the outcome.
+//!
+//! A job submitted here (this node is its *entry node*) gets an id and is placed by the
+//! [`Placer`] over the gossiped load map, with this node's exact load from the executor. If the
+//! placer says `Local`, the executor takes it; if it names a peer, the job is offered to that peer
+//! ([`Forwarder::offer`]). A refusal or a peer that cannot be reached excludes that peer (or this
+//! node, if its own queue is full) and the job is placed again among the rest, until a node takes
+//! it or none is left ([`SubmitError::NoRoom`]).
+//!
+//! A job a peer took is followed: the entry node keeps its record and long-polls the peer until
+//! the job ends, so that it can answer for the job. If the peer disappears first — its map entry
+//! turns dead, it comes back as a new incarnation, it no longer knows the job, or it stops
+//! answering — the job is recorded `lost` with the reason. A job is never dropped silently.
+//!
+//! A job forwarded here by a peer (`Hearsay-Hops: 1`) is never forwarded again: the executor takes
+//! it or it is refused.
+//!
+//! The dispatcher also drains the node when it leaves ([`Dispatcher::drain`]).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use hearsay_scheduler::{Placement, PlacementRequest, Placer, PlacerConfig};
+use hearsay_shared::{JobId, JobOutcome, JobSpec, JobStatus, NodeId, NodeState, Verdict};
+use rand::rngs::StdRng;
+use serde::Serialize;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::executor::{ms, Executor, Refusal, Submission};
+use crate::forward::{Forwarder, Offer, Poll};
+use crate::job_store::JobStore;
+use crate::SharedGossip;
+
+/// Consecutive failed polls after which a peer that is still in the map as alive is taken for
+/// dead. A peer the map shows as left is given up on at the first failure.
+const MAX_POLL_FAILURES: u32 = 3;
+/// How often a follower looks at the map while a poll is under way.
+const FATE_CHECK: Duration = Duration::from_millis(200);
+/// How long a drain that ran out of time waits for abandoned jobs to record their end.
+const ABANDON_GRACE: Duration = Duration::from_secs(2);
+
+/// A job this node took, as the submitter is told at once (the body of a `202`):
+/// `{"id": "...", "status": "queued", "executing_node": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Accepted {
+    /// Its id.
+    pub id: JobId,
+    /// `queued` or `running`.
+    pub status: JobStatus,
+    /// Where it runs.
+    pub executing_node: NodeId,
+}
+
+/// Why a job was not taken. Nothing was recorded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// Every node in reach refused the job or could not be reached; says who and why.
+    #[error("no node in reach can take the job: {0}")]
+    NoRoom(String),
+    /// This node is leaving.
+    #[error("this node is leaving and takes no new jobs")]
+    Leaving,
+}
+
+/// Places, forwards, follows and drains jobs. Cloning gives another handle to the same one.
+#[derive(Debug, Clone)]
+pub struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    me: NodeId,
+    gossip: SharedGossip,
+    executor: Executor,
+    store: Arc<JobStore>,
+    forwarder: Forwarder,
+    /// The placer and its rng, one lock: a placement is a few microseconds.
+    placing: Mutex<(Placer, StdRng)>,
+    leaving: AtomicBool,
+    /// The tasks that follow forwarded jobs.
+    followers: TaskTracker,
+    /// Cancelled when the drain is over: followers stop, waiting requests answer as things
+    /// stand.
+    stopping: CancellationToken,
+}
+
+/// A job a peer took, as its follower knows it.
+#[derive(Debug, Clone)]
+struct Forwarded {
+    id: JobId,
+    node: NodeId,
+    api: SocketAddr,
+    /// The peer's incarnation when it took the job: a later one has forgotten it.
+    incarnation: u64,
+    arrived: Instant,
+}
+
+/// What the map says of a peer that holds a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Alive or suspect: keep asking.
+    Present,
+    /// Left, or dropped from the map: keep asking while it answers.
+    Left,
+    /// Judged dead.
+    Dead,
+    /// Back as a new incarnation, which does not know the job.
+    Restarted,
+}
+
+impl Dispatcher {
+    /// A dispatcher for node `me`. `rng` drives placement (seed it from the node's logged seed).
+    pub fn new(
+        gossip: SharedGossip,
+        executor: Executor,
+        store: Arc<JobStore>,
+        placer: PlacerConfig,
+        rng: StdRng,
+    ) -> Self {
+        let me = gossip.with(|g| g.node().clone());
+        Dispatcher {
+            inner: Arc::new(Inner {
+                me,
+                gossip,
+                executor,
+                store,
+                forwarder: Forwarder::new(),
+                placing: Mutex::new((Placer::new(placer), rng)),
+                leaving: AtomicBool::new(false),
+                followers: TaskTracker::new(),
+                stopping: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> &NodeId {
+        &self.inner.me
+    }
+
+    /// The job store.
+    pub fn store(&self) -> &JobStore {
+        &self.inner.store
+    }
+
+    /// Whether the node is leaving (and refuses new jobs).
+    pub fn is_leaving(&self) -> bool {
+        self.inner.leaving.load(Ordering::Relaxed)
+    }
+
+    /// Takes a job submitted to this node: places it here or on a peer.
+    pub async fn submit(&self, spec: JobSpec) -> Result<Accepted, SubmitError> {
+        let inner = &self.inner;
+        if self.is_leaving() {
+            return Err(SubmitError::Leaving);
+        }
+        let arrived = Instant::now();
+        let id = loop {
+            let id = JobId(rand::random());
+            if inner.store.get(arrived, id).is_none() {
+                break id;
+            }
+        };
+        let mut excluded: Vec<NodeId> = Vec::new();
+        let mut refusals: Vec<String> = Vec::new();
+        let mut local_refused = false;
+        loop {
+            let (placement, incarnation) = inner.place(&excluded, local_refused);
+            match placement {
+                Placement::Local if local_refused => {
+                    return Err(SubmitError::NoRoom(refusals.join("; ")));
+                }
+                Placement::Local => {
+                    let job = Submission {
+                        id,
+                        spec: spec.clone(),
+                        entry: inner.me.clone(),
+                        hops: 0,
+                        arrived,
+                    };
+                    match inner.executor.submit(job) {
+                        Ok(status) => {
+                            return Ok(Accepted {
+                                id,
+                                status,
+                                executing_node: inner.me.clone(),
+                            })
+                        }
+                        Err(Refusal::Closed) => return Err(SubmitError::Leaving),
+                        Err(refusal) => {
+                            refusals.push(format!("{} (this node): {refusal}", inner.me));
+                            local_refused = true;
+                        }
+                    }
+                }
+                Placement::Forward { node, api } => {
+                    match inner.forwarder.offer(api, id, &spec, &inner.me).await {
+                        Offer::Accepted(status) => {
+                            let job = Forwarded {
+                                id,
+                                node: node.clone(),
+                                api,
+                                incarnation: incarnation.unwrap_or(0),
+                                arrived,
+                            };
+                            inner.record_forwarded(&job, &spec, status);
+                            let follower = Arc::clone(inner);
+                            inner
+                                .followers
+                                .spawn(async move { follower.follow(job).await });
+                            return Ok(Accepted {
+                                id,
+                                status,
+                                executing_node: node,
+                            });
+                        }
+                        Offer::Refused(reason) | Offer::Unreachable(reason) => {
+                            info!(job = %id, peer = %node, %reason, "peer did not take a forwarded job; placing it again");
+                            refusals.push(format!("{node}: {reason}"));
+                            excluded.push(node);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes a job that `entry` forwarded here, into this node's executor (it is never
+    /// forwarded again).
+    pub fn accept_forwarded(
+        &self,
+        id: JobId,
+        spec: JobSpec,
+        entry: NodeId,
+    ) -> Result<JobStatus, Refusal> {
+        if self.is_leaving() {
+            return Err(Refusal::Closed);
+        }
+        self.inner.executor.submit(Submission {
+            id,
+            spec,
+            entry,
+            hops: 1,
+            arrived: Instant::now(),
+        })
+    }
+
+    /// The job as it stands, if it is known.
+    pub fn outcome(&self, id: JobId) -> Option<JobOutcome> {
+        self.inner.store.get(Instant::now(), id)
+    }
+
+    /// The job once it has ended, or as it stands after `limit` (`None`: no limit) or once the
+    /// node has finished draining. `None` if the job is unknown.
+    pub async fn wait(&self, id: JobId, limit: Option<Duration>) -> Option<JobOutcome> {
+        let mut watcher = self.inner.store.watch(Instant::now(), id)?;
+        let expired = async {
+            match limit {
+                Some(limit) => tokio::time::sleep(limit).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            // The end first: a job that ended as the node stopped is answered with its end.
+            biased;
+            ended = watcher.wait_for(|o| o.status.is_terminal()) => {
+                // Err only if the record was dropped, which needs the job ended first; the
+                // receiver still holds that end.
+                if let Ok(outcome) = ended {
+                    return Some(outcome.clone());
+                }
+            }
+            () = expired => {}
+            () = self.inner.stopping.cancelled() => {}
+        }
+        let outcome = watcher.borrow().clone();
+        Some(outcome)
+    }
+
+    /// Leaves gracefully: refuses new jobs at once, lets the jobs queued and running here finish
+    /// and the jobs forwarded from here report their end, for at most `timeout`; then records
+    /// every job still queued or running here as lost, and stops following.
+    pub async fn drain(&self, timeout: Duration) {
+        let inner = &self.inner;
+        inner.leaving.store(true, Ordering::Relaxed);
+        inner.executor.close();
+        inner.followers.close();
+        let work = inner.executor.work();
+        info!(
+            queued = work.queued,
+            running = work.running,
+            forwarded = inner.followers.len(),
+            timeout_ms = ms(timeout),
+            "draining: taking no new jobs, finishing those taken"
+        );
+        let finished = tokio::time::timeout(timeout, async {
+            inner.executor.idle().await;
+            inner.followers.wait().await;
+        })
+        .await
+        .is_ok();
+        if finished {
+            info!("drained: every job taken has ended");
+        } else {
+            let left = inner.executor.abandon();
+            warn!(
+                queued = left.queued,
+                running = left.running,
+                forwarded_unfinished = inner.followers.len(),
+                "drain timed out; jobs still here are recorded lost"
+            );
+            if tokio::time::timeout(ABANDON_GRACE, inner.executor.idle())
+                .await
+                .is_err()
+            {
+                warn!("abandoned jobs did not stop in time");
+            }
+        }
+        inner.stopping.cancel();
+    }
+}
+
+impl Inner {
+    /// Asks the placer, under the map's lock. Returns the placement and, for a peer, its
+    /// incarnation now.
+    fn place(&self, excluded: &[NodeId], local_refused: bool) -> (Placement, Option<u64>) {
+        let now = Instant::now().into_std();
+        self.gossip.with(|g| {
+            let mut own = self.executor.load(g.own_report().load.cpu_permille);
+            if local_refused {
+                own.state = NodeState::Leaving;
+            }
+            let mut placing = self.placing.lock().unwrap_or_else(PoisonError::into_inner);
+            let (placer, rng) = &mut *placing;
+            let placement = placer.place(
+                &PlacementRequest {
+                    map: g.map(),
+                    me: g.node(),
+                    own,
+                    now,
+                    hops: 0,
+                    exclude: excluded,
+                },
+                rng,
+            );
+            let incarnation = match &placement {
+                Placement::Forward { node, .. } => {
+                    g.map().get(node).map(|e| e.report().incarnation)
+                }
+                Placement::Local => None,
+            };
+            (placement, incarnation)
+        })
+    }
+
+    /// Records a job a peer took, so that this node can answer for it.
+    fn record_forwarded(&self, job: &Forwarded, spec: &JobSpec, status: JobStatus) {
+        let outcome = JobOutcome {
+            id: job.id,
+            kind: spec.kind.name().to_owned(),
+            status,
+            entry_node: self.me.clone(),
+            executing_node: Some(job.node.clone()),
+            hops: 1,
+            queued_ms: None,
+            run_ms: None,
+            total_ms: None,
+            output: None,
+            error: None,
+        };
+        if let Err(e) = self.store.insert(Instant::now(), outcome) {
+            // Ids are 64 random bits and checked when drawn: this cannot happen in practice.
+            warn!(error = %e, "a forwarded job's id is already in use here");
+        }
+    }
+
+    /// Follows a job a peer took until it ends, is lost, or the node stops.
+    async fn follow(self: Arc<Self>, job: Forwarded) {
+        let mut failures = 0u32;
+        loop {
+            let fate = self.fate(&job);
+            match fate {
+                Fate::Dead => {
+                    return self.lose(
+                        &job,
+                        format!("executing node {} died before finishing", job.node),
+                    );
+                }
+                Fate::Restarted => {
+                    return self.lose(
+                        &job,
+                        format!("executing node {} restarted before finishing", job.node),
+                    );
+                }
+                Fate::Present | Fate::Left => {}
+            }
+            let poll = tokio::select! {
+                poll = self.forwarder.poll(job.api, job.id) => poll,
+                () = self.until_gone(&job) => continue,
+                () = self.stopping.cancelled() => return,
+            };
+            match poll {
+                Poll::Outcome(outcome) => {
+                    failures = 0;
+                    if self.learn(&job, *outcome) {
+                        return;
+                    }
+                }
+                Poll::Unknown => {
+                    return self.lose(
+                        &job,
+                        format!(
+                            "executing node {} no longer knows the job (it restarted?)",
+                            job.node
+                        ),
+                    );
+                }
+                Poll::Failed(reason) => {
+                    failures += 1;
+                    debug!(job = %job.id, peer = %job.node, failures, %reason, "cannot ask after a forwarded job");
+                    if self.fate(&job) == Fate::Left {
+                        return self.lose(
+                            &job,
+                            format!(
+                                "executing node {} left before finishing ({reason})",
+                                job.node
+                            ),
+                        );
+                    }
+                    if failures >= MAX_POLL_FAILURES {
+                        return self.lose(
+                            &job,
+                            format!(
+                                "executing node {} died before finishing (unreachable: {reason})",
+                                job.node
+                            ),
+                        );
+                    }
+                    // Back off a little: 100, 200, 400 ms.
+                    let pause = Duration::from_millis(100) * 2u32.pow(failures - 1);
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = self.stopping.cancelled() => return,
+                    }
+                }
+            }
+        }
+    }
+
+    fn fate(&self, job: &Forwarded) -> Fate {
+        self.gossip.with(|g| match g.map().get(&job.node) {
+            None => Fate::Left,
+            Some(entry) if entry.report().incarnation > job.incarnation => Fate::Restarted,
+            Some(entry) => match entry.verdict() {
+                Verdict::Alive | Verdict::Suspect => Fate::Present,
+                Verdict::Left => Fate::Left,
+                Verdict::Dead => Fate::Dead,
+            },
+        })
+    }
+
+    /// Resolves when the map says the peer is dead or restarted (never, otherwise).
+    async fn until_gone(&self, job: &Forwarded) {
+        loop {
+            tokio::time::sleep(FATE_CHECK).await;
+            if matches!(self.fate(job), Fate::Dead | Fate::Restarted) {
+                return;
+            }
+        }
+    }
+
+    /// Takes in what the peer says of the job; returns whether it has ended.
+    fn learn(&self, job: &Forwarded, peer: JobOutcome) -> bool {
+        let now = Instant::now();
+        let ended = peer.status.is_terminal();
+        self.store.update(now, job.id, |o| {
+            o.status = peer.status;
+            o.queued_ms = peer.queued_ms;
+            o.run_ms = peer.run_ms;
+            o.output = peer.output;
+            o.error = peer.error;
+            if ended {
+                // From submission here to the end as learned here: the forwarding included.
+                o.total_ms = Some(ms(now - job.arrived));
+            }
+        });
+        ended
+    }
+
+    fn lose(&self, job: &Forwarded, reason: String) {
+        warn!(job = %job.id, peer = %job.node, %reason, "forwarded job lost");
+        let now = Instant::now();
+        self.store.update(now, job.id, |o| {
+            o.status = JobStatus::Lost;
+            o.error = Some(reason);
+            o.total_ms = Some(ms(now - job.arrived));
+        });
+    }
+}

@@ -1,0 +1,225 @@
+//! The forwarding client: how an entry node hands a job to a peer and learns what became of it,
+//! over pooled HTTP/1.1 connections (hyper-util's legacy client).
+//!
+//! - [`Forwarder::offer`]: `POST /v1/jobs` to the peer with the job, marked as forwarded by the
+//!   headers [`ENTRY_NODE`], [`JOB_ID`] and [`HOPS`]; the peer answers `202` once the job is
+//!   queued, `503` if it has no room.
+//! - [`Forwarder::poll`]: `GET /v1/jobs/{id}?wait=true`, which the peer holds until the job ends
+//!   or [`LONG_POLL`] passes.
+//!
+//! Every request is bounded: a connect timeout, and a timeout on the whole exchange.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hearsay_shared::{JobId, JobOutcome, JobSpec, JobStatus, NodeId};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde::Deserialize;
+
+/// Header naming the node a forwarded job was submitted to.
+pub const ENTRY_NODE: &str = "Hearsay-Entry-Node";
+/// Header carrying a forwarded job's id, assigned by the entry node.
+pub const JOB_ID: &str = "Hearsay-Job-Id";
+/// Header carrying how many times a job was forwarded; always 1, as a job is forwarded once.
+pub const HOPS: &str = "Hearsay-Hops";
+
+/// How long a peer holds `GET /v1/jobs/{id}?wait=true` before answering how the job stands.
+pub const LONG_POLL: Duration = Duration::from_secs(10);
+/// How long a connection to a peer may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a peer may take to accept or refuse a job.
+pub const OFFER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a long poll may take: the peer's hold, and a margin.
+pub const POLL_TIMEOUT: Duration = Duration::from_secs(15);
+/// The largest answer read from a peer (an outcome holds at most a 64 KiB echo).
+const MAX_ANSWER: usize = 1024 * 1024;
+
+/// What a peer did with an offered job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Offer {
+    /// It holds the job, which is now in this state (`queued` or `running`).
+    Accepted(JobStatus),
+    /// It answered but did not take the job.
+    Refused(String),
+    /// It did not answer: no connection, a broken one, or too slow.
+    Unreachable(String),
+}
+
+/// What a long poll learned.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Poll {
+    /// The job as it stands (ended, or not yet after [`LONG_POLL`]).
+    Outcome(Box<JobOutcome>),
+    /// The peer does not know the job (it restarted, or forgot it).
+    Unknown,
+    /// No usable answer.
+    Failed(String),
+}
+
+/// Sends jobs to peers and asks after them. Cloning shares the connection pool.
+#[derive(Debug, Clone)]
+pub struct Forwarder {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for Forwarder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[derive(Deserialize)]
+struct Accepted {
+    status: JobStatus,
+}
+
+#[derive(Deserialize)]
+struct ErrorAnswer {
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    message: String,
+}
+
+impl Forwarder {
+    /// A client with an empty pool.
+    pub fn new() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Forwarder { client }
+    }
+
+    /// Offers job `id` to the peer whose API is at `api`.
+    pub async fn offer(&self, api: SocketAddr, id: JobId, spec: &JobSpec, entry: &NodeId) -> Offer {
+        let body = match serde_json::to_vec(spec) {
+            Ok(body) => body,
+            Err(e) => return Offer::Refused(format!("cannot encode the job: {e}")),
+        };
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(format!("http://{api}/v1/jobs"))
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(ENTRY_NODE, entry.as_str())
+            .header(JOB_ID, id.to_string())
+            .header(HOPS, "1")
+            .body(Full::new(Bytes::from(body)));
+        let request = match request {
+            Ok(request) => request,
+            Err(e) => return Offer::Refused(format!("cannot build the request: {e}")),
+        };
+        match self.exchange(request, OFFER_TIMEOUT).await {
+            Err(reason) => Offer::Unreachable(reason),
+            Ok((StatusCode::ACCEPTED, body)) => match serde_json::from_slice::<Accepted>(&body) {
+                Ok(accepted) => Offer::Accepted(accepted.status),
+                // It said it took the job; trust that, and learn the rest by polling.
+                Err(_) => Offer::Accepted(JobStatus::Queued),
+            },
+            Ok((status, body)) => Offer::Refused(describe(status, &body)),
+        }
+    }
+
+    /// Asks the peer at `api` how job `id` stands, waiting up to [`LONG_POLL`] for its end.
+    pub async fn poll(&self, api: SocketAddr, id: JobId) -> Poll {
+        let request = Request::builder()
+            .uri(format!("http://{api}/v1/jobs/{id}?wait=true"))
+            .body(Full::default());
+        let request = match request {
+            Ok(request) => request,
+            Err(e) => return Poll::Failed(format!("cannot build the request: {e}")),
+        };
+        match self.exchange(request, POLL_TIMEOUT).await {
+            Err(reason) => Poll::Failed(reason),
+            Ok((StatusCode::OK, body)) => match serde_json::from_slice(&body) {
+                Ok(outcome) => Poll::Outcome(Box::new(outcome)),
+                Err(e) => Poll::Failed(format!("answered with an unreadable outcome: {e}")),
+            },
+            Ok((StatusCode::NOT_FOUND, _)) => Poll::Unknown,
+            Ok((status, body)) => Poll::Failed(describe(status, &body)),
+        }
+    }
+
+    /// Sends `request` and reads the whole answer within `timeout`.
+    async fn exchange(
+        &self,
+        request: Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<(StatusCode, Bytes), String> {
+        let exchange = async {
+            let response = self.client.request(request).await.map_err(|e| {
+                // The legacy client's own message is "client error (Connect)"; its source says
+                // what happened.
+                match std::error::Error::source(&e) {
+                    Some(source) => format!("{e}: {source}"),
+                    None => e.to_string(),
+                }
+            })?;
+            let status = response.status();
+            let body = Limited::new(response.into_body(), MAX_ANSWER)
+                .collect()
+                .await
+                .map_err(|e| format!("answer cut short: {e}"))?
+                .to_bytes();
+            Ok((status, body))
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {} ms", timeout.as_millis())))
+    }
+}
+
+/// A peer's error answer, in a few words: its status and message.
+fn describe(status: StatusCode, body: &[u8]) -> String {
+    match serde_json::from_slice::<ErrorAnswer>(body) {
+        Ok(answer) => format!("{status}: {}", answer.error.message),
+        Err(_) => status.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_peer_is_said_so() {
+        // A port just freed: nothing listens there.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let forwarder = Forwarder::new();
+        let spec = JobSpec::from_json(br#"{"kind":"sleep","ms":1}"#).unwrap();
+        let entry = NodeId::new("n1").unwrap();
+        match forwarder.offer(addr, JobId(1), &spec, &entry).await {
+            Offer::Unreachable(reason) => assert!(reason.contains("onnect"), "{reason}"),
+            other => panic!("expected unreachable, got {other:?}"),
+        }
+        assert!(matches!(
+            forwarder.poll(addr, JobId(1)).await,
+            Poll::Failed(_)
+        ));
+    }
+
+    #[test]
+    fn error_answers_are_summarised() {
+        let body = br#"{"error":{"code":"queue_full","message":"queue is full"}}"#;
+        assert_eq!(
+            describe(StatusCode::SERVICE_UNAVAILABLE, body),
+            "503 Service Unavailable: queue is full"
+        );
+        assert_eq!(
+            describe(StatusCode::BAD_GATEWAY, b"<html>"),
+            "502 Bad Gateway"
+        );
+    }
+}

@@ -1,0 +1,379 @@
+//! The job routes of the HTTP API: reading and checking a request, and answering it.
+//!
+//! | request | answer |
+//! |---|---|
+//! | `POST /v1/jobs` | `202` with `Location: /v1/jobs/{id}` and [`Accepted`]; with `?wait=true`, `200` and the [`JobOutcome`] once the job has ended |
+//! | `GET /v1/jobs/{id}` | `200` and the [`JobOutcome`] as it stands; with `?wait=true`, held until the job ends or [`LONG_POLL`] passes |
+//!
+//! A job forwarded by a peer carries the headers [`ENTRY_NODE`], [`JOB_ID`] and [`HOPS`]; it is
+//! run here or refused, never forwarded again.
+//!
+//! Errors: `400` for a request at fault, naming the field (a job field, `body`, a query
+//! parameter, a header, or `id`); `404` for an unknown job; `413` for a body over [`MAX_BODY`];
+//! `503` with `Retry-After` when no node in reach has room or this node is leaving.
+
+use std::error::Error as StdError;
+
+use bytes::Bytes;
+use hearsay_shared::{JobId, JobOutcome, JobSpec, NodeId};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Body;
+use hyper::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, LOCATION, RETRY_AFTER};
+use hyper::{Request, Response, StatusCode};
+
+use crate::api::json;
+use crate::dispatch::{Accepted, Dispatcher, SubmitError};
+use crate::executor::Refusal;
+use crate::forward::{ENTRY_NODE, HOPS, JOB_ID, LONG_POLL};
+use crate::view::ErrorBody;
+
+/// The largest job body accepted, in bytes: 1 MiB.
+pub const MAX_BODY: usize = 1024 * 1024;
+/// What a client told to come back is told to wait, in seconds.
+const RETRY_AFTER_SECS: &str = "1";
+
+/// An error answer: its status and body.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    body: ErrorBody,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            body: ErrorBody::new(code, message),
+        }
+    }
+
+    /// A request at fault in `field`, with the message `<field>: <reason>`.
+    fn field(
+        status: StatusCode,
+        code: &'static str,
+        field: &str,
+        reason: impl std::fmt::Display,
+    ) -> Self {
+        ApiError {
+            status,
+            body: ErrorBody::new(code, format!("{field}: {reason}")).with_field(field),
+        }
+    }
+
+    fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+    }
+
+    pub(crate) fn into_response(self) -> Response<Full<Bytes>> {
+        let mut response = json(self.status, &self.body);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+        }
+        response
+    }
+}
+
+/// `POST /v1/jobs`.
+pub(crate) async fn submit<B>(req: Request<B>, jobs: &Dispatcher) -> Response<Full<Bytes>>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    submit_checked(req, jobs)
+        .await
+        .unwrap_or_else(ApiError::into_response)
+}
+
+async fn submit_checked<B>(
+    req: Request<B>,
+    jobs: &Dispatcher,
+) -> Result<Response<Full<Bytes>>, ApiError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let wait = wait_param(req.uri().query())?;
+    let forwarded = forwarded_from(req.headers())?;
+    let body = read_body(req).await?;
+    let spec = JobSpec::from_json(&body).map_err(|e| {
+        ApiError::field(StatusCode::BAD_REQUEST, "invalid_job", &e.field, &e.reason)
+    })?;
+    if jobs.is_leaving() {
+        return Err(leaving());
+    }
+    let accepted = match forwarded {
+        Some(Forwarded { id, entry }) => match jobs.accept_forwarded(id, spec, entry) {
+            Ok(status) => Accepted {
+                id,
+                status,
+                executing_node: jobs.node().clone(),
+            },
+            Err(Refusal::Full) => {
+                return Err(ApiError::unavailable(
+                    "queue_full",
+                    format!("{} has every slot busy and its queue full", jobs.node()),
+                ))
+            }
+            Err(Refusal::Closed) => return Err(leaving()),
+            Err(Refusal::Duplicate(e)) => {
+                return Err(ApiError::field(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_forward",
+                    JOB_ID,
+                    e,
+                ))
+            }
+        },
+        None => jobs.submit(spec).await.map_err(|e| match e {
+            SubmitError::NoRoom(_) => ApiError::unavailable("no_capacity", e.to_string()),
+            SubmitError::Leaving => leaving(),
+        })?,
+    };
+    if wait {
+        if let Some(outcome) = jobs.wait(accepted.id, None).await {
+            return Ok(json(StatusCode::OK, &outcome));
+        }
+        // Forgotten already (retention of a single job): say where to look, as without wait.
+    }
+    let mut response = json(StatusCode::ACCEPTED, &accepted);
+    let location = format!("/v1/jobs/{}", accepted.id);
+    if let Ok(location) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// `GET /v1/jobs/{id}` (and `HEAD`).
+pub(crate) async fn status(
+    id: &str,
+    query: Option<&str>,
+    jobs: &Dispatcher,
+) -> Response<Full<Bytes>> {
+    status_checked(id, query, jobs)
+        .await
+        .unwrap_or_else(ApiError::into_response)
+}
+
+async fn status_checked(
+    id: &str,
+    query: Option<&str>,
+    jobs: &Dispatcher,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let id: JobId = id
+        .parse()
+        .map_err(|e| ApiError::field(StatusCode::BAD_REQUEST, "invalid_job_id", "id", e))?;
+    let wait = wait_param(query)?;
+    let outcome: Option<JobOutcome> = if wait {
+        jobs.wait(id, Some(LONG_POLL)).await
+    } else {
+        jobs.outcome(id)
+    };
+    match outcome {
+        Some(outcome) => Ok(json(StatusCode::OK, &outcome)),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_job",
+            format!("no job {id} here: never submitted here, or finished and forgotten"),
+        )),
+    }
+}
+
+fn leaving() -> ApiError {
+    ApiError::unavailable("leaving", "this node is leaving and takes no new jobs")
+}
+
+/// The `wait` query parameter: `true` or `false` (the default). Any other parameter, value or
+/// repetition is refused.
+fn wait_param(query: Option<&str>) -> Result<bool, ApiError> {
+    let bad = |field: &str, reason: String| {
+        ApiError::field(StatusCode::BAD_REQUEST, "invalid_query", field, reason)
+    };
+    let mut wait = None;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key != "wait" {
+            return Err(bad(
+                key,
+                "unknown query parameter; the only one is wait".into(),
+            ));
+        }
+        if wait.is_some() {
+            return Err(bad("wait", "is given more than once".into()));
+        }
+        wait = Some(match value {
+            "true" => true,
+            "false" => false,
+            other => return Err(bad("wait", format!("must be true or false, not {other:?}"))),
+        });
+    }
+    Ok(wait.unwrap_or(false))
+}
+
+/// Who forwarded a job, from its headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Forwarded {
+    id: JobId,
+    entry: NodeId,
+}
+
+/// `None` for a job submitted by a client (no `Hearsay-*` header); the entry node and id for a
+/// job forwarded by a peer, whose three headers must all be there, once each, and well formed.
+fn forwarded_from(headers: &HeaderMap) -> Result<Option<Forwarded>, ApiError> {
+    if ![ENTRY_NODE, JOB_ID, HOPS]
+        .iter()
+        .any(|name| headers.contains_key(*name))
+    {
+        return Ok(None);
+    }
+    let bad = |name: &str, reason: String| {
+        ApiError::field(StatusCode::BAD_REQUEST, "invalid_forward", name, reason)
+    };
+    let text = |name: &'static str| -> Result<&str, ApiError> {
+        let mut values = headers.get_all(name).iter();
+        let value = values.next().ok_or_else(|| {
+            bad(
+                name,
+                format!("is required on a forwarded job, with {ENTRY_NODE}, {JOB_ID} and {HOPS}"),
+            )
+        })?;
+        if values.next().is_some() {
+            return Err(bad(name, "is given more than once".into()));
+        }
+        value
+            .to_str()
+            .map_err(|_| bad(name, "is not printable ASCII".into()))
+    };
+    let hops = text(HOPS)?;
+    if hops != "1" {
+        return Err(bad(
+            HOPS,
+            format!("must be 1: a job is forwarded at most once, not {hops:?}"),
+        ));
+    }
+    let id = text(JOB_ID)?
+        .parse::<JobId>()
+        .map_err(|e| bad(JOB_ID, e.to_string()))?;
+    let entry = NodeId::new(text(ENTRY_NODE)?).map_err(|e| bad(ENTRY_NODE, e.to_string()))?;
+    Ok(Some(Forwarded { id, entry }))
+}
+
+/// The whole body, if it is at most [`MAX_BODY`] bytes: a `Content-Length` over it is refused
+/// before reading, and reading stops at the limit whatever the headers said.
+async fn read_body<B>(req: Request<B>) -> Result<Bytes, ApiError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let too_large = |size: String| {
+        ApiError::field(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "body",
+            format!("is {size}; at most {MAX_BODY} bytes are allowed"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(length) = declared {
+        if length > MAX_BODY as u64 {
+            return Err(too_large(format!("{length} bytes")));
+        }
+    }
+    match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large("longer".into())),
+        Err(e) => Err(ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "body",
+            format!("cannot be read: {e}"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_is_true_false_or_refused() {
+        assert!(!wait_param(None).unwrap());
+        assert!(wait_param(Some("wait=true")).unwrap());
+        assert!(!wait_param(Some("wait=false")).unwrap());
+        for bad in ["wait=yes", "wait", "wait=true&wait=true", "wiat=true"] {
+            let e = wait_param(Some(bad)).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{bad}");
+            let field = e.body.error.field.unwrap();
+            assert!(field == "wait" || field == "wiat", "{bad}: {field}");
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn forwarded_headers_are_all_or_nothing_and_well_formed() {
+        assert_eq!(forwarded_from(&HeaderMap::new()).unwrap(), None);
+        let good = [
+            (ENTRY_NODE, "n1"),
+            (JOB_ID, "00000000000000ff"),
+            (HOPS, "1"),
+        ];
+        assert_eq!(
+            forwarded_from(&headers(&good)).unwrap(),
+            Some(Forwarded {
+                id: JobId(255),
+                entry: NodeId::new("n1").unwrap()
+            })
+        );
+        let cases: [(&[(&'static str, &str)], &str); 5] = [
+            (&[(HOPS, "1")], JOB_ID),
+            (
+                &[
+                    (ENTRY_NODE, "n1"),
+                    (JOB_ID, "00000000000000ff"),
+                    (HOPS, "2"),
+                ],
+                HOPS,
+            ),
+            (&[(ENTRY_NODE, "n1"), (JOB_ID, "xyz"), (HOPS, "1")], JOB_ID),
+            (
+                &[
+                    (ENTRY_NODE, "a b"),
+                    (JOB_ID, "00000000000000ff"),
+                    (HOPS, "1"),
+                ],
+                ENTRY_NODE,
+            ),
+            (
+                &[
+                    (ENTRY_NODE, "n1"),
+                    (JOB_ID, "00000000000000ff"),
+                    (HOPS, "1"),
+                    (HOPS, "1"),
+                ],
+                HOPS,
+            ),
+        ];
+        for (pairs, field) in cases {
+            let e = forwarded_from(&headers(pairs)).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST);
+            assert_eq!(e.body.error.field.as_deref(), Some(field), "{pairs:?}");
+            assert!(
+                e.body.error.message.starts_with(field),
+                "{}",
+                e.body.error.message
+            );
+        }
+    }
+}
