@@ -59,6 +59,9 @@ pub(crate) async fn serve(
     let graceful = GracefulShutdown::new();
     // Cancelled when the grace period is over: closes the connections that are still open.
     let hard_stop = CancellationToken::new();
+    // Also cancelled if this task is aborted (`NodeHandle::kill`), so that no connection
+    // outlives the server.
+    let hard_stop_on_exit = hard_stop.clone().drop_guard();
     loop {
         let (stream, peer) = tokio::select! {
             biased;
@@ -103,7 +106,7 @@ pub(crate) async fn serve(
             warn!("HTTP connections still open after the grace period; closing them");
         }
     }
-    hard_stop.cancel();
+    drop(hard_stop_on_exit);
     debug!("HTTP server stopped");
 }
 
@@ -316,5 +319,14 @@ mod tests {
         let (status, _, again) = call(&state, Method::GET, &format!("/v1/jobs/{id}"), "").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(again, body);
+    }
+
+    #[tokio::test]
+    async fn a_long_body_without_a_length_is_cut_at_the_limit() {
+        // A request built here has no Content-Length: only the limited read can catch it.
+        let body = "x".repeat(crate::job_api::MAX_BODY + 1);
+        let (status, _, answer) = call(&state(), Method::POST, "/v1/jobs", &body).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(answer["error"]["field"], "body");
     }
 }

@@ -324,6 +324,14 @@ impl Dispatcher {
         }
         inner.stopping.cancel();
     }
+
+    /// Stops at once, as a node whose process is killed: refuses new jobs, stops the running
+    /// ones and the following of forwarded ones, records nothing more and waits for nothing.
+    pub fn kill(&self) {
+        self.inner.leaving.store(true, Ordering::Relaxed);
+        self.inner.executor.kill();
+        self.inner.stopping.cancel();
+    }
 }
 
 impl Inner {

@@ -84,6 +84,8 @@ struct Shared {
     idle: Notify,
     /// Cancelled when the drain's time is up: running jobs stop and are recorded lost.
     abandon: CancellationToken,
+    /// Set when the node is killed: running jobs stop and nothing more is recorded.
+    killed: AtomicBool,
     tracker: TaskTracker,
 }
 
@@ -125,6 +127,7 @@ impl Executor {
                 }),
                 idle: Notify::new(),
                 abandon: CancellationToken::new(),
+                killed: AtomicBool::new(false),
                 tracker,
             }),
         }
@@ -258,6 +261,18 @@ impl Executor {
             running,
         }
     }
+
+    /// Stops every job at once and records nothing more, as when the node's process is
+    /// killed (see `NodeHandle::kill`).
+    pub fn kill(&self) {
+        self.shared.killed.store(true, Ordering::Relaxed);
+        {
+            let mut state = self.shared.lock();
+            state.open = false;
+            state.queue.clear();
+        }
+        self.shared.abandon.cancel();
+    }
 }
 
 impl WorkGauge for Executor {
@@ -313,6 +328,9 @@ impl Shared {
     }
 
     fn finish(&self, job: &Submission, started: Instant, ending: Ending) {
+        if self.killed.load(Ordering::Relaxed) {
+            return;
+        }
         let now = Instant::now();
         let (run, total) = (ms(now - started), ms(now - job.arrived));
         self.store.update(now, job.id, |o| {

@@ -9,16 +9,17 @@
 //! run here or refused, never forwarded again.
 //!
 //! Errors: `400` for a request at fault, naming the field (a job field, `body`, a query
-//! parameter, a header, or `id`); `404` for an unknown job; `413` for a body over [`MAX_BODY`];
+//! parameter, a header, or `id`); `404` for an unknown job; `413` for a body over [`MAX_BODY`]
+//! (after reading and discarding up to [`DISCARD_LIMIT`] of it, so that the client sees it);
 //! `503` with `Retry-After` when no node in reach has room or this node is leaving.
 
 use std::error::Error as StdError;
 
 use bytes::Bytes;
 use hearsay_shared::{JobId, JobOutcome, JobSpec, NodeId};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Body;
-use hyper::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, LOCATION, RETRY_AFTER};
+use hyper::header::{HeaderMap, HeaderValue, CONNECTION, CONTENT_LENGTH, LOCATION, RETRY_AFTER};
 use hyper::{Request, Response, StatusCode};
 
 use crate::api::json;
@@ -29,6 +30,9 @@ use crate::view::ErrorBody;
 
 /// The largest job body accepted, in bytes: 1 MiB.
 pub const MAX_BODY: usize = 1024 * 1024;
+/// The most of a refused body that is read (and thrown away) so that the client can read the
+/// `413`; a longer one is cut off.
+pub const DISCARD_LIMIT: usize = 8 * MAX_BODY;
 /// What a client told to come back is told to wait, in seconds.
 const RETRY_AFTER_SECS: &str = "1";
 
@@ -37,6 +41,8 @@ const RETRY_AFTER_SECS: &str = "1";
 pub(crate) struct ApiError {
     status: StatusCode,
     body: ErrorBody,
+    /// Close the connection after answering (the request was not read to its end).
+    close: bool,
 }
 
 impl ApiError {
@@ -44,6 +50,7 @@ impl ApiError {
         ApiError {
             status,
             body: ErrorBody::new(code, message),
+            close: false,
         }
     }
 
@@ -57,6 +64,7 @@ impl ApiError {
         ApiError {
             status,
             body: ErrorBody::new(code, format!("{field}: {reason}")).with_field(field),
+            close: false,
         }
     }
 
@@ -70,6 +78,11 @@ impl ApiError {
             response
                 .headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+        }
+        if self.close {
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }
@@ -260,39 +273,65 @@ fn forwarded_from(headers: &HeaderMap) -> Result<Option<Forwarded>, ApiError> {
 }
 
 /// The whole body, if it is at most [`MAX_BODY`] bytes: a `Content-Length` over it is refused
-/// before reading, and reading stops at the limit whatever the headers said.
+/// without keeping anything, and reading stops keeping at the limit whatever the headers said.
+///
+/// A refused body is still read and thrown away, up to [`DISCARD_LIMIT`], before the `413` is
+/// sent: a client that is still sending when the server closes the connection gets a broken
+/// pipe instead of the answer.
 async fn read_body<B>(req: Request<B>) -> Result<Bytes, ApiError>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
     let too_large = |size: String| {
-        ApiError::field(
+        let mut e = ApiError::field(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
             "body",
             format!("is {size}; at most {MAX_BODY} bytes are allowed"),
-        )
+        );
+        e.close = true;
+        e
     };
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if let Some(length) = declared {
-        if length > MAX_BODY as u64 {
+    let refused = declared.filter(|&length| length > MAX_BODY as u64);
+    if let Some(length) = refused {
+        if length > DISCARD_LIMIT as u64 {
             return Err(too_large(format!("{length} bytes")));
         }
     }
-    match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large("longer".into())),
-        Err(e) => Err(ApiError::field(
-            StatusCode::BAD_REQUEST,
-            "invalid_body",
-            "body",
-            format!("cannot be read: {e}"),
-        )),
+    let mut body = std::pin::pin!(req.into_body());
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            let e: Box<dyn StdError + Send + Sync> = e.into();
+            ApiError::field(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                "body",
+                format!("cannot be read: {e}"),
+            )
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        seen = seen.saturating_add(data.len());
+        if seen > DISCARD_LIMIT {
+            return Err(too_large(format!("over {DISCARD_LIMIT} bytes")));
+        }
+        if refused.is_none() && seen <= MAX_BODY {
+            kept.extend_from_slice(&data);
+        }
+    }
+    match refused {
+        Some(length) => Err(too_large(format!("{length} bytes"))),
+        None if seen > MAX_BODY => Err(too_large(format!("{seen} bytes"))),
+        None => Ok(Bytes::from(kept)),
     }
 }
 

@@ -23,6 +23,7 @@ use hearsay_shared::{Gossip, LoadVector, NodeId};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tokio::net::{TcpListener, UdpSocket};
+use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -167,7 +168,8 @@ impl Node {
             StdRng::seed_from_u64(placement_seed(seed)),
         );
 
-        tracker.spawn({
+        let mut tasks = Vec::new();
+        tasks.push(tracker.spawn({
             let run = gossip_task::run(
                 socket,
                 gossip.clone(),
@@ -180,15 +182,15 @@ impl Node {
                 run.await;
                 drop(stop_api);
             }
-        });
-        tracker.spawn(sampler::run(
+        }));
+        tasks.push(tracker.spawn(sampler::run(
             gossip.clone(),
             Arc::new(executor),
             slots,
             config.interval(),
             drained.clone(),
-        ));
-        tracker.spawn({
+        )));
+        tasks.push(tracker.spawn({
             let (jobs, shutdown, drain) = (jobs.clone(), shutdown.clone(), config.drain());
             let drained = drained.clone().drop_guard();
             async move {
@@ -196,16 +198,16 @@ impl Node {
                 jobs.drain(drain).await;
                 drop(drained);
             }
-        });
-        tracker.spawn(api::serve(
+        }));
+        tasks.push(tracker.spawn(api::serve(
             listener,
             ApiState {
                 gossip: gossip.clone(),
-                jobs,
+                jobs: jobs.clone(),
             },
             api_stop,
             tracker.clone(),
-        ));
+        )));
         // Closing only means `wait` may finish once no task is left; the API's connection
         // tasks are spawned while the API task itself still runs.
         tracker.close();
@@ -216,8 +218,10 @@ impl Node {
             gossip_addr,
             seed,
             gossip,
+            jobs,
             shutdown,
             tracker,
+            tasks: tasks.iter().map(|t| t.abort_handle()).collect(),
         })
     }
 }
@@ -231,8 +235,11 @@ pub struct NodeHandle {
     gossip_addr: SocketAddr,
     seed: u64,
     gossip: SharedGossip,
+    jobs: Dispatcher,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    /// The node's long-running tasks, for [`NodeHandle::kill`].
+    tasks: Vec<AbortHandle>,
 }
 
 impl NodeHandle {
@@ -268,6 +275,16 @@ impl NodeHandle {
     /// Waits until every task of the node has finished (only ever after a shutdown).
     pub async fn join(&self) {
         self.tracker.wait().await;
+    }
+
+    /// Stops the node at once, as if its process were killed: no leave is announced, no job is
+    /// drained, the sockets close, and what it knew of its jobs is gone with it. For tests of
+    /// how the others cope; [`NodeHandle::join`] waits for the end.
+    pub fn kill(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.jobs.kill();
     }
 
     /// Leaves gracefully and waits until the node has stopped.
