@@ -206,7 +206,9 @@ impl Dispatcher {
                                 id,
                                 node: node.clone(),
                                 api,
-                                incarnation: incarnation.unwrap_or(0),
+                                // Always known (the placer chose it from the map); if not,
+                                // never take a report of it for a restart.
+                                incarnation: incarnation.unwrap_or(u64::MAX),
                                 arrived,
                             };
                             inner.record_forwarded(&job, &spec, status);

@@ -19,7 +19,9 @@ use bytes::Bytes;
 use hearsay_shared::{JobId, JobOutcome, JobSpec, NodeId};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Body;
-use hyper::header::{HeaderMap, HeaderValue, CONNECTION, CONTENT_LENGTH, LOCATION, RETRY_AFTER};
+use hyper::header::{
+    HeaderMap, HeaderValue, CONNECTION, CONTENT_LENGTH, EXPECT, LOCATION, RETRY_AFTER,
+};
 use hyper::{Request, Response, StatusCode};
 
 use crate::api::json;
@@ -299,8 +301,14 @@ where
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let refused = declared.filter(|&length| length > MAX_BODY as u64);
+    // A client that asked to hear first (`Expect: 100-continue`) has sent nothing yet, and
+    // one sending more than the discard limit is not worth reading: answer at once.
+    let expects_continue = req
+        .headers()
+        .get(EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     if let Some(length) = refused {
-        if length > DISCARD_LIMIT as u64 {
+        if expects_continue || length > DISCARD_LIMIT as u64 {
             return Err(too_large(format!("{length} bytes")));
         }
     }
