@@ -64,7 +64,11 @@ fn time_until_all(
                 let s = state_of(&view, &other.spec.node_id);
                 if matches!(s.as_deref(), Some("suspect") | Some("dead")) {
                     *false_alarms
-                        .entry(format!("{id} saw {} {}", other.spec.node_id, s.unwrap_or_default()))
+                        .entry(format!(
+                            "{id} saw {} {}",
+                            other.spec.node_id,
+                            s.unwrap_or_default()
+                        ))
                         .or_default() += 1;
                 }
             }
@@ -127,7 +131,11 @@ fn main() -> Result<()> {
         let t = Instant::now();
         nodes[victim].kill();
         let times = time_until_all(&nodes, &id, "dead", t, &mut false_alarms)?;
-        println!("kill -9 {id}: seen dead by {} peers: {}", times.len(), summary(&times));
+        println!(
+            "kill -9 {id}: seen dead by {} peers: {}",
+            times.len(),
+            summary(&times)
+        );
         last_peer.extend(times.iter().max().copied());
         let respec = nodes[victim].spec.clone();
         nodes[victim] = WorkerProcess::start(respec)?;
@@ -139,7 +147,11 @@ fn main() -> Result<()> {
     let t = Instant::now();
     nodes[leaver].terminate()?;
     let times = time_until_all(&nodes, &id, "left", t, &mut false_alarms)?;
-    println!("SIGTERM {id}: seen left by {} peers: {}", times.len(), summary(&times));
+    println!(
+        "SIGTERM {id}: seen left by {} peers: {}",
+        times.len(),
+        summary(&times)
+    );
     println!(
         "kill -9 to the last peer marking it dead, over {} kills: {}",
         last_peer.len(),
