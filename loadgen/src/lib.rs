@@ -4,11 +4,28 @@
 //!
 //! # Layout
 //! - [`workload`]: a seed and a shape expand into the same jobs at the same instants, always.
+//! - [`client`]: pooled HTTP/1.1 to the workers: `/v1/cluster`, and a job until its outcome.
+//! - [`bench`]: one open-loop run of a workload: cluster placement, or loadgen's random and
+//!   join-shortest-queue baselines with forwarding off.
 //! - [`stats`]: exact percentiles, means and their standard errors.
+//! - [`report`]: a run summed up, the comparison table, the JSON report.
 //! - [`theory`]: M/M/1, the supermarket model and M/M/c (Erlang C), for the reference lines.
+//! - [`chart`]: the sojourn-time tails of every run and of the theory, as SVG.
+//! - [`cluster`]: local `worker` processes on loopback, killed on drop.
+//! - [`cli`]: the command line, and `loadgen bench`.
+//! - [`demo`]: `loadgen demo`, one command from nothing to a comparison of policies.
+//! - [`signals`]: ctrl-c and SIGTERM.
 
 #![warn(missing_docs)]
 
+pub mod bench;
+pub mod chart;
+pub mod cli;
+pub mod client;
+pub mod cluster;
+pub mod demo;
+pub mod report;
+pub mod signals;
 pub mod stats;
 pub mod theory;
 pub mod workload;

@@ -204,6 +204,16 @@ pub enum EntryPattern {
     Hot,
 }
 
+impl EntryPattern {
+    /// The pattern's name on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryPattern::Spread => "spread",
+            EntryPattern::Hot => "hot",
+        }
+    }
+}
+
 /// When a workload stops.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
