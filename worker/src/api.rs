@@ -1,26 +1,31 @@
 //! The HTTP API: a hyper 1.x server (HTTP/1.1 and HTTP/2 through hyper-util's `auto` builder)
 //! with graceful shutdown, and its routes.
 //!
-//! | method and path       | answer                                              |
-//! |-----------------------|-----------------------------------------------------|
-//! | `POST /v1/jobs`       | submit a job (see [`crate::job_api`])               |
-//! | `GET /v1/jobs/{id}`   | a job's status and outcome (see [`crate::job_api`]) |
-//! | `GET /v1/cluster`     | this node's load map ([`ClusterView`])              |
-//! | `GET /healthz`        | `{"status":"ok"}`                                   |
+//! | method and path           | answer                                                   |
+//! |---------------------------|----------------------------------------------------------|
+//! | `GET /`                   | the dashboard (see [`crate::dashboard`])                 |
+//! | `POST /v1/jobs`           | submit a job (see [`crate::job_api`])                    |
+//! | `GET /v1/jobs/{id}`       | a job's status and outcome (see [`crate::job_api`])      |
+//! | `GET /v1/cluster`         | this node's load map ([`ClusterView`])                   |
+//! | `GET /v1/cluster/stream`  | the same, as server-sent events (see [`crate::stream`])  |
+//! | `GET /metrics`            | Prometheus metrics (see [`crate::metrics`])              |
+//! | `GET /healthz`            | `{"status":"ok"}`                                        |
 //!
-//! `HEAD` is accepted wherever `GET` is.
+//! `HEAD` is accepted wherever `GET` is, except on the stream.
 //!
 //! Anything else is a 404, or a 405 with `Allow` for a known path; every error body is
 //! `{"error":{"code":"...","message":"..."}}`.
 
 use std::convert::Infallible;
 use std::error::Error as StdError;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Body;
-use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ACCEPT, ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -32,10 +37,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
+use crate::dashboard;
 use crate::dispatch::Dispatcher;
 use crate::job_api;
+use crate::metrics::{Exposition, Format};
+use crate::stream::ClusterStream;
 use crate::view::{ClusterView, ErrorBody};
 use crate::SharedGossip;
+
+/// The body of every answer: a whole one, or the cluster stream.
+pub(crate) type ApiBody = BoxBody<Bytes, Infallible>;
 
 /// How long open connections may take to finish their requests once the server stops.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
@@ -45,6 +56,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 pub(crate) struct ApiState {
     pub gossip: SharedGossip,
     pub jobs: Dispatcher,
+    pub stream: ClusterStream,
+    pub metrics: Arc<Exposition>,
 }
 
 /// Serves `listener` until `stop` is cancelled, then lets open connections finish for at most
@@ -111,7 +124,39 @@ pub(crate) async fn serve(
 }
 
 /// Answers one request.
-pub(crate) async fn route<B>(req: Request<B>, state: &ApiState) -> Response<Full<Bytes>>
+pub(crate) async fn route<B>(req: Request<B>, state: &ApiState) -> Response<ApiBody>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    if req.method() == Method::GET && req.uri().path() == "/v1/cluster/stream" {
+        return match state.stream.open() {
+            Ok(body) => {
+                let mut response = Response::new(body.boxed());
+                let headers = response.headers_mut();
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+                headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                // Reverse proxies that buffer responses (nginx) pass this one through at once.
+                headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+                response
+            }
+            Err(e) => {
+                let mut response = json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &ErrorBody::new("too_many_streams", e.to_string()),
+                );
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("5"));
+                response.map(BodyExt::boxed)
+            }
+        };
+    }
+    whole(req, state).await.map(BodyExt::boxed)
+}
+
+/// Answers every request but the stream, with a whole body.
+async fn whole<B>(req: Request<B>, state: &ApiState) -> Response<Full<Bytes>>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
@@ -124,6 +169,17 @@ where
         }
     }
     match (&method, path.as_str()) {
+        (&Method::GET | &Method::HEAD, "/") => dashboard::page(),
+        (&Method::GET | &Method::HEAD, "/metrics") => {
+            let accept = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
+            let format = Format::for_accept(accept);
+            let mut response = Response::new(Full::new(Bytes::from(state.metrics.encode(format))));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(format.content_type()),
+            );
+            response
+        }
         (&Method::POST, "/v1/jobs") => job_api::submit(req, &state.jobs).await,
         // HEAD is answered as GET; hyper sends the headers without the body.
         (&Method::GET | &Method::HEAD, "/v1/cluster") => {
@@ -162,7 +218,8 @@ where
 /// the routes in [`route`].
 fn allowed_methods(path: &str) -> Option<&'static str> {
     match path {
-        "/v1/cluster" | "/healthz" => Some("GET, HEAD"),
+        "/" | "/metrics" | "/v1/cluster" | "/healthz" => Some("GET, HEAD"),
+        "/v1/cluster/stream" => Some("GET"),
         "/v1/jobs" => Some("POST"),
         _ if job_id_segment(path).is_some() => Some("GET, HEAD"),
         _ => None,
@@ -199,7 +256,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::Instant;
 
-    use hearsay_scheduler::PlacerConfig;
+    use hearsay_scheduler::{PlacerConfig, Policy};
     use hearsay_shared::{Gossip, GossipConfig, LoadVector, NodeId};
     use http_body_util::BodyExt;
     use rand::rngs::StdRng;
@@ -208,6 +265,7 @@ mod tests {
     use super::*;
     use crate::executor::Executor;
     use crate::job_store::{JobStore, Retention};
+    use crate::metrics::Metrics;
 
     fn state() -> ApiState {
         let node = NodeId::new("n").unwrap();
@@ -222,15 +280,38 @@ mod tests {
             time: Duration::from_secs(60),
             jobs: 10,
         }));
-        let executor = Executor::new(node, 1, 1, store.clone(), TaskTracker::new());
+        let metrics = Metrics::new();
+        let executor = Executor::new(
+            node,
+            1,
+            1,
+            store.clone(),
+            metrics.clone(),
+            TaskTracker::new(),
+        );
         let jobs = Dispatcher::new(
             gossip.clone(),
-            executor,
+            executor.clone(),
             store,
+            metrics.clone(),
             PlacerConfig::default(),
             StdRng::seed_from_u64(1),
         );
-        ApiState { gossip, jobs }
+        let stream = ClusterStream::new(
+            gossip.clone(),
+            metrics.clone(),
+            Policy::P2c,
+            Duration::from_millis(200),
+            CancellationToken::new(),
+            TaskTracker::new(),
+        );
+        let exposition = metrics.registry(gossip.clone(), Arc::new(executor), 1);
+        ApiState {
+            gossip,
+            jobs,
+            stream,
+            metrics: Arc::new(exposition),
+        }
     }
 
     async fn call(

@@ -22,18 +22,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use hearsay_scheduler::{Placement, PlacementRequest, Placer, PlacerConfig};
+use hearsay_scheduler::{Placement, PlacementRequest, Placer, PlacerConfig, Policy};
 use hearsay_shared::{JobId, JobOutcome, JobSpec, JobStatus, NodeId, NodeState, Verdict};
 use rand::rngs::StdRng;
 use serde::Serialize;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{debug, field, info, info_span, warn, Instrument as _, Span};
 
 use crate::executor::{ms, Executor, Refusal, Submission};
 use crate::forward::{Forwarder, Offer, Poll};
 use crate::job_store::JobStore;
+use crate::metrics::{status_name, Decision, ForwardFailure, Metrics};
 use crate::SharedGossip;
 
 /// Consecutive failed polls after which a peer that is still in the map as alive is taken for
@@ -79,7 +80,9 @@ struct Inner {
     gossip: SharedGossip,
     executor: Executor,
     store: Arc<JobStore>,
+    metrics: Metrics,
     forwarder: Forwarder,
+    policy: Policy,
     /// The placer and its rng, one lock: a placement is a few microseconds.
     placing: Mutex<(Placer, StdRng)>,
     leaving: AtomicBool,
@@ -120,6 +123,7 @@ impl Dispatcher {
         gossip: SharedGossip,
         executor: Executor,
         store: Arc<JobStore>,
+        metrics: Metrics,
         placer: PlacerConfig,
         rng: StdRng,
     ) -> Self {
@@ -130,7 +134,9 @@ impl Dispatcher {
                 gossip,
                 executor,
                 store,
+                metrics,
                 forwarder: Forwarder::new(),
+                policy: placer.policy,
                 placing: Mutex::new((Placer::new(placer), rng)),
                 leaving: AtomicBool::new(false),
                 followers: TaskTracker::new(),
@@ -147,6 +153,11 @@ impl Dispatcher {
     /// The job store.
     pub fn store(&self) -> &JobStore {
         &self.inner.store
+    }
+
+    /// The node's job metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     /// Whether the node is leaving (and refuses new jobs).
@@ -167,6 +178,22 @@ impl Dispatcher {
                 break id;
             }
         };
+        // Every log line about the job carries its id, its entry node and, once placed, where
+        // it runs; the follower of a forwarded job logs in the same span.
+        let span = info_span!("job", %id, entry = %inner.me, executing = field::Empty);
+        self.place_and_hand_over(id, spec, arrived, &span)
+            .instrument(span.clone())
+            .await
+    }
+
+    async fn place_and_hand_over(
+        &self,
+        id: JobId,
+        spec: JobSpec,
+        arrived: Instant,
+        span: &Span,
+    ) -> Result<Accepted, SubmitError> {
+        let inner = &self.inner;
         let mut excluded: Vec<NodeId> = Vec::new();
         let mut refusals: Vec<String> = Vec::new();
         let mut local_refused = false;
@@ -186,11 +213,14 @@ impl Dispatcher {
                     };
                     match inner.executor.submit(job) {
                         Ok(status) => {
+                            span.record("executing", field::display(&inner.me));
+                            inner.metrics.placed_locally();
+                            debug!(status = status_name(status), "placed here");
                             return Ok(Accepted {
                                 id,
                                 status,
                                 executing_node: inner.me.clone(),
-                            })
+                            });
                         }
                         Err(Refusal::Closed) => return Err(SubmitError::Leaving),
                         Err(refusal) => {
@@ -200,8 +230,12 @@ impl Dispatcher {
                     }
                 }
                 Placement::Forward { node, api } => {
-                    match inner.forwarder.offer(api, id, &spec, &inner.me).await {
+                    let offer = inner.forwarder.offer(api, id, &spec, &inner.me).await;
+                    let (failure, reason) = match offer {
                         Offer::Accepted(status) => {
+                            span.record("executing", field::display(&node));
+                            inner.metrics.forwarded_to(&node);
+                            debug!(status = status_name(status), "forwarded");
                             let job = Forwarded {
                                 id,
                                 node: node.clone(),
@@ -213,21 +247,22 @@ impl Dispatcher {
                             };
                             inner.record_forwarded(&job, &spec, status);
                             let follower = Arc::clone(inner);
-                            inner
-                                .followers
-                                .spawn(async move { follower.follow(job).await });
+                            inner.followers.spawn(
+                                async move { follower.follow(job).await }.instrument(span.clone()),
+                            );
                             return Ok(Accepted {
                                 id,
                                 status,
                                 executing_node: node,
                             });
                         }
-                        Offer::Refused(reason) | Offer::Unreachable(reason) => {
-                            info!(job = %id, peer = %node, %reason, "peer did not take a forwarded job; placing it again");
-                            refusals.push(format!("{node}: {reason}"));
-                            excluded.push(node);
-                        }
-                    }
+                        Offer::Refused(reason) => (ForwardFailure::Refused, reason),
+                        Offer::Unreachable(reason) => (ForwardFailure::Unreachable, reason),
+                    };
+                    inner.metrics.forward_failed(failure);
+                    info!(peer = %node, %reason, "peer did not take a forwarded job; placing it again");
+                    refusals.push(format!("{node}: {reason}"));
+                    excluded.push(node);
                 }
             }
         }
@@ -244,13 +279,15 @@ impl Dispatcher {
         if self.is_leaving() {
             return Err(Refusal::Closed);
         }
-        self.inner.executor.submit(Submission {
+        let status = self.inner.executor.submit(Submission {
             id,
             spec,
             entry,
             hops: 1,
             arrived: Instant::now(),
-        })
+        })?;
+        self.inner.metrics.received_forwarded();
+        Ok(status)
     }
 
     /// The job as it stands, if it is known.
@@ -359,12 +396,14 @@ impl Inner {
                 },
                 rng,
             );
-            let incarnation = match &placement {
-                Placement::Forward { node, .. } => {
-                    g.map().get(node).map(|e| e.report().incarnation)
-                }
-                Placement::Local => None,
+            let (decision, incarnation) = match &placement {
+                Placement::Forward { node, .. } => (
+                    Decision::Forward,
+                    g.map().get(node).map(|e| e.report().incarnation),
+                ),
+                Placement::Local => (Decision::Local, None),
             };
+            self.metrics.placement_decided(self.policy, decision);
             (placement, incarnation)
         })
     }
@@ -433,7 +472,7 @@ impl Inner {
                 }
                 Poll::Failed(reason) => {
                     failures += 1;
-                    debug!(job = %job.id, peer = %job.node, failures, %reason, "cannot ask after a forwarded job");
+                    debug!(peer = %job.node, failures, %reason, "cannot ask after a forwarded job");
                     if self.fate(&job) == Fate::Left {
                         return self.lose(
                             &job,
@@ -489,6 +528,9 @@ impl Inner {
     fn learn(&self, job: &Forwarded, peer: JobOutcome) -> bool {
         let now = Instant::now();
         let ended = peer.status.is_terminal();
+        if ended {
+            debug!(status = status_name(peer.status), "forwarded job ended");
+        }
         self.store.update(now, job.id, |o| {
             o.status = peer.status;
             o.queued_ms = peer.queued_ms;
@@ -504,7 +546,7 @@ impl Inner {
     }
 
     fn lose(&self, job: &Forwarded, reason: String) {
-        warn!(job = %job.id, peer = %job.node, %reason, "forwarded job lost");
+        warn!(peer = %job.node, %reason, "forwarded job lost");
         let now = Instant::now();
         self.store.update(now, job.id, |o| {
             o.status = JobStatus::Lost;

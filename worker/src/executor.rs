@@ -29,8 +29,10 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::{debug, info_span, Instrument as _};
 
 use crate::job_store::{DuplicateJob, JobStore};
+use crate::metrics::{status_name, Metrics};
 use crate::sampler::{Work, WorkGauge};
 
 /// The error of a job that was still queued when its node finished draining.
@@ -79,6 +81,7 @@ struct Shared {
     slots: u32,
     queue_limit: usize,
     store: Arc<JobStore>,
+    metrics: Metrics,
     state: Mutex<State>,
     /// Woken whenever a slot falls idle, so that a drain can tell when nothing is left.
     idle: Notify,
@@ -106,12 +109,13 @@ enum Ending {
 
 impl Executor {
     /// An executor with `slots` slots and room for `queue_limit` waiting jobs, recording into
-    /// `store`; its slot tasks are spawned on `tracker`.
+    /// `store` and `metrics`; its slot tasks are spawned on `tracker`.
     pub fn new(
         node: NodeId,
         slots: u32,
         queue_limit: usize,
         store: Arc<JobStore>,
+        metrics: Metrics,
         tracker: TaskTracker,
     ) -> Self {
         Executor {
@@ -120,6 +124,7 @@ impl Executor {
                 slots,
                 queue_limit,
                 store,
+                metrics,
                 state: Mutex::new(State {
                     queue: VecDeque::new(),
                     running: 0,
@@ -248,6 +253,7 @@ impl Executor {
         };
         let now = Instant::now();
         for job in &queue {
+            self.shared.metrics.job_ended(JobStatus::Lost, None);
             let total = ms(now - job.arrived);
             self.shared.store.update(now, job.id, |o| {
                 o.status = JobStatus::Lost;
@@ -295,6 +301,7 @@ impl Shared {
     /// Records that `job` starts now; returns the instant.
     fn start(&self, job: &Submission) -> Instant {
         let now = Instant::now();
+        self.metrics.job_started(now - job.arrived);
         let queued = ms(now - job.arrived);
         self.store.update(now, job.id, |o| {
             o.status = JobStatus::Running;
@@ -306,8 +313,12 @@ impl Shared {
     /// One busy slot: runs `job`, then the queue's next jobs, until the queue is empty.
     async fn run_slot(self: Arc<Self>, mut job: Submission, mut started: Instant) {
         loop {
-            let ending = perform(job.spec.clone(), &self.abandon).await;
-            self.finish(&job, started, ending);
+            // Every log line about the job carries its id and where it came from and runs.
+            let span = info_span!("job", id = %job.id, entry = %job.entry, executing = %self.node);
+            let ending = perform(job.spec.clone(), &self.abandon)
+                .instrument(span.clone())
+                .await;
+            span.in_scope(|| self.finish(&job, started, ending));
             let next = {
                 let mut state = self.lock();
                 let next = state.queue.pop_front();
@@ -333,6 +344,19 @@ impl Shared {
         }
         let now = Instant::now();
         let (run, total) = (ms(now - started), ms(now - job.arrived));
+        let status = match &ending {
+            Ending::Succeeded(_) => JobStatus::Succeeded,
+            Ending::Failed(_) => JobStatus::Failed,
+            Ending::TimedOut(_) => JobStatus::TimedOut,
+            Ending::Abandoned => JobStatus::Lost,
+        };
+        self.metrics.job_ended(status, Some(now - started));
+        debug!(
+            status = status_name(status),
+            queued_ms = total.saturating_sub(run),
+            run_ms = run,
+            "job ended"
+        );
         self.store.update(now, job.id, |o| {
             o.run_ms = Some(run);
             o.total_ms = Some(total);
@@ -431,7 +455,14 @@ mod tests {
             jobs: 100,
         }));
         let node = NodeId::new("me").unwrap();
-        let executor = Executor::new(node, slots, queue_limit, store.clone(), TaskTracker::new());
+        let executor = Executor::new(
+            node,
+            slots,
+            queue_limit,
+            store.clone(),
+            Metrics::new(),
+            TaskTracker::new(),
+        );
         (executor, store)
     }
 

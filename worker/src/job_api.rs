@@ -96,9 +96,12 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
-    submit_checked(req, jobs)
-        .await
-        .unwrap_or_else(ApiError::into_response)
+    submit_checked(req, jobs).await.unwrap_or_else(|e| {
+        if e.status == StatusCode::SERVICE_UNAVAILABLE {
+            jobs.metrics().rejected(e.body.error.code);
+        }
+        e.into_response()
+    })
 }
 
 async fn submit_checked<B>(
@@ -115,6 +118,9 @@ where
     let spec = JobSpec::from_json(&body).map_err(|e| {
         ApiError::field(StatusCode::BAD_REQUEST, "invalid_job", &e.field, &e.reason)
     })?;
+    if forwarded.is_none() {
+        jobs.metrics().job_submitted();
+    }
     if jobs.is_leaving() {
         return Err(leaving());
     }

@@ -20,6 +20,9 @@
 //! - [`forward`]: the HTTP client to peers (pooled hyper-util client, bounded by timeouts).
 //! - [`api`]: the HTTP server (hyper 1.x, graceful shutdown) and its routing.
 //! - [`job_api`]: the job routes: reading and checking requests, answers and errors.
+//! - [`stream`]: `GET /v1/cluster/stream`, the load map as server-sent events.
+//! - [`dashboard`]: `GET /`, the live dashboard page compiled into the binary.
+//! - [`metrics`]: job counters and times, and `GET /metrics` in the Prometheus text format.
 //! - [`view`]: the JSON shapes the API answers with.
 //! - [`logging`]: the tracing subscriber, as text or JSON lines.
 
@@ -29,6 +32,7 @@ use hearsay_shared::Gossip;
 
 pub mod api;
 pub mod config;
+pub mod dashboard;
 pub mod dispatch;
 pub mod executor;
 pub mod forward;
@@ -36,8 +40,10 @@ pub mod gossip_task;
 pub mod job_api;
 pub mod job_store;
 pub mod logging;
+pub mod metrics;
 pub mod node;
 pub mod sampler;
+pub mod stream;
 pub mod view;
 
 pub use config::Config;

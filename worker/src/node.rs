@@ -33,7 +33,9 @@ use crate::config::{default_node_id, Config, InvalidSetting};
 use crate::dispatch::Dispatcher;
 use crate::executor::Executor;
 use crate::job_store::{JobStore, Retention};
+use crate::metrics::Metrics;
 use crate::sampler;
+use crate::stream::ClusterStream;
 use crate::view::ClusterView;
 use crate::{gossip_task, SharedGossip};
 
@@ -153,17 +155,20 @@ impl Node {
             time: config.retain(),
             jobs: usize::try_from(config.retain_jobs).unwrap_or(usize::MAX),
         }));
+        let metrics = Metrics::new();
         let executor = Executor::new(
             id.clone(),
             slots,
             config.queue_limit,
             store.clone(),
+            metrics.clone(),
             tracker.clone(),
         );
         let jobs = Dispatcher::new(
             gossip.clone(),
             executor.clone(),
             store,
+            metrics.clone(),
             PlacerConfig {
                 policy: config.policy,
                 ..PlacerConfig::default()
@@ -186,6 +191,7 @@ impl Node {
                 drop(stop_api);
             }
         }));
+        let exposition = metrics.registry(gossip.clone(), Arc::new(executor.clone()), slots);
         tasks.push(tracker.spawn(sampler::run(
             gossip.clone(),
             Arc::new(executor),
@@ -193,6 +199,17 @@ impl Node {
             config.interval(),
             drained.clone(),
         )));
+        // The stream outlives the drain with the HTTP server, so that a dashboard watches the
+        // node leave; it ends when the server stops.
+        let stream = ClusterStream::new(
+            gossip.clone(),
+            metrics,
+            config.policy,
+            config.interval(),
+            api_stop.clone(),
+            tracker.clone(),
+        );
+        tasks.push(tracker.spawn(stream.clone().feed()));
         tasks.push(tracker.spawn({
             let (jobs, shutdown, drain) = (jobs.clone(), shutdown.clone(), config.drain());
             let drained = drained.clone().drop_guard();
@@ -207,6 +224,8 @@ impl Node {
             ApiState {
                 gossip: gossip.clone(),
                 jobs: jobs.clone(),
+                stream,
+                metrics: Arc::new(exposition),
             },
             api_stop,
             tracker.clone(),

@@ -3,13 +3,35 @@
 //! [`crate::dispatch::Accepted`].)
 //!
 //! These are views, built from the core under its lock and serialised after it is released;
-//! field names are part of the API (`GET /v1/cluster`), so change them only with the README.
+//! field names are part of the API (`GET /v1/cluster`, `GET /v1/cluster/stream`), so change them
+//! only with the README.
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use hearsay_scheduler::Policy;
 use hearsay_shared::{Gossip, GossipStats, LoadVector, NodeId, Verdict};
 use serde::Serialize;
+
+use crate::metrics::PlacementCounts;
+
+/// One event of `GET /v1/cluster/stream`: the `GET /v1/cluster` view, with what this node has
+/// placed so far and the clock to turn those counts into rates.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClusterEvent {
+    /// The same fields as `GET /v1/cluster`, at the top level.
+    #[serde(flatten)]
+    pub cluster: ClusterView,
+    /// Milliseconds since this node started (a monotonic clock: rates are differences of
+    /// counts over differences of this).
+    pub uptime_ms: u64,
+    /// The gossip interval, in milliseconds: how often events come.
+    pub interval_ms: u64,
+    /// How this node places the jobs submitted to it.
+    pub policy: Policy,
+    /// Jobs this node has placed since it started: run here, or taken by each peer.
+    pub placements: PlacementCounts,
+}
 
 /// `GET /v1/cluster`: this node and every node in its load map.
 #[derive(Debug, Clone, PartialEq, Serialize)]

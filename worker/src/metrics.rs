@@ -1,0 +1,717 @@
+//! Metrics: what the node counts as it works, and `GET /metrics` in the Prometheus text format
+//! (prometheus-client).
+//!
+//! Two kinds of figures:
+//! - events the worker records as they happen — jobs submitted, placed, forwarded, received,
+//!   finished, refused; queueing and run times — in [`Metrics`], a cheap handle cloned into the
+//!   dispatcher and the executor;
+//! - figures read at scrape time from what already keeps them — the gossip core's counters and
+//!   load map, the executor's queue — by a [`Collector`], so that nothing is counted twice.
+//!
+//! Every name starts with `hearsay_`, carries its unit (`_seconds`, `_bytes`), and counters end in
+//! `_total`. Label values come from small fixed sets (states, outcomes, reasons, policies), so the
+//! number of series does not grow with the cluster or the traffic.
+//!
+//! `GET /metrics` answers in the classic Prometheus text format (version 0.0.4), which
+//! `promtool check metrics` reads; a scraper that asks for OpenMetrics (`Accept:
+//! application/openmetrics-text`, as Prometheus does) gets OpenMetrics.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use hearsay_scheduler::Policy;
+use hearsay_shared::{JobStatus, NodeId, Verdict};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::sampler::WorkGauge;
+use crate::SharedGossip;
+
+/// The prefix of every metric name.
+pub const PREFIX: &str = "hearsay";
+
+/// `Content-Type` of the Prometheus text format, version 0.0.4.
+pub const TEXT_CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+/// `Content-Type` of OpenMetrics text, version 1.0.0.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Upper bounds of the job time histograms, in seconds: from a millisecond (an echo) to five
+/// minutes (a long batch job), about three buckets per decade.
+const JOB_TIME_BUCKETS: [f64; 17] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    120.0, 300.0,
+];
+
+/// The job outcomes counted, as `outcome` label values.
+const OUTCOMES: [JobStatus; 4] = [
+    JobStatus::Succeeded,
+    JobStatus::Failed,
+    JobStatus::TimedOut,
+    JobStatus::Lost,
+];
+
+/// Why a job was refused with `503`, as `reason` label values: the error codes of the answers.
+pub const REJECT_REASONS: [&str; 3] = ["no_capacity", "queue_full", "leaving"];
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    policy: &'static str,
+    decision: &'static str,
+}
+
+/// What a placement decided, for [`Metrics::placement_decided`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Run here.
+    Local,
+    /// Offer it to a peer.
+    Forward,
+}
+
+impl Decision {
+    fn as_str(self) -> &'static str {
+        match self {
+            Decision::Local => "local",
+            Decision::Forward => "forward",
+        }
+    }
+}
+
+/// Why an offer to a peer did not place the job, for [`Metrics::forward_failed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardFailure {
+    /// The peer answered but did not take it.
+    Refused,
+    /// The peer did not answer.
+    Unreachable,
+}
+
+/// The job counters and times this node records. Cloning gives another handle to the same
+/// figures; every method is a few atomic operations (the per-peer forward count, a short lock).
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    inner: Arc<Recorders>,
+}
+
+#[derive(Debug)]
+struct Recorders {
+    submitted: Counter,
+    placed_local: Counter,
+    forwarded: Counter,
+    forward_failures: Family<ReasonLabel, Counter>,
+    received_forwarded: Counter,
+    completed: Family<OutcomeLabel, Counter>,
+    rejected: Family<ReasonLabel, Counter>,
+    decisions: Family<DecisionLabels, Counter>,
+    queue_wait: Histogram,
+    run_time: Histogram,
+    open_streams: Gauge,
+    /// Jobs forwarded to each peer and taken by it, for the cluster stream (the dashboard's
+    /// jobs per second to each peer). Kept out of Prometheus: a label per peer would multiply
+    /// the series by the cluster's size on every node. Ids are stable, so this holds one entry
+    /// per peer ever forwarded to.
+    forwards_by_peer: Mutex<BTreeMap<NodeId, u64>>,
+}
+
+/// How many jobs this node has placed, as the cluster stream shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PlacementCounts {
+    /// Jobs submitted here and run here.
+    pub local: u64,
+    /// Jobs submitted here and taken by each peer, by peer id.
+    pub forwarded: BTreeMap<NodeId, u64>,
+    /// Jobs a peer forwarded here (and this node took).
+    pub received: u64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Figures all at zero, with every known label value present (so that a series exists
+    /// before its first event, and rates over it are defined).
+    pub fn new() -> Self {
+        let recorders = Recorders {
+            submitted: Counter::default(),
+            placed_local: Counter::default(),
+            forwarded: Counter::default(),
+            forward_failures: Family::default(),
+            received_forwarded: Counter::default(),
+            completed: Family::default(),
+            rejected: Family::default(),
+            decisions: Family::default(),
+            queue_wait: Histogram::new(JOB_TIME_BUCKETS),
+            run_time: Histogram::new(JOB_TIME_BUCKETS),
+            open_streams: Gauge::default(),
+            forwards_by_peer: Mutex::new(BTreeMap::new()),
+        };
+        for outcome in OUTCOMES {
+            recorders.completed.get_or_create_owned(&OutcomeLabel {
+                outcome: status_name(outcome),
+            });
+        }
+        for reason in REJECT_REASONS {
+            recorders
+                .rejected
+                .get_or_create_owned(&ReasonLabel { reason });
+        }
+        for reason in ["refused", "unreachable"] {
+            recorders
+                .forward_failures
+                .get_or_create_owned(&ReasonLabel { reason });
+        }
+        Metrics {
+            inner: Arc::new(recorders),
+        }
+    }
+
+    /// A client submitted a valid job here (this node is its entry node).
+    pub fn job_submitted(&self) {
+        self.inner.submitted.inc();
+    }
+
+    /// The placer decided, under `policy`. Counted for every decision, including those made
+    /// again after a peer refused.
+    pub fn placement_decided(&self, policy: Policy, decision: Decision) {
+        self.inner
+            .decisions
+            .get_or_create(&DecisionLabels {
+                policy: policy.as_str(),
+                decision: decision.as_str(),
+            })
+            .inc();
+    }
+
+    /// A job submitted here was taken by this node's executor.
+    pub fn placed_locally(&self) {
+        self.inner.placed_local.inc();
+    }
+
+    /// A job submitted here was taken by `peer`.
+    pub fn forwarded_to(&self, peer: &NodeId) {
+        self.inner.forwarded.inc();
+        let mut by_peer = self
+            .inner
+            .forwards_by_peer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *by_peer.entry(peer.clone()).or_insert(0) += 1;
+    }
+
+    /// An offer to a peer did not place the job (it is placed again).
+    pub fn forward_failed(&self, failure: ForwardFailure) {
+        let reason = match failure {
+            ForwardFailure::Refused => "refused",
+            ForwardFailure::Unreachable => "unreachable",
+        };
+        self.inner
+            .forward_failures
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// This node took a job that a peer forwarded.
+    pub fn received_forwarded(&self) {
+        self.inner.received_forwarded.inc();
+    }
+
+    /// A job was answered `503`; `reason` is the answer's error code (one of
+    /// [`REJECT_REASONS`]; any other is counted as `other`).
+    pub fn rejected(&self, reason: &str) {
+        let reason = REJECT_REASONS
+            .into_iter()
+            .find(|r| *r == reason)
+            .unwrap_or("other");
+        self.inner
+            .rejected
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// A job left the queue for a slot after waiting `waited`.
+    pub fn job_started(&self, waited: Duration) {
+        self.inner.queue_wait.observe(waited.as_secs_f64());
+    }
+
+    /// A job run here ended with `status` (terminal) after running for `ran` (`None`: it never
+    /// ran, e.g. it was still queued when the node left).
+    pub fn job_ended(&self, status: JobStatus, ran: Option<Duration>) {
+        if let Some(ran) = ran {
+            self.inner.run_time.observe(ran.as_secs_f64());
+        }
+        self.inner
+            .completed
+            .get_or_create(&OutcomeLabel {
+                outcome: status_name(status),
+            })
+            .inc();
+    }
+
+    /// A cluster stream opened (`+1`) or closed (`-1`).
+    pub(crate) fn streams_changed(&self, by: i64) {
+        self.inner.open_streams.inc_by(by);
+    }
+
+    /// Jobs placed so far, for the cluster stream.
+    pub fn placements(&self) -> PlacementCounts {
+        PlacementCounts {
+            local: self.inner.placed_local.get(),
+            forwarded: self
+                .inner
+                .forwards_by_peer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+            received: self.inner.received_forwarded.get(),
+        }
+    }
+
+    /// The registry that `GET /metrics` encodes: these figures, and those read at scrape time
+    /// from the gossip core and the executor.
+    pub fn registry(
+        &self,
+        gossip: SharedGossip,
+        work: Arc<dyn WorkGauge>,
+        slots: u32,
+    ) -> Exposition {
+        let r = &self.inner;
+        let mut registry = Registry::with_prefix(PREFIX);
+        // Help texts get a full stop from the registry.
+        registry.register(
+            "jobs_submitted",
+            "Jobs submitted to this node by clients (valid ones, before placement)",
+            r.submitted.clone(),
+        );
+        registry.register(
+            "jobs_placed_local",
+            "Jobs submitted here and run here",
+            r.placed_local.clone(),
+        );
+        registry.register(
+            "jobs_forwarded",
+            "Jobs submitted here and taken by a peer",
+            r.forwarded.clone(),
+        );
+        registry.register(
+            "forward_failures",
+            "Offers of a job to a peer that did not place it (the job was placed again), by reason",
+            r.forward_failures.clone(),
+        );
+        registry.register(
+            "jobs_received_forwarded",
+            "Jobs forwarded here by a peer and taken",
+            r.received_forwarded.clone(),
+        );
+        registry.register(
+            "jobs_completed",
+            "Jobs run by this node that ended, by outcome",
+            r.completed.clone(),
+        );
+        registry.register(
+            "jobs_rejected",
+            "Job submissions answered 503, by reason",
+            r.rejected.clone(),
+        );
+        registry.register(
+            "placement_decisions",
+            "Placement decisions by policy and decision (local or forward), retries included",
+            r.decisions.clone(),
+        );
+        registry.register_with_unit(
+            "job_queue_wait",
+            "Time jobs run here waited in the queue for a slot",
+            Unit::Seconds,
+            r.queue_wait.clone(),
+        );
+        registry.register_with_unit(
+            "job_run",
+            "Time jobs run here spent in a slot",
+            Unit::Seconds,
+            r.run_time.clone(),
+        );
+        registry.register(
+            "cluster_streams",
+            "Open GET /v1/cluster/stream connections",
+            r.open_streams.clone(),
+        );
+        registry.register_collector(Box::new(ScrapeTime {
+            gossip,
+            work,
+            slots,
+        }));
+        Exposition { registry }
+    }
+}
+
+/// The name of a job status, as in the API (`timed_out`, ...).
+pub(crate) fn status_name(status: JobStatus) -> &'static str {
+    match status {
+        JobStatus::Queued => "queued",
+        JobStatus::Running => "running",
+        JobStatus::Succeeded => "succeeded",
+        JobStatus::Failed => "failed",
+        JobStatus::TimedOut => "timed_out",
+        JobStatus::Lost => "lost",
+    }
+}
+
+/// The registry behind `GET /metrics`.
+pub struct Exposition {
+    registry: Registry,
+}
+
+impl fmt::Debug for Exposition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Exposition").finish_non_exhaustive()
+    }
+}
+
+/// Which text format a scraper gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text, version 0.0.4.
+    Text,
+    /// OpenMetrics text, version 1.0.0.
+    OpenMetrics,
+}
+
+impl Format {
+    /// The format for an `Accept` header: OpenMetrics if it is asked for, else the classic text.
+    pub fn for_accept(accept: Option<&str>) -> Format {
+        match accept {
+            Some(accept) if accept.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::Text,
+        }
+    }
+
+    /// The `Content-Type` of the format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => TEXT_CONTENT_TYPE,
+            Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
+        }
+    }
+}
+
+impl Exposition {
+    /// Every metric, encoded now.
+    pub fn encode(&self, format: Format) -> String {
+        let mut text = String::new();
+        let encoded = match format {
+            Format::Text => {
+                prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry)
+            }
+            Format::OpenMetrics => {
+                prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            }
+        };
+        // Writing to a String cannot fail, and every name and label here is valid.
+        debug_assert!(encoded.is_ok(), "metrics encoding failed");
+        text
+    }
+}
+
+/// The figures read at scrape time.
+#[derive(Debug)]
+struct ScrapeTime {
+    gossip: SharedGossip,
+    work: Arc<dyn WorkGauge>,
+    slots: u32,
+}
+
+/// One point-in-time read of the gossip core, taken under its lock and encoded after.
+struct GossipSnapshot {
+    stats: hearsay_shared::GossipStats,
+    rounds: u64,
+    verdicts: [usize; 4],
+    entries: usize,
+}
+
+impl Collector for ScrapeTime {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let g = self.gossip.with(|g| GossipSnapshot {
+            stats: g.stats(),
+            rounds: g.round(),
+            verdicts: g.map().verdict_counts(),
+            entries: g.map().len(),
+        });
+        let counters: [(&str, &str, Option<Unit>, u64); 7] = [
+            ("gossip_rounds", "Gossip rounds run.", None, g.rounds),
+            (
+                "gossip_datagrams_sent",
+                "Gossip datagrams sent.",
+                None,
+                g.stats.datagrams_sent,
+            ),
+            (
+                "gossip_sent",
+                "Bytes of gossip datagrams sent.",
+                Some(Unit::Bytes),
+                g.stats.bytes_sent,
+            ),
+            (
+                "gossip_datagrams_received",
+                "Gossip datagrams received, whether or not they decoded.",
+                None,
+                g.stats.datagrams_received,
+            ),
+            (
+                "gossip_received",
+                "Bytes of gossip datagrams received.",
+                Some(Unit::Bytes),
+                g.stats.bytes_received,
+            ),
+            (
+                "gossip_reports_merged",
+                "Load reports received that were newer than the map's.",
+                None,
+                g.stats.reports_merged,
+            ),
+            (
+                "gossip_refutations",
+                "Times this node moved to a higher incarnation to refute a newer report of itself.",
+                None,
+                g.stats.refutations,
+            ),
+        ];
+        for (name, help, unit, value) in counters {
+            let counter = ConstCounter::new(value);
+            let metric =
+                encoder.encode_descriptor(name, help, unit.as_ref(), counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+
+        // Received datagrams dropped, by reason; authentication failures join `decode` once the
+        // wire format authenticates.
+        let dropped = ConstCounter::new(g.stats.decode_errors);
+        let mut metric = encoder.encode_descriptor(
+            "gossip_receive_errors",
+            "Gossip datagrams received and dropped, by reason.",
+            None,
+            dropped.metric_type(),
+        )?;
+        dropped.encode(metric.encode_family(&[("reason", "decode")])?)?;
+        let failed = ConstCounter::new(g.stats.encode_errors);
+        let metric = encoder.encode_descriptor(
+            "gossip_encode_errors",
+            "Gossip datagrams that could not be encoded within the budget (none with a valid configuration).",
+            None,
+            failed.metric_type(),
+        )?;
+        failed.encode(metric)?;
+
+        let mut metric = encoder.encode_descriptor(
+            "nodes",
+            "Nodes in this node's load map, by this node's verdict (alive, suspect, dead, left).",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        let verdicts = [
+            Verdict::Alive,
+            Verdict::Suspect,
+            Verdict::Dead,
+            Verdict::Left,
+        ];
+        for (verdict, count) in verdicts.into_iter().zip(g.verdicts) {
+            let labels = [("state", verdict.as_str())];
+            ConstGauge::new(count as i64).encode(metric.encode_family(&labels)?)?;
+        }
+
+        let work = self.work.work();
+        let gauges: [(&str, &str, i64); 4] = [
+            (
+                "load_map_entries",
+                "Entries in this node's load map, this node and dead nodes in their grace period included.",
+                g.entries as i64,
+            ),
+            ("jobs_queued", "Jobs waiting here for a slot.", i64::from(work.queued)),
+            ("jobs_running", "Jobs running here.", i64::from(work.running)),
+            ("job_slots", "Jobs this node runs at once.", i64::from(self.slots)),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(value);
+            let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+            gauge.encode(metric)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use hearsay_shared::{Gossip, GossipConfig, LoadVector};
+
+    use super::*;
+    use crate::sampler::Work;
+
+    #[derive(Debug)]
+    struct Fixed(Work);
+    impl WorkGauge for Fixed {
+        fn work(&self) -> Work {
+            self.0
+        }
+    }
+
+    fn exposition(metrics: &Metrics) -> Exposition {
+        let node = NodeId::new("n").unwrap();
+        let config = GossipConfig::new(
+            node,
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        );
+        let gossip = Gossip::new(config, 1, LoadVector::idle(2), vec![], Instant::now()).unwrap();
+        let work = Fixed(Work {
+            queued: 3,
+            running: 2,
+        });
+        metrics.registry(SharedGossip::new(gossip), Arc::new(work), 2)
+    }
+
+    /// The sample lines of a text exposition, as `name{labels} value` → value.
+    fn samples(text: &str) -> BTreeMap<String, f64> {
+        text.lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .map(|l| {
+                let (series, value) = l.rsplit_once(' ').expect("a value");
+                (series.to_owned(), value.parse().expect("a number"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn counters_follow_the_events_and_carry_their_labels() {
+        let metrics = Metrics::new();
+        let exposition = exposition(&metrics);
+        let before = samples(&exposition.encode(Format::Text));
+        assert_eq!(before["hearsay_jobs_submitted_total"], 0.0);
+        assert_eq!(
+            before["hearsay_jobs_completed_total{outcome=\"timed_out\"}"], 0.0,
+            "known label values exist before their first event"
+        );
+        assert_eq!(before["hearsay_jobs_queued"], 3.0);
+        assert_eq!(before["hearsay_jobs_running"], 2.0);
+        assert_eq!(before["hearsay_job_slots"], 2.0);
+        assert_eq!(before["hearsay_nodes{state=\"alive\"}"], 1.0);
+        assert_eq!(before["hearsay_nodes{state=\"dead\"}"], 0.0);
+        assert_eq!(before["hearsay_load_map_entries"], 1.0);
+        assert_eq!(
+            before["hearsay_gossip_receive_errors_total{reason=\"decode\"}"],
+            0.0
+        );
+
+        metrics.job_submitted();
+        metrics.placement_decided(Policy::P2c, Decision::Forward);
+        metrics.forward_failed(ForwardFailure::Refused);
+        metrics.placement_decided(Policy::P2c, Decision::Local);
+        metrics.placed_locally();
+        metrics.job_started(Duration::from_millis(20));
+        metrics.job_ended(JobStatus::Succeeded, Some(Duration::from_millis(1500)));
+        metrics.rejected("queue_full");
+        metrics.rejected("something new");
+        let peer = NodeId::new("peer").unwrap();
+        metrics.forwarded_to(&peer);
+        metrics.forwarded_to(&peer);
+
+        let after = samples(&exposition.encode(Format::Text));
+        assert_eq!(after["hearsay_jobs_submitted_total"], 1.0);
+        assert_eq!(after["hearsay_jobs_placed_local_total"], 1.0);
+        assert_eq!(after["hearsay_jobs_forwarded_total"], 2.0);
+        assert_eq!(
+            after["hearsay_forward_failures_total{reason=\"refused\"}"],
+            1.0
+        );
+        assert_eq!(
+            after["hearsay_placement_decisions_total{policy=\"p2c\",decision=\"local\"}"],
+            1.0
+        );
+        assert_eq!(
+            after["hearsay_jobs_completed_total{outcome=\"succeeded\"}"],
+            1.0
+        );
+        assert_eq!(
+            after["hearsay_jobs_rejected_total{reason=\"queue_full\"}"],
+            1.0
+        );
+        assert_eq!(after["hearsay_jobs_rejected_total{reason=\"other\"}"], 1.0);
+        assert_eq!(after["hearsay_job_queue_wait_seconds_count"], 1.0);
+        assert_eq!(
+            after["hearsay_job_queue_wait_seconds_bucket{le=\"0.025\"}"],
+            1.0
+        );
+        assert_eq!(
+            after["hearsay_job_queue_wait_seconds_bucket{le=\"0.01\"}"],
+            0.0
+        );
+        assert_eq!(after["hearsay_job_run_seconds_sum"], 1.5);
+        assert_eq!(after["hearsay_job_run_seconds_bucket{le=\"+Inf\"}"], 1.0);
+
+        let placements = metrics.placements();
+        assert_eq!(placements.local, 1);
+        assert_eq!(placements.forwarded[&peer], 2);
+    }
+
+    #[test]
+    fn text_format_names_counters_with_total_and_types_every_family() {
+        let text = exposition(&Metrics::new()).encode(Format::Text);
+        assert!(
+            text.contains("# TYPE hearsay_jobs_submitted_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE hearsay_gossip_sent_bytes_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE hearsay_job_run_seconds histogram\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE hearsay_nodes gauge\n"), "{text}");
+        assert!(!text.contains("# EOF"), "0.0.4 has no EOF marker");
+        // Every sample belongs to a family declared just before it.
+        let mut family = String::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                family = rest.split(' ').next().unwrap().to_owned();
+            } else if !line.starts_with('#') {
+                assert!(line.starts_with(&family), "{line} outside {family}");
+            }
+        }
+    }
+
+    #[test]
+    fn openmetrics_is_served_to_who_asks_for_it() {
+        assert_eq!(Format::for_accept(None), Format::Text);
+        assert_eq!(Format::for_accept(Some("text/plain")), Format::Text);
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::for_accept(Some(prometheus)), Format::OpenMetrics);
+        let text = exposition(&Metrics::new()).encode(Format::OpenMetrics);
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert!(
+            text.contains("# UNIT hearsay_job_run_seconds seconds\n"),
+            "{text}"
+        );
+    }
+}
