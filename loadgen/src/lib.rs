@@ -9,6 +9,7 @@
 //!   join-shortest-queue baselines with forwarding off.
 //! - [`stats`]: exact percentiles, means and their standard errors.
 //! - [`report`]: a run summed up, the comparison table, the JSON report.
+//! - [`sim`]: the same jobs through ideal FIFO queues, to tell overhead from sampling.
 //! - [`theory`]: M/M/1, the supermarket model and M/M/c (Erlang C), for the reference lines.
 //! - [`chart`]: the sojourn-time tails of every run and of the theory, as SVG.
 //! - [`cluster`]: local `worker` processes on loopback, killed on drop.
@@ -26,6 +27,7 @@ pub mod cluster;
 pub mod demo;
 pub mod report;
 pub mod signals;
+pub mod sim;
 pub mod stats;
 pub mod theory;
 pub mod workload;

@@ -8,6 +8,7 @@ use hearsay_shared::JobStatus;
 use serde::Serialize;
 
 use crate::bench::{Dispatch, RunRecords};
+use crate::sim::{self, Placement};
 use crate::stats::Summary;
 use crate::theory::Reference;
 use crate::workload::WorkloadSpec;
@@ -48,6 +49,9 @@ pub struct RunSummary {
     pub queued_ms: Option<Summary>,
     /// Time running, as the executing worker reports it, in milliseconds.
     pub run_ms: Option<Summary>,
+    /// The mean service time the sent jobs asked for, in milliseconds: `run_ms.mean` above it
+    /// is the workers' overrun (timer granularity, scheduling).
+    pub planned_service_mean_ms: Option<f64>,
     /// The fraction of succeeded jobs that a worker forwarded to another worker.
     pub forwarded_fraction: f64,
     /// Succeeded jobs by the number of hops between workers (for loadgen's own dispatch the
@@ -60,8 +64,15 @@ pub struct RunSummary {
     /// How late loadgen sent the latest job compared with its planned instant, in
     /// milliseconds: large values mean the open loop was not kept.
     pub max_send_lag_ms: f64,
+    /// Jobs sent more than 10 ms after their planned instant.
+    pub sent_late: usize,
     /// Why the run stopped early, if it did.
     pub aborted: Option<String>,
+    /// For loadgen's own `random` and `jsq`: the sojourn of the very same jobs through ideal
+    /// FIFO queues (no HTTP, service exactly as planned), in units of the mean service time.
+    /// The measured minus this is the system's overhead; this minus the theory is the
+    /// workload's sampling.
+    pub ideal_units: Option<Summary>,
     /// Every succeeded job's sojourn in units of the mean service time, ascending (for the
     /// chart; not written to JSON).
     #[serde(skip)]
@@ -78,9 +89,13 @@ impl RunSummary {
         let (mut sojourn, mut queued, mut ran) = (Vec::new(), Vec::new(), Vec::new());
         let mut forwarded = 0;
         let mut max_lag: f64 = 0.0;
+        let mut sent_late = 0;
         for record in &run.records {
             let lag = record.sent_at.saturating_sub(record.job.at).as_secs_f64() * 1000.0;
             max_lag = max_lag.max(lag);
+            if lag > 10.0 {
+                sent_late += 1;
+            }
             let outcome = match &record.result {
                 Ok(outcome) => outcome,
                 Err(e) => {
@@ -146,6 +161,20 @@ impl RunSummary {
             *counts.iter().max().unwrap_or(&0) as f64 / mean
         });
         let sojourn_ms = Summary::of(&sojourn);
+        let placement = match run.dispatch {
+            Dispatch::Cluster => None,
+            Dispatch::Random => Some(Placement::Random),
+            Dispatch::Jsq => Some(Placement::Jsq),
+        };
+        let ideal_units = placement.and_then(|p| {
+            let jobs: Vec<_> = run.records.iter().map(|r| r.job).collect();
+            let target_slots: Vec<u32> = run.targets.iter().map(|t| t.slots).collect();
+            let ideal: Vec<f64> = sim::sojourns(&jobs, &target_slots, p)
+                .into_iter()
+                .map(|ms| ms / mean_service_ms)
+                .collect();
+            Summary::of(&ideal)
+        });
         let mut sorted: Vec<f64> = sojourn.iter().map(|s| s / mean_service_ms).collect();
         sorted.sort_by(f64::total_cmp);
         RunSummary {
@@ -168,6 +197,13 @@ impl RunSummary {
             sojourn_ms,
             queued_ms: Summary::of(&queued),
             run_ms: run_summary,
+            planned_service_mean_ms: (sent > 0).then(|| {
+                run.records
+                    .iter()
+                    .map(|r| r.job.service_ms as f64)
+                    .sum::<f64>()
+                    / sent as f64
+            }),
             forwarded_fraction: if succeeded > 0 {
                 forwarded as f64 / succeeded as f64
             } else {
@@ -177,7 +213,9 @@ impl RunSummary {
             per_node,
             imbalance_max_over_mean: imbalance,
             max_send_lag_ms: max_lag,
+            sent_late,
             aborted: run.aborted.clone(),
+            ideal_units,
             sorted_sojourn_units: sorted,
         }
     }
@@ -216,9 +254,9 @@ impl RunSummary {
         }
         if self.max_send_lag_ms > 50.0 {
             warnings.push(format!(
-                "{}: loadgen sent a job {:.0} ms after its planned instant; the machine is too \
-                 busy to keep the arrival process exact",
-                self.label, self.max_send_lag_ms
+                "{}: {} jobs were sent over 10 ms after their planned instant, one {:.0} ms \
+                 late; the machine was too busy to keep the arrival process exact",
+                self.label, self.sent_late, self.max_send_lag_ms
             ));
         }
         warnings
@@ -343,6 +381,46 @@ pub fn table(report: &Report) -> String {
             "",
             format!("{:.2}", t.pooled_p99)
         );
+    }
+    let ideal: Vec<&RunSummary> = report
+        .runs
+        .iter()
+        .filter(|r| r.ideal_units.is_some())
+        .collect();
+    if !ideal.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nthe same jobs through ideal FIFO queues (no HTTP, service exactly as planned):"
+        );
+        let _ = writeln!(
+            out,
+            "{:<22} {:>10} {:>10} {:>10} {:>10} {:>14}",
+            "run", "ideal mean", "ideal p99", "measured", "measured", "measured/ideal"
+        );
+        let _ = writeln!(
+            out,
+            "{:<22} {:>10} {:>10} {:>10} {:>10} {:>14}",
+            "", "", "", "mean", "p99", "mean"
+        );
+        for run in ideal {
+            let i = run.ideal_units;
+            let m = run.sojourn_units;
+            let _ = writeln!(
+                out,
+                "{:<22} {:>10} {:>10} {:>10} {:>10} {:>14}",
+                run.label,
+                cell(i.map(|s| s.mean), 2),
+                cell(i.map(|s| s.p99), 2),
+                cell(m.map(|s| s.mean), 2),
+                cell(m.map(|s| s.p99), 2),
+                cell(
+                    m.zip(i)
+                        .filter(|(_, i)| i.mean > 0.0)
+                        .map(|(m, i)| m.mean / i.mean),
+                    3
+                ),
+            );
+        }
     }
     let ratios = ratio_table(&report.runs);
     if !ratios.is_empty() {
