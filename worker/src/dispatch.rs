@@ -128,6 +128,7 @@ impl Dispatcher {
         rng: StdRng,
     ) -> Self {
         let me = gossip.with(|g| g.node().clone());
+        metrics.expect_policy(placer.policy);
         Dispatcher {
             inner: Arc::new(Inner {
                 me,

@@ -191,6 +191,16 @@ impl Metrics {
         self.inner.submitted.inc();
     }
 
+    /// Makes the placement decision series of `policy` exist (at zero) before its first job.
+    pub fn expect_policy(&self, policy: Policy) {
+        for decision in [Decision::Local, Decision::Forward] {
+            self.inner.decisions.get_or_create_owned(&DecisionLabels {
+                policy: policy.as_str(),
+                decision: decision.as_str(),
+            });
+        }
+    }
+
     /// The placer decided, under `policy`. Counted for every decision, including those made
     /// again after a peer refused.
     pub fn placement_decided(&self, policy: Policy, decision: Decision) {

@@ -475,6 +475,11 @@ async fn metrics_parse_and_their_counters_move_when_jobs_run() {
     assert_eq!(before.get("hearsay_load_map_entries"), 2.0);
     assert_eq!(before.get("hearsay_job_slots"), 2.0);
     assert_eq!(before.get("hearsay_jobs_submitted_total"), 0.0);
+    assert_eq!(
+        before.get("hearsay_placement_decisions_total{policy=\"p2c\",decision=\"forward\"}"),
+        0.0,
+        "the series exist before the first job"
+    );
 
     const JOBS: usize = 6;
     for i in 0..JOBS {
@@ -497,6 +502,8 @@ async fn metrics_parse_and_their_counters_move_when_jobs_run() {
     .await;
     assert_eq!(outcome["status"], "timed_out", "{outcome}");
     let jobs = JOBS as f64 + 1.0;
+    // A few gossip rounds, however quickly the jobs ran, so that the gossip counters move too.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
 
     let (text, after) = scrape(&http, entry).await;
     let (_, peer_after) = scrape(&http, peer).await;
