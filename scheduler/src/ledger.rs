@@ -1,18 +1,31 @@
-//! Jobs this node forwarded to each peer since the report it holds of that peer.
+//! Jobs this node forwarded to each peer that the peer's reports may not show yet.
 //!
 //! A peer's gossiped load is a little old; the jobs this node sent it meanwhile are not in it.
-//! Counting them against the peer until its next report keeps one busy entry node from piling
-//! work onto a peer that merely looked idle a moment ago.
+//! Counting them against the peer until a report arrives that was surely sampled after the
+//! forward keeps one busy entry node from piling work onto a peer that merely looked idle a
+//! moment ago.
+//!
+//! Which report is that? The one held here when forwarding, of version `(i, s)`, was `age` old,
+//! and the peer samples once per gossip interval, so by the time of the forward it had taken up
+//! to `ceil(age / interval)` more samples; the first sample surely taken after the forward has
+//! `seq = s + ceil(age / interval) + 1`. A report of that version or newer includes the job. (A
+//! report that arrives after a hop of relaying may be older than it looks, which is exactly why
+//! the next report alone is not trusted to include the job.)
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
 
 use hearsay_shared::{NodeId, Version};
 
-/// Forwards per peer, each tied to the report version they were counted against.
+/// Pending forwards per peer: for each, the first report version that will include it.
 #[derive(Debug, Clone, Default)]
 pub struct ForwardLedger {
-    forwards: HashMap<NodeId, (Version, u32)>,
+    forwards: HashMap<NodeId, VecDeque<Version>>,
 }
+
+/// Most forwards remembered per peer; beyond this the oldest are forgotten (they are long since
+/// in the peer's reports unless the peer stopped reporting, and then it is not chosen anyway).
+const MAX_PENDING_PER_PEER: usize = 4096;
 
 impl ForwardLedger {
     /// An empty ledger.
@@ -20,27 +33,47 @@ impl ForwardLedger {
         Self::default()
     }
 
-    /// Records one job forwarded to `peer`, whose report held here has version `seen`.
-    pub fn record(&mut self, peer: &NodeId, seen: Version) {
-        let entry = self.forwards.entry(peer.clone()).or_insert((seen, 0));
-        if entry.0 != seen {
-            *entry = (seen, 0);
+    /// Records one job forwarded to `peer`, whose report held here has version `seen` and is
+    /// `age` old, given that the peer takes a sample every `interval`.
+    pub fn record(&mut self, peer: &NodeId, seen: Version, age: Duration, interval: Duration) {
+        let behind = if interval.is_zero() {
+            0
+        } else {
+            age.as_nanos().div_ceil(interval.as_nanos()) as u64
+        };
+        let includes = Version {
+            incarnation: seen.incarnation,
+            seq: seen.seq.saturating_add(behind).saturating_add(1),
+        };
+        let pending = self.forwards.entry(peer.clone()).or_default();
+        // What the held report already includes is no longer pending.
+        pending.retain(|earlier| *earlier > seen);
+        if pending.len() == MAX_PENDING_PER_PEER {
+            pending.pop_front();
         }
-        entry.1 += 1;
+        pending.push_back(includes);
     }
 
     /// Jobs forwarded to `peer` that its report of version `current` does not yet show.
     pub fn pending(&self, peer: &NodeId, current: Version) -> u32 {
-        match self.forwards.get(peer) {
-            Some((seen, count)) if *seen >= current => *count,
-            _ => 0,
-        }
+        self.forwards.get(peer).map_or(0, |pending| {
+            pending
+                .iter()
+                .filter(|includes| **includes > current)
+                .count() as u32
+        })
     }
 
-    /// Forgets peers whose report has moved on, so the ledger holds only what still counts.
+    /// Forgets the forwards that reports have caught up with (`current` gives each peer's report
+    /// version now, `None` for a peer no longer in the map).
     pub fn prune(&mut self, current: impl Fn(&NodeId) -> Option<Version>) {
-        self.forwards
-            .retain(|peer, (seen, _)| current(peer).is_some_and(|v| v <= *seen));
+        self.forwards.retain(|peer, pending| {
+            let Some(now) = current(peer) else {
+                return false;
+            };
+            pending.retain(|includes| *includes > now);
+            !pending.is_empty()
+        });
     }
 
     /// Number of peers with forwards pending.
@@ -58,23 +91,36 @@ impl ForwardLedger {
 mod tests {
     use super::*;
 
+    fn v(seq: u64) -> Version {
+        Version {
+            incarnation: 1,
+            seq,
+        }
+    }
+
     #[test]
-    fn forwards_count_until_the_next_report() {
+    fn a_forward_counts_until_a_report_surely_sampled_after_it() {
         let peer = NodeId::new("b").unwrap();
-        let v1 = Version {
-            incarnation: 1,
-            seq: 10,
-        };
-        let v2 = Version {
-            incarnation: 1,
-            seq: 11,
-        };
+        let interval = Duration::from_millis(200);
         let mut ledger = ForwardLedger::new();
-        ledger.record(&peer, v1);
-        ledger.record(&peer, v1);
-        assert_eq!(ledger.pending(&peer, v1), 2);
-        assert_eq!(ledger.pending(&peer, v2), 0, "a newer report includes them");
-        ledger.prune(|_| Some(v2));
+        // Held report 10, fresh: report 11 may have been sampled just before the forward.
+        ledger.record(&peer, v(10), Duration::ZERO, interval);
+        // Held report 10, 300 ms old: the peer may be at 12 already.
+        ledger.record(&peer, v(10), Duration::from_millis(300), interval);
+        assert_eq!(ledger.pending(&peer, v(10)), 2);
+        assert_eq!(ledger.pending(&peer, v(11)), 1);
+        assert_eq!(ledger.pending(&peer, v(12)), 1);
+        assert_eq!(ledger.pending(&peer, v(13)), 0);
+        ledger.prune(|_| Some(v(11)));
+        assert_eq!(ledger.len(), 1);
+        ledger.prune(|_| Some(v(13)));
         assert!(ledger.is_empty());
+        // A restart (higher incarnation) includes everything.
+        ledger.record(&peer, v(10), Duration::ZERO, interval);
+        let restarted = Version {
+            incarnation: 2,
+            seq: 0,
+        };
+        assert_eq!(ledger.pending(&peer, restarted), 0);
     }
 }

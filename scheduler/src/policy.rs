@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Policy {
-    /// The power of two choices: two distinct alive nodes (this one included) drawn at random,
-    /// the less loaded wins, ties go to this node.
+    /// The power of two choices: this node (its load known exactly) against one alive peer drawn
+    /// at random — or two distinct peers when this node takes no work — the less loaded wins,
+    /// ties go to this node.
     #[default]
     P2c,
     /// Any alive node, uniformly.

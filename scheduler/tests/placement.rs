@@ -71,22 +71,31 @@ fn no_policy_ever_chooses_a_suspect_dead_left_or_leaving_node() {
         map.merge_report(report(i, 1, 0, NodeState::Alive), t0, &cfg);
     }
     map.merge_report(report(6, 2, 0, NodeState::Leaving), t0, &cfg);
-    // Keep n00..n03 fresh while n04 and n05 fall silent; find a moment where n05 is suspect.
+    // Keep n00..n03 and n05 fresh while n04 falls silent until it is dead; then let n05 fall
+    // silent too, in small steps, until it is suspect (and not yet dead).
+    let v = |map: &LoadMap, i| map.get(&id(i)).unwrap().verdict();
     let mut t = t0;
     let mut seq = 2;
-    for _ in 0..60 {
-        t += Duration::from_millis(200);
+    while v(&map, 4) != Verdict::Dead {
+        t += Duration::from_millis(100);
         seq += 1;
         for i in [0, 1, 2, 3, 5] {
-            if i != 5 || seq < 10 {
-                map.merge_report(report(i, seq, 0, NodeState::Alive), t, &cfg);
-            }
+            map.merge_report(report(i, seq, 0, NodeState::Alive), t, &cfg);
         }
         map.judge(t, &cfg, &id(0));
-        let v = |i| map.get(&id(i)).unwrap().verdict();
-        if v(4) == Verdict::Dead && v(5) == Verdict::Suspect {
-            break;
+        assert!(t < t0 + Duration::from_secs(60), "n04 never died");
+    }
+    while v(&map, 5) != Verdict::Suspect {
+        t += Duration::from_millis(10);
+        seq += 1;
+        for i in [0, 1, 2, 3] {
+            map.merge_report(report(i, seq, 0, NodeState::Alive), t, &cfg);
         }
+        map.judge(t, &cfg, &id(0));
+        assert!(
+            t < t0 + Duration::from_secs(120),
+            "n05 never became suspect"
+        );
     }
     assert_eq!(map.get(&id(4)).unwrap().verdict(), Verdict::Dead);
     assert_eq!(map.get(&id(5)).unwrap().verdict(), Verdict::Suspect);

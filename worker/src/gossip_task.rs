@@ -9,14 +9,16 @@
 //!
 //! [`Gossip`]: hearsay_shared::Gossip
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hearsay_shared::{Verdict, VerdictChange};
+use hearsay_shared::{LoadVector, Verdict, VerdictChange};
 use rand::rngs::StdRng;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::sampler::{Work, WorkGauge};
 use crate::SharedGossip;
 
 /// The longest a leaving node keeps gossiping: long enough for two rounds at the default
@@ -41,6 +43,7 @@ pub fn linger(interval: Duration) -> Duration {
 pub(crate) async fn run(
     socket: UdpSocket,
     gossip: SharedGossip,
+    work: Arc<dyn WorkGauge>,
     mut rng: StdRng,
     shutdown: CancellationToken,
     drained: CancellationToken,
@@ -79,7 +82,15 @@ pub(crate) async fn run(
             }
             () = tokio::time::sleep_until(wake.into()) => {
                 let now = now();
-                gossip.with(|g| g.handle_tick(now, &mut rng));
+                // The round's report carries the queue as it is now, not as the sampler last
+                // saw it: with jobs of about one gossip interval, a sample half an interval old
+                // is already wrong.
+                let Work { queued, running } = work.work();
+                gossip.with(|g| {
+                    let load = g.own_report().load;
+                    g.set_load(LoadVector { queued, running, ..load });
+                    g.handle_tick(now, &mut rng);
+                });
             }
             received = socket.recv_from(&mut buf) => match received {
                 Ok((len, from)) => {

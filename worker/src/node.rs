@@ -34,7 +34,7 @@ use crate::dispatch::Dispatcher;
 use crate::executor::Executor;
 use crate::job_store::{JobStore, Retention};
 use crate::metrics::Metrics;
-use crate::sampler;
+use crate::sampler::{self, WorkGauge};
 use crate::stream::ClusterStream;
 use crate::view::ClusterView;
 use crate::{gossip_task, SharedGossip};
@@ -171,16 +171,19 @@ impl Node {
             metrics.clone(),
             PlacerConfig {
                 policy: config.policy,
+                report_interval: config.interval(),
                 ..PlacerConfig::default()
             },
             StdRng::seed_from_u64(placement_seed(seed)),
         );
 
+        let work: Arc<dyn WorkGauge> = Arc::new(executor.clone());
         let mut tasks = Vec::new();
         tasks.push(tracker.spawn({
             let run = gossip_task::run(
                 socket,
                 gossip.clone(),
+                work.clone(),
                 StdRng::seed_from_u64(seed),
                 shutdown.clone(),
                 drained.clone(),
@@ -194,7 +197,7 @@ impl Node {
         let exposition = metrics.registry(gossip.clone(), Arc::new(executor.clone()), slots);
         tasks.push(tracker.spawn(sampler::run(
             gossip.clone(),
-            Arc::new(executor),
+            work,
             slots,
             config.interval(),
             drained.clone(),
