@@ -1,4 +1,4 @@
-//! The command line (`loadgen bench`, `loadgen demo`) and what the two commands share: turning
+//! The command line (`loadgen bench`, `loadgen demo`, `loadgen watch`) and what the two commands share: turning
 //! the workload flags into a plan, and writing the table, the JSON and the chart.
 
 use std::path::{Path, PathBuf};
@@ -32,6 +32,8 @@ pub enum Command {
     Bench(BenchArgs),
     /// Start a local cluster of `worker` processes and compare placement policies on it.
     Demo(crate::demo::DemoArgs),
+    /// Show a worker's load map in the terminal, refreshing in place.
+    Watch(crate::watch::WatchArgs),
 }
 
 /// The workload: a seed and a shape.

@@ -16,6 +16,7 @@
 //! - [`cli`]: the command line, and `loadgen bench`.
 //! - [`demo`]: `loadgen demo`, one command from nothing to a comparison of policies.
 //! - [`signals`]: ctrl-c and SIGTERM.
+//! - [`watch`]: `loadgen watch`, a worker's load map in the terminal.
 
 #![warn(missing_docs)]
 
@@ -30,4 +31,5 @@ pub mod signals;
 pub mod sim;
 pub mod stats;
 pub mod theory;
+pub mod watch;
 pub mod workload;

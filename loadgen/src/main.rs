@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 use clap::Parser;
 use hearsay_loadgen::cli::{self, Cli, Command};
-use hearsay_loadgen::{demo, signals};
+use hearsay_loadgen::{demo, signals, watch};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -36,11 +36,12 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let command = async {
-            match cli.command {
-                Command::Bench(args) => cli::bench(args).await,
-                Command::Demo(args) => demo::demo(args).await,
-            }
+        let command = match cli.command {
+            // The watch waits for ctrl-c itself, restores the terminal and ends cleanly.
+            Command::Watch(args) => return Some(watch::watch(args).await),
+            Command::Bench(args) => Box::pin(cli::bench(args))
+                as std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>>>>,
+            Command::Demo(args) => Box::pin(demo::demo(args)),
         };
         // On a signal the command's future is dropped, and with it every local cluster, whose
         // workers are killed on drop.
