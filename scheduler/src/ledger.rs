@@ -17,15 +17,16 @@ use std::time::Duration;
 
 use hearsay_shared::{NodeId, Version};
 
-/// Pending forwards per peer: for each, the first report version that will include it.
+/// Pending forwards per peer: how many will be included from which report version on. Forwards
+/// made between two reports share a version, so each peer holds a handful of counted runs.
 #[derive(Debug, Clone, Default)]
 pub struct ForwardLedger {
-    forwards: HashMap<NodeId, VecDeque<Version>>,
+    forwards: HashMap<NodeId, VecDeque<(Version, u32)>>,
 }
 
-/// Most forwards remembered per peer; beyond this the oldest are forgotten (they are long since
-/// in the peer's reports unless the peer stopped reporting, and then it is not chosen anyway).
-const MAX_PENDING_PER_PEER: usize = 4096;
+/// Most runs remembered per peer; beyond this the oldest are forgotten (they are long since in
+/// the peer's reports unless the peer stopped reporting, and then it is not chosen anyway).
+const MAX_RUNS_PER_PEER: usize = 64;
 
 impl ForwardLedger {
     /// An empty ledger.
@@ -47,11 +48,16 @@ impl ForwardLedger {
         };
         let pending = self.forwards.entry(peer.clone()).or_default();
         // What the held report already includes is no longer pending.
-        pending.retain(|earlier| *earlier > seen);
-        if pending.len() == MAX_PENDING_PER_PEER {
-            pending.pop_front();
+        pending.retain(|(earlier, _)| *earlier > seen);
+        match pending.back_mut() {
+            Some((last, count)) if *last == includes => *count += 1,
+            _ => {
+                if pending.len() == MAX_RUNS_PER_PEER {
+                    pending.pop_front();
+                }
+                pending.push_back((includes, 1));
+            }
         }
-        pending.push_back(includes);
     }
 
     /// Jobs forwarded to `peer` that its report of version `current` does not yet show.
@@ -59,8 +65,9 @@ impl ForwardLedger {
         self.forwards.get(peer).map_or(0, |pending| {
             pending
                 .iter()
-                .filter(|includes| **includes > current)
-                .count() as u32
+                .filter(|(includes, _)| *includes > current)
+                .map(|(_, count)| count)
+                .sum()
         })
     }
 
@@ -71,7 +78,7 @@ impl ForwardLedger {
             let Some(now) = current(peer) else {
                 return false;
             };
-            pending.retain(|includes| *includes > now);
+            pending.retain(|(includes, _)| *includes > now);
             !pending.is_empty()
         });
     }
