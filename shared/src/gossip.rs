@@ -24,8 +24,8 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use rand::Rng;
 
 use crate::detector::DetectorConfig;
-use crate::map::{LoadMap, Verdict, VerdictChange};
-use crate::wire::{self, DecodeError, DigestEntry, EncodeError, Message};
+use crate::map::{Entry, LoadMap, Verdict, VerdictChange};
+use crate::wire::{self, DecodeError, DigestEntry, DigestEntryRef, EncodeError, Message};
 use crate::{LoadReport, LoadVector, NodeId, NodeState, Version};
 
 /// How a node gossips.
@@ -67,9 +67,9 @@ impl GossipConfig {
             interval: Duration::from_millis(200),
             fanout: 3,
             budget: wire::DEFAULT_BUDGET,
-            relay_per_push: 8,
+            relay_per_push: 4,
             retransmits: 3,
-            pushpull_every: 5,
+            pushpull_every: 2,
             probe_every: 5,
             max_answer_datagrams: 4,
             detector: DetectorConfig::default(),
@@ -261,13 +261,7 @@ impl Gossip {
         self.load.state = NodeState::Leaving;
         self.publish_own(now);
         let own = self.own_report();
-        let mut targets: Vec<SocketAddr> = self
-            .map
-            .iter()
-            .filter(|e| e.report().node != self.config.node)
-            .filter(|e| matches!(e.verdict(), Verdict::Alive | Verdict::Suspect))
-            .map(|e| e.report().gossip)
-            .collect();
+        let mut targets = self.peer_addrs(|v| matches!(v, Verdict::Alive | Verdict::Suspect));
         if targets.is_empty() {
             targets = self.seeds.clone();
         }
@@ -295,7 +289,11 @@ impl Gossip {
         self.events.extend(changes);
 
         let own = self.own_report();
-        let peers = self.peer_addrs(|v| matches!(v, Verdict::Alive | Verdict::Suspect));
+        // Suspects get no rumours. One that is in fact alive still pushes its reports here and
+        // hears ours through others; one that is gone would waste the push — and when half the
+        // cluster goes silent at once (a partition), pushing to it until it is declared dead
+        // halves the heartbeats that the other half hears of itself.
+        let peers = self.peer_addrs(|v| v == Verdict::Alive);
         let targets: Vec<SocketAddr> = if peers.is_empty() {
             self.seeds.clone()
         } else {
@@ -315,7 +313,7 @@ impl Gossip {
                 .choose(rng)
                 .or_else(|| self.seeds.choose(rng))
             {
-                self.send_digest(to, false, None, rng);
+                self.send_digest(to, rng);
             }
         }
         if self.round % u64::from(self.config.probe_every) == 0 {
@@ -323,19 +321,20 @@ impl Gossip {
             let mut lost = self.peer_addrs(|v| v == Verdict::Dead);
             lost.extend(self.seeds.iter().filter(|s| !alive.contains(s)));
             if let Some(&to) = lost.choose(rng) {
-                self.send_digest(to, false, None, rng);
+                self.send_digest(to, rng);
             }
         }
     }
 
     /// Handles one received datagram. A datagram that does not decode is counted and dropped,
-    /// and nothing else changes.
+    /// and nothing else changes. (Answering needs no randomness at present; the rng is taken so
+    /// that it may, without changing every caller.)
     pub fn handle_datagram<R: Rng + ?Sized>(
         &mut self,
         now: Instant,
         from: SocketAddr,
         bytes: &[u8],
-        rng: &mut R,
+        _rng: &mut R,
     ) -> Result<(), DecodeError> {
         self.stats.datagrams_received += 1;
         self.stats.bytes_received += bytes.len() as u64;
@@ -360,7 +359,7 @@ impl Gossip {
                 // Answer at the address the digest came from: that is where the sender listens
                 // (the address in its report may not be reachable from here).
                 self.absorb(sender, now);
-                self.answer_digest(from, reply, &entries.0, rng);
+                self.answer_digest(from, reply, &entries.0);
             }
         }
         Ok(())
@@ -392,10 +391,20 @@ impl Gossip {
         self.events.extend(outcome.change);
     }
 
+    /// Every entry of the map but this node's own.
+    fn peers(&self) -> impl Iterator<Item = &Entry> + '_ {
+        // Tells the own entry by its address rather than its id: this runs over the whole map
+        // several times a round, and comparing ids is comparing strings.
+        let own: *const Entry = self
+            .map
+            .get(&self.config.node)
+            .map_or(std::ptr::null(), |e| e);
+        self.map.iter().filter(move |e| !std::ptr::eq(*e, own))
+    }
+
     fn peer_addrs(&self, verdict: impl Fn(Verdict) -> bool) -> Vec<SocketAddr> {
-        self.map
-            .iter()
-            .filter(|e| e.report().node != self.config.node && verdict(e.verdict()))
+        self.peers()
+            .filter(|e| verdict(e.verdict()))
             .map(|e| e.report().gossip)
             .collect()
     }
@@ -403,22 +412,25 @@ impl Gossip {
     /// Reports worth relaying, most newsworthy first: fewest pushes so far, then newest here.
     /// Dead nodes' reports are never relayed: they are stale by definition.
     fn relay_candidates(&self) -> Vec<LoadReport> {
-        let mut candidates: Vec<_> = self
-            .map
-            .iter()
-            .filter(|e| e.report().node != self.config.node)
+        let mut candidates: Vec<&Entry> = self
+            .peers()
             .filter(|e| e.verdict() != Verdict::Dead && e.transmits < self.config.retransmits)
             .collect();
-        candidates.sort_by(|a, b| {
+        // Ties go to the smaller node id, so the order is total and a partial sort (only the
+        // few that are taken need ordering) picks the same reports as a full one.
+        let order = |a: &&Entry, b: &&Entry| {
             a.transmits
                 .cmp(&b.transmits)
                 .then(b.refreshed().cmp(&a.refreshed()))
-        });
-        candidates
-            .into_iter()
-            .take(self.config.relay_per_push)
-            .map(|e| e.report().clone())
-            .collect()
+                .then_with(|| a.report().node.cmp(&b.report().node))
+        };
+        let take = self.config.relay_per_push.min(candidates.len());
+        if take < candidates.len() {
+            candidates.select_nth_unstable_by(take, order);
+            candidates.truncate(take);
+        }
+        candidates.sort_unstable_by(order);
+        candidates.into_iter().map(|e| e.report().clone()).collect()
     }
 
     fn send_push(&mut self, to: SocketAddr, own: &LoadReport, relay: &[LoadReport]) {
@@ -435,103 +447,100 @@ impl Gossip {
         }
     }
 
-    /// Sends a digest to `to`. With `only`, the digest lists just those nodes (an answer asking
-    /// for what the peer has newer); otherwise it lists the whole map from a random starting
-    /// point, as much as fits.
-    fn send_digest<R: Rng + ?Sized>(
-        &mut self,
-        to: SocketAddr,
-        reply: bool,
-        only: Option<Vec<DigestEntry>>,
-        rng: &mut R,
-    ) {
-        let entries = only.unwrap_or_else(|| {
-            let mut all: Vec<DigestEntry> = self
-                .map
-                .reports()
-                .filter(|r| r.node != self.config.node)
-                .map(|r| DigestEntry {
-                    node: r.node.clone(),
-                    version: r.version(),
+    /// Sends a digest of the map to `to`: every node's version, from a random starting point,
+    /// as many as fit.
+    fn send_digest<R: Rng + ?Sized>(&mut self, to: SocketAddr, rng: &mut R) {
+        let own = self.own_report();
+        let encoded = {
+            let mut entries: Vec<DigestEntryRef<'_>> = self
+                .peers()
+                .map(|e| DigestEntryRef {
+                    node: &e.report().node,
+                    version: e.report().version(),
                 })
                 .collect();
-            all.shuffle(rng);
-            all
-        });
-        let own = self.own_report();
-        match wire::encode_digest(&own, reply, entries, self.config.budget) {
+            entries.shuffle(rng);
+            wire::encode_digest_ref(&own, false, entries, self.config.budget)
+        };
+        match encoded {
             Ok((bytes, _)) => self.queue(to, bytes),
             Err(e) => self.encode_failed(e),
         }
     }
 
-    fn answer_digest<R: Rng + ?Sized>(
-        &mut self,
-        from: SocketAddr,
-        reply: bool,
-        entries: &[DigestEntry],
-        rng: &mut R,
-    ) {
-        let listed: HashMap<&NodeId, Version> =
-            entries.iter().map(|e| (&e.node, e.version)).collect();
-        // What the peer lacks: reports newer than its versions first, then (for a first digest,
-        // which lists the peer's whole map as far as it fits) nodes it did not list at all.
-        let mut newer = Vec::new();
-        let mut unlisted = Vec::new();
-        for entry in self.map.iter() {
-            let report = entry.report();
-            if report.node == self.config.node || entry.verdict() == Verdict::Dead {
-                continue;
-            }
-            match listed.get(&report.node) {
-                Some(v) if report.version() > *v => newer.push(report.clone()),
-                None if !reply => unlisted.push(report.clone()),
-                _ => {}
-            }
-        }
-        unlisted.sort_by_key(|r| std::cmp::Reverse(self.map.get(&r.node).map(|e| e.refreshed())));
-        newer.extend(unlisted);
+    /// Answers a digest from `from`: pushes what this node holds newer than the digest lists
+    /// (and, for a first digest, what it does not list), and asks with a reply digest for what
+    /// the peer holds newer.
+    fn answer_digest(&mut self, from: SocketAddr, reply: bool, entries: &[DigestEntry]) {
         let own = self.own_report();
-        let mut rest = &newer[..];
-        for _ in 0..self.config.max_answer_datagrams {
-            match wire::encode_push(&own, rest, self.config.budget) {
-                Ok((bytes, carried)) => {
-                    self.queue(from, bytes);
-                    rest = &rest[carried..];
+        let budget = self.config.budget;
+        let mut datagrams = Vec::new();
+        let mut failed = None;
+        {
+            let listed: HashMap<&NodeId, Version> =
+                entries.iter().map(|e| (&e.node, e.version)).collect();
+            // What the peer lacks: reports newer than its versions first, then (for a first
+            // digest, which lists the peer's whole map as far as it fits) nodes it did not list.
+            let mut newer: Vec<&LoadReport> = Vec::new();
+            let mut unlisted: Vec<&Entry> = Vec::new();
+            for entry in self.peers().filter(|e| e.verdict() != Verdict::Dead) {
+                let report = entry.report();
+                match listed.get(&report.node) {
+                    Some(v) if report.version() > *v => newer.push(report),
+                    None if !reply => unlisted.push(entry),
+                    _ => {}
                 }
-                Err(e) => {
-                    self.encode_failed(e);
+            }
+            unlisted.sort_by_key(|e| std::cmp::Reverse(e.refreshed()));
+            newer.extend(unlisted.into_iter().map(Entry::report));
+            let mut rest = &newer[..];
+            for _ in 0..self.config.max_answer_datagrams {
+                match wire::encode_push(&own, rest.iter().copied(), budget) {
+                    Ok((bytes, carried)) => {
+                        datagrams.push(bytes);
+                        rest = &rest[carried..];
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+                if rest.is_empty() {
                     break;
                 }
             }
-            if rest.is_empty() {
-                break;
+            if !reply {
+                // Ask for what the peer holds newer than this node does, or that it lacks.
+                let wanted: Vec<DigestEntryRef<'_>> = entries
+                    .iter()
+                    .filter(|e| e.node != self.config.node)
+                    .filter_map(|e| {
+                        let mine = self.map.get(&e.node).map(|m| m.report().version());
+                        match mine {
+                            Some(mine) if e.version <= mine => None,
+                            _ => Some(DigestEntryRef {
+                                node: &e.node,
+                                version: mine.unwrap_or(Version {
+                                    incarnation: 0,
+                                    seq: 0,
+                                }),
+                            }),
+                        }
+                    })
+                    .collect();
+                if !wanted.is_empty() && failed.is_none() {
+                    match wire::encode_digest_ref(&own, true, wanted, budget) {
+                        Ok((bytes, _)) => datagrams.push(bytes),
+                        Err(e) => failed = Some(e),
+                    }
+                }
             }
         }
-        if !reply {
-            // Ask for what the peer holds newer than this node does, or that it lacks.
-            let wanted: Vec<DigestEntry> = entries
-                .iter()
-                .filter(|e| e.node != self.config.node)
-                .filter(|e| match self.map.get(&e.node) {
-                    Some(mine) => e.version > mine.report().version(),
-                    None => true,
-                })
-                .map(|e| DigestEntry {
-                    node: e.node.clone(),
-                    version: self
-                        .map
-                        .get(&e.node)
-                        .map(|mine| mine.report().version())
-                        .unwrap_or(Version {
-                            incarnation: 0,
-                            seq: 0,
-                        }),
-                })
-                .collect();
-            if !wanted.is_empty() {
-                self.send_digest(from, true, Some(wanted), rng);
-            }
+        for bytes in datagrams {
+            self.queue(from, bytes);
+        }
+        if let Some(e) = failed {
+            self.encode_failed(e);
         }
     }
 

@@ -88,6 +88,9 @@ impl LoadReport {
 
     /// Whether `self` wins over `other`, a report of the same node.
     pub fn supersedes(&self, other: &LoadReport) -> bool {
-        self > other
+        // The derived order with the node (equal here) left out: it is compared on every report
+        // merged, and comparing the version first spares a string comparison.
+        let key = |r: &LoadReport| (r.version(), r.load, r.api, r.gossip);
+        key(self) > key(other)
     }
 }

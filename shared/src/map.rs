@@ -222,10 +222,16 @@ impl LoadMap {
                 change: None,
             };
         }
-        // A new incarnation is a new life, and a node back from the dead has a gap in its
-        // history that says nothing about its usual rhythm: start the detector afresh.
-        if report.incarnation > entry.report.incarnation || entry.verdict == Verdict::Dead {
+        if report.incarnation > entry.report.incarnation {
+            // A new incarnation is a new life: start the detector afresh.
             entry.arrivals = ArrivalWindow::new(now, config);
+        } else if entry.verdict == Verdict::Dead {
+            // Back from the dead: after a partition, or a straggling report of a node that did
+            // die, still relayed by peers that had not judged it yet. The silence says nothing
+            // of the node's rhythm, so it is not counted as an interval; the rhythm learned
+            // before it still holds, so that a straggler is judged dead again as quickly as the
+            // first time (a window started afresh would give it several seconds).
+            entry.arrivals.resume(now);
         } else {
             entry.arrivals.heartbeat(now, config);
         }
@@ -257,13 +263,23 @@ impl LoadMap {
     ) -> Vec<VerdictChange> {
         let mut changes = Vec::new();
         let mut expired = Vec::new();
+        // Tells the exception by its address: cheaper than comparing every id with it.
+        let except: *const Entry = self.entries.get(except).map_or(std::ptr::null(), |e| e);
         for (id, entry) in self.entries.iter_mut() {
-            if id == except {
+            if std::ptr::eq(&*entry, except) {
                 continue;
             }
             match entry.verdict {
                 Verdict::Alive | Verdict::Suspect => {
-                    let phi = entry.arrivals.phi(now, config);
+                    // Until its silence exceeds the mean interval a node's phi stays below
+                    // log10(2); most entries are there, and need no logarithm to say so.
+                    let early = !entry.arrivals.is_late(now, config)
+                        && config.suspect_phi.min(config.dead_phi) > std::f64::consts::LOG10_2;
+                    let phi = if early {
+                        0.0
+                    } else {
+                        entry.arrivals.phi(now, config)
+                    };
                     let to = if phi >= config.dead_phi {
                         Verdict::Dead
                     } else if phi >= config.suspect_phi {

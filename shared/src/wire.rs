@@ -52,6 +52,29 @@ pub enum Message {
     },
 }
 
+/// [`Message`] with its contents borrowed, for encoding without cloning every report into a
+/// message first. Same variants in the same order, fields of the same types (a reference
+/// serialises as what it refers to), so postcard writes exactly the bytes that the `Message` it
+/// mirrors would be written as; the round-trip tests check it.
+#[derive(Serialize)]
+enum MessageRef<'a> {
+    Push {
+        reports: Vec<&'a LoadReport>,
+    },
+    Digest {
+        sender: &'a LoadReport,
+        reply: bool,
+        entries: Vec<DigestEntryRef<'a>>,
+    },
+}
+
+/// [`DigestEntry`] with its node borrowed (see [`MessageRef`]).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct DigestEntryRef<'a> {
+    pub(crate) node: &'a NodeId,
+    pub(crate) version: Version,
+}
+
 /// One line of a digest: a node and the version of its report that the sender holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DigestEntry {
@@ -166,7 +189,7 @@ pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
     Ok(message)
 }
 
-fn envelope(message: &Message) -> Result<Vec<u8>, postcard::Error> {
+fn envelope<M: Serialize>(message: &M) -> Result<Vec<u8>, postcard::Error> {
     let mut out = Vec::with_capacity(DEFAULT_BUDGET);
     out.extend_from_slice(&MAGIC);
     out.push(FORMAT_VERSION);
@@ -175,7 +198,8 @@ fn envelope(message: &Message) -> Result<Vec<u8>, postcard::Error> {
 }
 
 fn encoded_len<T: Serialize>(value: &T) -> Result<usize, postcard::Error> {
-    Ok(postcard::to_stdvec(value)?.len())
+    // Counts the bytes without writing them: the encoders ask this of every candidate item.
+    postcard::serialize_with_flavor(value, postcard::ser_flavors::Size::default())
 }
 
 /// Bytes of postcard's varint for a list length.
@@ -192,7 +216,7 @@ fn varint_len(n: usize) -> usize {
 /// Takes items from `candidates` in order while the datagram still fits `room` bytes for them
 /// (the list's length prefix included). Stops at the first item that does not fit, so that
 /// priority is kept.
-fn take_fitting<T: Serialize + Clone>(
+fn take_fitting<T: Serialize>(
     candidates: impl IntoIterator<Item = T>,
     room: usize,
 ) -> Result<Vec<T>, postcard::Error> {
@@ -223,15 +247,10 @@ pub fn encode_push<'a>(
     if needed > budget {
         return Err(EncodeError::OverBudget { budget, needed });
     }
-    let mut reports = vec![own.clone()];
-    reports.extend(take_fitting(
-        others.into_iter().cloned(),
-        budget - fixed - own_len,
-    )?);
+    let mut reports = vec![own];
+    reports.extend(take_fitting(others, budget - fixed - own_len)?);
     let carried = reports.len() - 1;
-    let bytes = envelope(&Message::Push {
-        reports: Items(reports),
-    })?;
+    let bytes = envelope(&MessageRef::Push { reports })?;
     debug_assert!(bytes.len() <= budget, "{} > {budget}", bytes.len());
     Ok((bytes, carried))
 }
@@ -244,6 +263,21 @@ pub fn encode_digest(
     entries: impl IntoIterator<Item = DigestEntry>,
     budget: usize,
 ) -> Result<(Vec<u8>, usize), EncodeError> {
+    let entries: Vec<DigestEntry> = entries.into_iter().collect();
+    let borrowed = entries.iter().map(|e| DigestEntryRef {
+        node: &e.node,
+        version: e.version,
+    });
+    encode_digest_ref(sender, reply, borrowed, budget)
+}
+
+/// [`encode_digest`] of borrowed entries.
+pub(crate) fn encode_digest_ref<'a>(
+    sender: &LoadReport,
+    reply: bool,
+    entries: impl IntoIterator<Item = DigestEntryRef<'a>>,
+    budget: usize,
+) -> Result<(Vec<u8>, usize), EncodeError> {
     // Envelope, variant tag, the sender's report, the reply flag.
     let fixed = HEADER_LEN + 1 + encoded_len(sender)? + 1;
     let needed = fixed + varint_len(0);
@@ -252,10 +286,10 @@ pub fn encode_digest(
     }
     let entries = take_fitting(entries, budget - fixed)?;
     let carried = entries.len();
-    let bytes = envelope(&Message::Digest {
-        sender: sender.clone(),
+    let bytes = envelope(&MessageRef::Digest {
+        sender,
         reply,
-        entries: Items(entries),
+        entries,
     })?;
     debug_assert!(bytes.len() <= budget, "{} > {budget}", bytes.len());
     Ok((bytes, carried))
@@ -295,6 +329,34 @@ mod tests {
         };
         assert_eq!(reports.0[0], own);
         assert_eq!(&reports.0[1..], &others[..carried]);
+    }
+
+    #[test]
+    fn borrowed_messages_encode_as_the_messages_they_mirror() {
+        let others: Vec<_> = (1..5).map(report).collect();
+        let (bytes, _) = encode_push(&report(0), &others, DEFAULT_BUDGET).unwrap();
+        let mut owned = vec![report(0)];
+        owned.extend(others);
+        assert_eq!(
+            bytes,
+            envelope(&Message::Push {
+                reports: Items(owned)
+            })
+            .unwrap()
+        );
+        let entries: Vec<_> = (1..5)
+            .map(|i| DigestEntry {
+                node: report(i).node,
+                version: report(i).version(),
+            })
+            .collect();
+        let (bytes, _) = encode_digest(&report(0), true, entries.clone(), DEFAULT_BUDGET).unwrap();
+        let message = Message::Digest {
+            sender: report(0),
+            reply: true,
+            entries: Items(entries),
+        };
+        assert_eq!(bytes, envelope(&message).unwrap());
     }
 
     #[test]
