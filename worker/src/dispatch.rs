@@ -17,6 +17,7 @@
 //!
 //! The dispatcher also drains the node when it leaves ([`Dispatcher::drain`]).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -57,6 +58,27 @@ pub struct Accepted {
     pub executing_node: NodeId,
 }
 
+/// A job submitted with an idempotency key: the one the key names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keyed {
+    /// The job, as taken now or as it stands if the key named one already.
+    pub accepted: Accepted,
+    /// Whether the key named a job already (nothing new was run).
+    pub replayed: bool,
+}
+
+/// Idempotency keys of jobs submitted here, each to a slot holding the job's id once taken.
+/// A key whose job the store has forgotten (retention) is as good as new.
+#[derive(Debug, Default)]
+struct Keys {
+    slots: HashMap<String, Arc<tokio::sync::Mutex<Option<JobId>>>>,
+    /// Forgotten keys are swept when the map reaches this size.
+    next_sweep: usize,
+}
+
+/// The least size at which keys are swept.
+const KEY_SWEEP_MIN: usize = 1024;
+
 /// Why a job was not taken. Nothing was recorded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubmitError {
@@ -86,6 +108,8 @@ struct Inner {
     /// The placer and its rng, one lock: a placement is a few microseconds.
     placing: Mutex<(Placer, StdRng)>,
     leaving: AtomicBool,
+    /// Idempotency keys of jobs submitted here.
+    keys: Mutex<Keys>,
     /// The tasks that follow forwarded jobs.
     followers: TaskTracker,
     /// Cancelled when the drain is over: followers stop, waiting requests answer as things
@@ -140,6 +164,7 @@ impl Dispatcher {
                 policy: placer.policy,
                 placing: Mutex::new((Placer::new(placer), rng)),
                 leaving: AtomicBool::new(false),
+                keys: Mutex::new(Keys::default()),
                 followers: TaskTracker::new(),
                 stopping: CancellationToken::new(),
             }),
@@ -185,6 +210,71 @@ impl Dispatcher {
         self.place_and_hand_over(id, spec, arrived, &span)
             .instrument(span.clone())
             .await
+    }
+
+    /// Takes a job submitted with an idempotency key: if the key names a job this node still
+    /// knows, that job as it stands (nothing is run); otherwise [`Dispatcher::submit`], and the
+    /// key names the job taken. Concurrent submissions with one key are served one at a time,
+    /// so they map to one job. A submission that failed leaves the key free.
+    ///
+    /// The submission runs to its end even if the caller goes away (a client that timed out
+    /// and retries must find the job its first attempt created).
+    pub async fn submit_with_key(&self, key: String, spec: JobSpec) -> Result<Keyed, SubmitError> {
+        if self.is_leaving() {
+            return Err(SubmitError::Leaving);
+        }
+        let slot = {
+            let mut keys = self
+                .inner
+                .keys
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if keys.slots.len() >= keys.next_sweep {
+                let now = Instant::now();
+                let store = &self.inner.store;
+                // Under the map's lock nobody can take a new handle on a slot: one held only
+                // by the map is not in use, and goes if its job is forgotten (or never was).
+                keys.slots.retain(|_, slot| {
+                    if Arc::strong_count(slot) > 1 {
+                        return true;
+                    }
+                    slot.try_lock()
+                        .map(|id| id.is_some_and(|id| store.get(now, id).is_some()))
+                        .unwrap_or(true)
+                });
+                keys.next_sweep = (keys.slots.len() * 2).max(KEY_SWEEP_MIN);
+            }
+            Arc::clone(keys.slots.entry(key).or_default())
+        };
+        let mut held = slot.lock_owned().await;
+        if let Some(id) = *held {
+            if let Some(outcome) = self.outcome(id) {
+                debug!(%id, "idempotency key names a job already: not run again");
+                return Ok(Keyed {
+                    accepted: Accepted {
+                        id,
+                        status: outcome.status,
+                        executing_node: outcome
+                            .executing_node
+                            .unwrap_or_else(|| self.inner.me.clone()),
+                    },
+                    replayed: true,
+                });
+            }
+        }
+        let this = self.clone();
+        let submission = tokio::spawn(async move {
+            let accepted = this.submit(spec).await?;
+            *held = Some(accepted.id);
+            Ok(accepted)
+        });
+        match submission.await {
+            Ok(result) => result.map(|accepted| Keyed {
+                accepted,
+                replayed: false,
+            }),
+            Err(e) => Err(SubmitError::NoRoom(format!("the submission failed: {e}"))),
+        }
     }
 
     async fn place_and_hand_over(

@@ -35,6 +35,12 @@ pub const MAX_BODY: usize = 1024 * 1024;
 /// The most of a refused body that is read (and thrown away) so that the client can read the
 /// `413`; a longer one is cut off.
 pub const DISCARD_LIMIT: usize = 8 * MAX_BODY;
+/// The header that makes a submission idempotent.
+pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+/// Set to `true` on the answer to a submission whose key named a job already.
+pub const IDEMPOTENT_REPLAYED: &str = "Idempotent-Replayed";
+/// The longest idempotency key.
+pub const MAX_KEY_LEN: usize = 128;
 /// What a client told to come back is told to wait, in seconds.
 const RETRY_AFTER_SECS: &str = "1";
 
@@ -114,6 +120,11 @@ where
 {
     let wait = wait_param(req.uri().query())?;
     let forwarded = forwarded_from(req.headers())?;
+    // A peer's forward never carries a key (it is the entry node's business); ignore one.
+    let key = match forwarded {
+        None => idempotency_key(req.headers())?,
+        Some(_) => None,
+    };
     let body = read_body(req).await?;
     let spec = JobSpec::from_json(&body).map_err(|e| {
         ApiError::field(StatusCode::BAD_REQUEST, "invalid_job", &e.field, &e.reason)
@@ -124,6 +135,7 @@ where
     if jobs.is_leaving() {
         return Err(leaving());
     }
+    let mut replayed = false;
     let accepted = match forwarded {
         Some(Forwarded { id, entry }) => match jobs.accept_forwarded(id, spec, entry) {
             Ok(status) => Accepted {
@@ -147,18 +159,37 @@ where
                 ))
             }
         },
-        None => jobs.submit(spec).await.map_err(|e| match e {
-            SubmitError::NoRoom(_) => ApiError::unavailable("no_capacity", e.to_string()),
-            SubmitError::Leaving => leaving(),
-        })?,
+        None => {
+            let submitted = match key {
+                Some(key) => jobs.submit_with_key(key, spec).await.map(|keyed| {
+                    replayed = keyed.replayed;
+                    keyed.accepted
+                }),
+                None => jobs.submit(spec).await,
+            };
+            submitted.map_err(|e| match e {
+                SubmitError::NoRoom(_) => ApiError::unavailable("no_capacity", e.to_string()),
+                SubmitError::Leaving => leaving(),
+            })?
+        }
+    };
+    let mark = |response: &mut Response<Full<Bytes>>| {
+        if replayed {
+            response
+                .headers_mut()
+                .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+        }
     };
     if wait {
         if let Some(outcome) = jobs.wait(accepted.id, None).await {
-            return Ok(json(StatusCode::OK, &outcome));
+            let mut response = json(StatusCode::OK, &outcome);
+            mark(&mut response);
+            return Ok(response);
         }
         // Forgotten already (retention of a single job): say where to look, as without wait.
     }
     let mut response = json(StatusCode::ACCEPTED, &accepted);
+    mark(&mut response);
     let location = format!("/v1/jobs/{}", accepted.id);
     if let Ok(location) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(LOCATION, location);
@@ -230,6 +261,39 @@ fn wait_param(query: Option<&str>) -> Result<bool, ApiError> {
         });
     }
     Ok(wait.unwrap_or(false))
+}
+
+/// The [`IDEMPOTENCY_KEY`] header, if given: once, 1 to [`MAX_KEY_LEN`] visible ASCII
+/// characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let bad = |reason: String| {
+        ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "invalid_idempotency_key",
+            IDEMPOTENCY_KEY,
+            reason,
+        )
+    };
+    let mut values = headers.get_all(IDEMPOTENCY_KEY).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(bad("is given more than once".into()));
+    }
+    let key = value.as_bytes();
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
+        return Err(bad(format!(
+            "must be 1 to {MAX_KEY_LEN} characters, not {}",
+            key.len()
+        )));
+    }
+    if !key.iter().all(|b| b.is_ascii_graphic()) {
+        return Err(bad(
+            "must be visible ASCII characters only (no spaces or controls)".into(),
+        ));
+    }
+    Ok(Some(String::from_utf8_lossy(key).into_owned()))
 }
 
 /// Who forwarded a job, from its headers.
@@ -363,6 +427,31 @@ mod tests {
             assert_eq!(e.status, StatusCode::BAD_REQUEST, "{bad}");
             let field = e.body.error.field.unwrap();
             assert!(field == "wait" || field == "wiat", "{bad}: {field}");
+        }
+    }
+
+    #[test]
+    fn idempotency_keys_are_visible_ascii_of_1_to_128() {
+        assert_eq!(idempotency_key(&HeaderMap::new()).unwrap(), None);
+        let long = "k".repeat(MAX_KEY_LEN);
+        assert_eq!(
+            idempotency_key(&headers(&[(IDEMPOTENCY_KEY, &long)])).unwrap(),
+            Some(long.clone())
+        );
+        let too_long = "k".repeat(MAX_KEY_LEN + 1);
+        for bad in [
+            &[(IDEMPOTENCY_KEY, "")][..],
+            &[(IDEMPOTENCY_KEY, "a b")],
+            &[(IDEMPOTENCY_KEY, too_long.as_str())],
+            &[(IDEMPOTENCY_KEY, "a"), (IDEMPOTENCY_KEY, "a")],
+        ] {
+            let e = idempotency_key(&headers(bad)).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST);
+            assert_eq!(
+                e.body.error.field.as_deref(),
+                Some(IDEMPOTENCY_KEY),
+                "{bad:?}"
+            );
         }
     }
 
