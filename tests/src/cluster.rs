@@ -254,3 +254,57 @@ pub fn all_see(observers: &[&WorkerProcess], node: &str, state: &str) -> Result<
     }
     Ok(true)
 }
+
+fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// A POST of a JSON body to a node's API, with extra headers. Any status is an answer: returns
+/// it with the body parsed as JSON (`Null` if it is not JSON); only a failed exchange is an
+/// error.
+pub fn post_json(
+    api: SocketAddr,
+    path: &str,
+    body: &Value,
+    headers: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<(u16, Value)> {
+    let mut request = agent(timeout)
+        .post(&format!("http://{api}{path}"))
+        .header("Content-Type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let mut response = request
+        .send(body.to_string())
+        .with_context(|| format!("POST http://{api}{path}"))?;
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string()?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+}
+
+/// A GET on a node's API. Any status is an answer: returns it with the body as text.
+pub fn get_text(api: SocketAddr, path: &str) -> Result<(u16, String)> {
+    let mut response = agent(Duration::from_secs(2))
+        .get(&format!("http://{api}{path}"))
+        .call()
+        .with_context(|| format!("GET http://{api}{path}"))?;
+    let status = response.status().as_u16();
+    Ok((status, response.body_mut().read_to_string()?))
+}
+
+/// The value of an unlabelled metric in a node's `GET /metrics`.
+pub fn metric(api: SocketAddr, name: &str) -> Result<f64> {
+    let (status, text) = get_text(api, "/metrics")?;
+    if status != 200 {
+        bail!("GET /metrics of {api}: {status}");
+    }
+    text.lines()
+        .filter_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .find_map(|value| value.trim().parse().ok())
+        .ok_or_else(|| anyhow!("no metric {name} at {api}"))
+}

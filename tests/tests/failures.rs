@@ -1,0 +1,257 @@
+//! Real `worker` processes on loopback under a steady load of short jobs, while one of five
+//! dies (`kill -9`) or leaves (`SIGTERM`): every job that `POST /v1/jobs` accepted ends in a
+//! terminal state readable through its entry node, and none goes missing.
+//!
+//! Jobs are only ever submitted to the four nodes that stay: a job's entry node answers for it,
+//! and a dead entry node answers for nothing. The counts are printed (run with `--nocapture`).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use hearsay_tests::cluster::{
+    get_json, incarnation_of, metric, post_json, state_of, wait_until, WorkerProcess, WorkerSpec,
+};
+use serde_json::{json, Value};
+
+/// Generous bounds: real processes on a shared machine.
+const JOIN_LIMIT: Duration = Duration::from_secs(20);
+const SETTLE_LIMIT: Duration = Duration::from_secs(20);
+/// The load: this many `sleep` jobs of 100 to 300 ms, one every `PACE` (25 a second, about
+/// what five one-slot workers can run).
+const JOBS: usize = 150;
+const PACE: Duration = Duration::from_millis(40);
+/// How long a submission may take (a forward is offered for at most 5 s).
+const SUBMIT_TIMEOUT: Duration = Duration::from_secs(8);
+/// The node that dies or leaves.
+const VICTIM: usize = 2;
+/// The graceful leave's drain bound, and how much longer the exit may take.
+const DRAIN_TIMEOUT_MS: u64 = 10_000;
+const EXIT_MARGIN: Duration = Duration::from_secs(5);
+
+const TERMINAL: [&str; 4] = ["succeeded", "failed", "timed_out", "lost"];
+
+fn start_five(args: &[&str]) -> Result<Vec<WorkerProcess>> {
+    let spec = |i: usize, seeds| {
+        let mut spec = WorkerSpec::new(format!("w{i}"), seeds);
+        spec.args = args.iter().map(|a| a.to_string()).collect();
+        spec
+    };
+    let first = spec(0, vec![]);
+    let seed = first.gossip();
+    let mut nodes = vec![WorkerProcess::start(first)?];
+    for i in 1..5 {
+        nodes.push(WorkerProcess::start(spec(i, vec![seed]))?);
+    }
+    let joined = wait_until(JOIN_LIMIT, || {
+        for observer in &nodes {
+            let view = observer.cluster()?;
+            for node in &nodes {
+                if state_of(&view, &node.spec.node_id).as_deref() != Some("alive") {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    })?;
+    eprintln!("all 5 see all 5 alive after {joined:?}");
+    Ok(nodes)
+}
+
+fn sleep_job(i: usize) -> Value {
+    json!({"kind": "sleep", "ms": 100 + (i * 37) % 201})
+}
+
+/// A job that was accepted (`202`): its id and the index of its entry node.
+struct Submitted {
+    id: String,
+    entry: usize,
+}
+
+/// Submits [`JOBS`] jobs without waiting, round-robin over every node but [`VICTIM`], one every
+/// [`PACE`]; `during` is called before each submission with its index. Returns the jobs accepted
+/// and how many were refused (`503`: no room in reach).
+fn run_load(
+    nodes: &mut [WorkerProcess],
+    mut during: impl FnMut(usize, &mut [WorkerProcess]) -> Result<()>,
+) -> Result<(Vec<Submitted>, usize)> {
+    let entries: Vec<usize> = (0..nodes.len()).filter(|&i| i != VICTIM).collect();
+    let start = Instant::now();
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for i in 0..JOBS {
+        during(i, nodes)?;
+        let entry = entries[i % entries.len()];
+        let (status, body) = post_json(
+            nodes[entry].spec.api(),
+            "/v1/jobs",
+            &sleep_job(i),
+            &[],
+            SUBMIT_TIMEOUT,
+        )?;
+        match status {
+            202 => {
+                let id = body["id"].as_str().context("a 202 without an id")?;
+                accepted.push(Submitted {
+                    id: id.to_owned(),
+                    entry,
+                });
+            }
+            503 => refused += 1,
+            other => bail!("job {i} at w{entry}: {other} {body}"),
+        }
+        let next = start + PACE * (i as u32 + 1);
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+    Ok((accepted, refused))
+}
+
+/// Waits (bounded) until every accepted job is in a terminal state at its entry node; returns
+/// their outcomes.
+fn settle(nodes: &[WorkerProcess], jobs: &[Submitted]) -> Result<Vec<Value>> {
+    let mut outcomes: Vec<Option<Value>> = vec![None; jobs.len()];
+    let took = wait_until(SETTLE_LIMIT, || {
+        for (job, outcome) in jobs.iter().zip(outcomes.iter_mut()) {
+            if outcome.is_some() {
+                continue;
+            }
+            let now = get_json(nodes[job.entry].spec.api(), &format!("/v1/jobs/{}", job.id))
+                .with_context(|| format!("job {} missing at w{}", job.id, job.entry))?;
+            if TERMINAL.contains(&now["status"].as_str().unwrap_or("")) {
+                *outcome = Some(now);
+            }
+        }
+        Ok(outcomes.iter().all(Option::is_some))
+    })?;
+    eprintln!("every accepted job terminal {took:?} after the load");
+    Ok(outcomes.into_iter().flatten().collect())
+}
+
+/// Whether `node` holds work: one job running and at least one queued.
+fn holds_work(node: &WorkerProcess) -> Result<bool> {
+    let api = node.spec.api();
+    Ok(metric(api, "hearsay_jobs_running")? >= 1.0 && metric(api, "hearsay_jobs_queued")? >= 1.0)
+}
+
+fn count(outcomes: &[Value], status: &str) -> usize {
+    outcomes.iter().filter(|o| o["status"] == status).count()
+}
+
+#[test]
+fn a_kill_9_under_load_loses_only_the_jobs_on_the_dead_node_and_none_goes_missing() -> Result<()> {
+    let mut nodes = start_five(&["--policy", "p2c"])?;
+    let victim = nodes[VICTIM].spec.node_id.clone();
+    let old_incarnation = incarnation_of(&nodes[0].cluster()?, &victim).context("victim known")?;
+    let mut killed_at = None;
+    let (accepted, refused) = run_load(&mut nodes, |i, nodes| {
+        // A third into the load, kill the victim as soon as it holds a running and a queued
+        // job (at the latest two thirds in).
+        if killed_at.is_none()
+            && i >= JOBS / 3
+            && (i >= 2 * JOBS / 3 || holds_work(&nodes[VICTIM])?)
+        {
+            nodes[VICTIM].kill();
+            killed_at = Some(i);
+        }
+        Ok(())
+    })?;
+    let outcomes = settle(&nodes, &accepted)?;
+
+    let (succeeded, lost) = (count(&outcomes, "succeeded"), count(&outcomes, "lost"));
+    let on_victim = outcomes
+        .iter()
+        .filter(|o| o["executing_node"] == victim.as_str())
+        .count();
+    eprintln!(
+        "kill -9 of {victim} before job {}: accepted {}, refused {refused}, succeeded {succeeded}, \
+         lost {lost}, placed on {victim} {on_victim}",
+        killed_at.unwrap_or(JOBS),
+        accepted.len()
+    );
+    for outcome in &outcomes {
+        match outcome["status"].as_str() {
+            Some("succeeded") => {}
+            Some("lost") => {
+                assert_eq!(outcome["executing_node"], victim.as_str(), "{outcome}");
+                let reason = outcome["error"].as_str().unwrap_or("");
+                assert!(
+                    reason.contains(&victim),
+                    "the reason names {victim}: {outcome}"
+                );
+            }
+            _ => panic!("only succeeded and lost are expected: {outcome}"),
+        }
+    }
+    assert!(
+        lost >= 1,
+        "the victim held work when it died, so some job is lost"
+    );
+    assert_eq!(succeeded + lost, accepted.len());
+
+    // Restart it, same id and address, running what it is given itself: it takes work again.
+    let mut spec = nodes[VICTIM].spec.clone();
+    spec.args = vec!["--policy".into(), "local".into()];
+    nodes[VICTIM] = WorkerProcess::start(spec)?;
+    let rejoined = wait_until(JOIN_LIMIT, || {
+        for observer in &nodes {
+            let view = observer.cluster()?;
+            let fresh = incarnation_of(&view, &victim).is_some_and(|i| i > old_incarnation);
+            if !fresh || state_of(&view, &victim).as_deref() != Some("alive") {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })?;
+    let (status, outcome) = post_json(
+        nodes[VICTIM].spec.api(),
+        "/v1/jobs?wait=true",
+        &json!({"kind": "sleep", "ms": 50}),
+        &[],
+        SUBMIT_TIMEOUT,
+    )?;
+    assert_eq!(status, 200, "{outcome}");
+    assert_eq!(outcome["status"], "succeeded", "{outcome}");
+    assert_eq!(outcome["executing_node"], victim.as_str(), "{outcome}");
+    eprintln!("{victim} rejoined after {rejoined:?} and runs jobs again");
+    Ok(())
+}
+
+#[test]
+fn a_sigterm_under_load_loses_no_job_and_exits_within_the_drain_bound() -> Result<()> {
+    let drain = format!("{DRAIN_TIMEOUT_MS}");
+    let mut nodes = start_five(&["--policy", "p2c", "--drain-timeout", &drain])?;
+    let leaver = nodes[VICTIM].spec.node_id.clone();
+    let mut terminated = None;
+    let (accepted, refused) = run_load(&mut nodes, |i, nodes| {
+        if terminated.is_none()
+            && i >= JOBS / 3
+            && (i >= 2 * JOBS / 3 || holds_work(&nodes[VICTIM])?)
+        {
+            nodes[VICTIM].terminate()?;
+            terminated = Some((i, Instant::now()));
+        }
+        Ok(())
+    })?;
+    let (at, since) = terminated.context("the leaver was sent SIGTERM")?;
+    let bound = Duration::from_millis(DRAIN_TIMEOUT_MS) + EXIT_MARGIN;
+    let status = nodes[VICTIM].wait_exit(bound.saturating_sub(since.elapsed()))?;
+    let exited = since.elapsed();
+    assert!(status.success(), "{leaver} exited with {status}");
+    let outcomes = settle(&nodes, &accepted)?;
+
+    let succeeded = count(&outcomes, "succeeded");
+    let on_leaver = outcomes
+        .iter()
+        .filter(|o| o["executing_node"] == leaver.as_str())
+        .count();
+    eprintln!(
+        "SIGTERM to {leaver} before job {at}, exited 0 after {exited:?}: accepted {}, \
+         refused {refused}, succeeded {succeeded}, lost {}, run on {leaver} {on_leaver}",
+        accepted.len(),
+        count(&outcomes, "lost")
+    );
+    for outcome in &outcomes {
+        assert_eq!(outcome["status"], "succeeded", "{outcome}");
+    }
+    assert!(on_leaver >= 1, "the leaver ran some of the load");
+    Ok(())
+}
