@@ -255,3 +255,226 @@ fn a_sigterm_under_load_loses_no_job_and_exits_within_the_drain_bound() -> Resul
     assert!(on_leaver >= 1, "the leaver ran some of the load");
     Ok(())
 }
+
+/// Set (by the test itself) in the network namespace the partition test runs in.
+const PARTITION_NS: &str = "HEARSAY_PARTITION_NS";
+/// Set to `1` to make the partition test fail, rather than be skipped, without root and `ip`.
+const REQUIRE_NETNS: &str = "HEARSAY_REQUIRE_NETNS";
+const PARTITION_TEST: &str = "a_partition_that_really_drops_packets_is_detected_and_healed";
+const PARTITION_LIMIT: Duration = Duration::from_secs(60);
+
+/// A real partition: five workers split 3 | 2 by routing rules that discard every packet
+/// between the sides. So as not to touch the host's loopback, the test runs itself
+/// again inside a fresh network namespace (its own `lo`, deleted afterwards), which needs root
+/// and `ip`; without them it says so and is skipped, unless `HEARSAY_REQUIRE_NETNS=1`.
+#[test]
+fn a_partition_that_really_drops_packets_is_detected_and_healed() -> Result<()> {
+    if std::env::var_os(PARTITION_NS).is_some() {
+        return partition_inside_the_namespace();
+    }
+    let required = std::env::var(REQUIRE_NETNS).is_ok_and(|v| v == "1");
+    let namespace = match Namespace::create() {
+        Ok(namespace) => namespace,
+        Err(e) if !required => {
+            eprintln!("SKIPPED: the partition test needs root and `ip netns` ({e:#}); set {REQUIRE_NETNS}=1 to require it");
+            return Ok(());
+        }
+        Err(e) => return Err(e.context(format!("{REQUIRE_NETNS}=1 but no network namespace"))),
+    };
+    let exe = std::env::current_exe()?;
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", &namespace.name])
+        .arg(&exe)
+        .args(["--exact", PARTITION_TEST, "--nocapture", "--test-threads=1"])
+        .env(PARTITION_NS, &namespace.name)
+        .spawn()
+        .context("cannot run the test inside the namespace")?;
+    let deadline = Instant::now() + PARTITION_LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            child.kill().ok();
+            child.wait().ok();
+            bail!("the partition test did not end within {PARTITION_LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        status.success(),
+        "the partition test inside {} failed: {status}",
+        namespace.name
+    );
+    Ok(())
+}
+
+/// A network namespace with its loopback up; on drop, what still runs in it is killed and it is
+/// deleted.
+struct Namespace {
+    name: String,
+}
+
+impl Namespace {
+    fn create() -> Result<Self> {
+        let name = format!("hearsay-test-{}", std::process::id());
+        ip(&["netns", "add", &name])?;
+        let namespace = Namespace { name };
+        ip(&[
+            "netns",
+            "exec",
+            &namespace.name,
+            "ip",
+            "link",
+            "set",
+            "lo",
+            "up",
+        ])?;
+        Ok(namespace)
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        if let Ok(out) = std::process::Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+        {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                std::process::Command::new("kill")
+                    .args(["-9", pid])
+                    .status()
+                    .ok();
+            }
+        }
+        ip(&["netns", "del", &self.name]).ok();
+    }
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    run("ip", args)
+}
+
+fn run(program: &str, args: &[&str]) -> Result<()> {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {program}"))?;
+    if !out.status.success() {
+        bail!(
+            "{program} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Routing rules that blackhole every packet between the two sides (both directions), ahead of
+/// the local table: what one side sends the other is discarded by the kernel. (`tc` drop actions
+/// and `netem` are not available on every kernel; policy routing is.)
+fn pair_rules(a: &[&WorkerProcess], b: &[&WorkerProcess]) -> Vec<[String; 2]> {
+    let mut rules = Vec::new();
+    for x in a {
+        for y in b {
+            let (x, y) = (x.spec.ip.to_string(), y.spec.ip.to_string());
+            rules.push([x.clone(), y.clone()]);
+            rules.push([y, x]);
+        }
+    }
+    rules
+}
+
+fn cut(rules: &[[String; 2]]) -> Result<()> {
+    // Once per namespace: the local table after the blackholes, not before them.
+    ip(&["rule", "add", "pref", "100", "lookup", "local"])?;
+    ip(&["rule", "del", "pref", "0"])?;
+    for [from, to] in rules {
+        ip(&[
+            "rule",
+            "add",
+            "pref",
+            "10",
+            "from",
+            from,
+            "to",
+            to,
+            "blackhole",
+        ])?;
+    }
+    Ok(())
+}
+
+fn heal(rules: &[[String; 2]]) -> Result<()> {
+    for [from, to] in rules {
+        ip(&[
+            "rule",
+            "del",
+            "pref",
+            "10",
+            "from",
+            from,
+            "to",
+            to,
+            "blackhole",
+        ])?;
+    }
+    Ok(())
+}
+
+/// Whether every observer sees every node of `nodes` in `state`.
+fn see(observers: &[&WorkerProcess], nodes: &[&WorkerProcess], state: &str) -> Result<bool> {
+    for observer in observers {
+        let view = observer.cluster()?;
+        for node in nodes {
+            if state_of(&view, &node.spec.node_id).as_deref() != Some(state) {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+fn partition_inside_the_namespace() -> Result<()> {
+    let nodes = start_five(&["--policy", "p2c"])?;
+    let a: Vec<&WorkerProcess> = nodes[..3].iter().collect();
+    let b: Vec<&WorkerProcess> = nodes[3..].iter().collect();
+    let rules = pair_rules(&a, &b);
+    cut(&rules)?;
+    let cut_at = Instant::now();
+    let detected = wait_until(SETTLE_LIMIT, || {
+        Ok(see(&a, &b, "dead")? && see(&b, &a, "dead")?)
+    })?;
+    eprintln!("partition 3 | 2: each side sees the other dead after {detected:?}");
+    // Each side runs jobs among its own nodes.
+    for (side, entries) in [("a", &a), ("b", &b)] {
+        for (i, entry) in entries.iter().enumerate() {
+            for k in 0..3 {
+                let (status, outcome) = post_json(
+                    entry.spec.api(),
+                    "/v1/jobs?wait=true",
+                    &json!({"kind": "sleep", "ms": 20}),
+                    &[],
+                    SUBMIT_TIMEOUT,
+                )?;
+                assert_eq!(status, 200, "side {side}, entry {i}, job {k}: {outcome}");
+                assert_eq!(outcome["status"], "succeeded", "{outcome}");
+                let ran = outcome["executing_node"].as_str().unwrap_or("");
+                assert!(
+                    entries.iter().any(|n| n.spec.node_id == ran),
+                    "side {side} ran a job on {ran}"
+                );
+            }
+        }
+    }
+    heal(&rules)?;
+    let healed = wait_until(SETTLE_LIMIT, || {
+        let all: Vec<&WorkerProcess> = nodes.iter().collect();
+        see(&all, &all, "alive")
+    })?;
+    eprintln!(
+        "healed after {:?} of partition: one map again, every node alive to all, after {healed:?}",
+        cut_at.elapsed() - healed
+    );
+    Ok(())
+}
