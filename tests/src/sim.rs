@@ -31,6 +31,22 @@
 //!
 //! Addresses are fake (`10.0.x.y`): nothing here touches a real network.
 //!
+//! # Example
+//! ```
+//! use std::time::Duration;
+//! use hearsay_shared::Verdict;
+//! use hearsay_tests::sim::{Sim, SimConfig};
+//!
+//! // Twenty nodes, each told only of the first three, on links that lose 5% of datagrams.
+//! let mut sim = Sim::new(SimConfig::new(20, 42).with_loss(0.05));
+//! let joined = sim.run_until(Duration::from_secs(10), Sim::all_see_all_alive);
+//! assert!(joined.is_some());
+//!
+//! sim.crash(7);
+//! let detected = sim.run_until(Duration::from_secs(10), |s| s.all_see(7, Verdict::Dead));
+//! assert!(detected.is_some() && sim.false_deaths().is_empty());
+//! ```
+//!
 //! # Measuring
 //! The simulation counts datagrams and bytes per node on the wire ([`Sim::traffic`]), logs every
 //! verdict change every node makes with the virtual time ([`Sim::events`]), and knows the truth
