@@ -47,9 +47,9 @@ impl Default for DetectorConfig {
         // Measured with the simulation at the default gossip settings. A dead phi of 7 is a
         // silence of the mean interval plus 10.9 standard deviations: at 20 nodes (intervals of
         // 280 ± 160 ms) about 2 s, and all peers see a crash in 2.6 s (3.2 s at most with 5%
-        // loss); at 100 nodes with
-        // 5% loss (490 ± 300 ms) about 3.7 s, which no live node's silence came near in 10,000
-        // rounds (a phi of 6 would have sufficed). A suspect phi of 4 is 6 deviations.
+        // loss); at 100 nodes with 5% loss (490 ± 300 ms) about 3.7 s, which no live node's
+        // silence came near in 10,000 rounds (a phi of 6 would have sufficed). A suspect phi of
+        // 4 is 6 deviations.
         DetectorConfig {
             suspect_phi: 4.0,
             dead_phi: 7.0,
