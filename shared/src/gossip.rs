@@ -127,7 +127,7 @@ pub struct Transmit {
 }
 
 /// Counters of what the core has done, for metrics and measurement.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct GossipStats {
     /// Datagrams handed to the caller to send.
     pub datagrams_sent: u64,
@@ -555,10 +555,10 @@ impl Gossip {
         self.outbox.push_back(Transmit { to, bytes });
     }
 
-    fn encode_failed(&mut self, error: EncodeError) {
+    fn encode_failed(&mut self, _error: EncodeError) {
         // The budget is validated against the largest possible own report, so this cannot
-        // happen with a valid configuration; count it rather than crash a node.
-        debug_assert!(false, "gossip encode failed: {error}");
+        // happen with a valid configuration; count it (`encode_errors`) rather than crash a
+        // node, in debug builds too.
         self.stats.encode_errors += 1;
     }
 }

@@ -308,3 +308,16 @@ pub fn metric(api: SocketAddr, name: &str) -> Result<f64> {
         .find_map(|value| value.trim().parse().ok())
         .ok_or_else(|| anyhow!("no metric {name} at {api}"))
 }
+
+/// Whether every node in `observers` sees `node` alive with an incarnation above `old`: a
+/// restarted node has rejoined.
+pub fn all_see_new_life(observers: &[WorkerProcess], node: &str, old: u64) -> Result<bool> {
+    for observer in observers {
+        let view = observer.cluster()?;
+        let fresh = incarnation_of(&view, node).is_some_and(|i| i > old);
+        if !fresh || state_of(&view, node).as_deref() != Some("alive") {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use hearsay_tests::cluster::{
-    get_json, incarnation_of, metric, post_json, state_of, wait_until, WorkerProcess, WorkerSpec,
+    all_see_new_life, get_json, incarnation_of, metric, post_json, state_of, wait_until,
+    WorkerProcess, WorkerSpec,
 };
 use serde_json::{json, Value};
 
@@ -192,14 +193,7 @@ fn a_kill_9_under_load_loses_only_the_jobs_on_the_dead_node_and_none_goes_missin
     spec.args = vec!["--policy".into(), "local".into()];
     nodes[VICTIM] = WorkerProcess::start(spec)?;
     let rejoined = wait_until(JOIN_LIMIT, || {
-        for observer in &nodes {
-            let view = observer.cluster()?;
-            let fresh = incarnation_of(&view, &victim).is_some_and(|i| i > old_incarnation);
-            if !fresh || state_of(&view, &victim).as_deref() != Some("alive") {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        all_see_new_life(&nodes, &victim, old_incarnation)
     })?;
     let (status, outcome) = post_json(
         nodes[VICTIM].spec.api(),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use hearsay_tests::cluster::{
-    all_see, incarnation_of, state_of, wait_until, WorkerProcess, WorkerSpec,
+    all_see, all_see_new_life, incarnation_of, state_of, wait_until, WorkerProcess, WorkerSpec,
 };
 
 /// Generous bounds: these are real processes on a shared 2-core machine. The measured times are
@@ -58,14 +58,7 @@ fn five_workers_join_detect_a_kill_take_back_a_restart_and_see_a_leave() -> Resu
     let spec = nodes[3].spec.clone();
     nodes[3] = WorkerProcess::start(spec)?;
     let rejoined = wait_until(JOIN_LIMIT, || {
-        for observer in &nodes {
-            let view = observer.cluster()?;
-            let fresh = incarnation_of(&view, &victim).is_some_and(|i| i > old_incarnation);
-            if !fresh || state_of(&view, &victim).as_deref() != Some("alive") {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        all_see_new_life(&nodes, &victim, old_incarnation)
     })?;
     eprintln!("{victim} rejoined with a higher incarnation after {rejoined:?}");
 

@@ -72,53 +72,14 @@ pub struct NodeView {
     pub phi: Option<f64>,
 }
 
-/// The gossip core's counters.
+/// The gossip core's counters, with the number of rounds run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct StatsView {
     /// Gossip rounds run.
     pub rounds: u64,
-    /// Datagrams sent.
-    pub datagrams_sent: u64,
-    /// Bytes in those datagrams.
-    pub bytes_sent: u64,
-    /// Datagrams received.
-    pub datagrams_received: u64,
-    /// Bytes in those datagrams.
-    pub bytes_received: u64,
-    /// Received datagrams that did not decode.
-    pub decode_errors: u64,
-    /// Reports newer than what the map held.
-    pub reports_merged: u64,
-    /// Times this node moved to a higher incarnation to refute a newer report of itself.
-    pub refutations: u64,
-    /// Datagrams that could not be encoded within the budget.
-    pub encode_errors: u64,
-}
-
-impl StatsView {
-    fn new(stats: GossipStats, rounds: u64) -> Self {
-        let GossipStats {
-            datagrams_sent,
-            bytes_sent,
-            datagrams_received,
-            bytes_received,
-            decode_errors,
-            reports_merged,
-            refutations,
-            encode_errors,
-        } = stats;
-        StatsView {
-            rounds,
-            datagrams_sent,
-            bytes_sent,
-            datagrams_received,
-            bytes_received,
-            decode_errors,
-            reports_merged,
-            refutations,
-            encode_errors,
-        }
-    }
+    /// The core's counters, as fields of this object.
+    #[serde(flatten)]
+    pub counters: GossipStats,
 }
 
 impl ClusterView {
@@ -166,7 +127,10 @@ impl ClusterView {
             node: me.clone(),
             incarnation: gossip.incarnation(),
             nodes,
-            gossip: StatsView::new(gossip.stats(), gossip.round()),
+            gossip: StatsView {
+                rounds: gossip.round(),
+                counters: gossip.stats(),
+            },
         }
     }
 }
