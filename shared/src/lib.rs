@@ -8,6 +8,8 @@
 //! - [`detector`]: phi accrual failure detection from report arrivals.
 //! - [`map`]: [`LoadMap`], the merged view of the cluster, with each entry's age and verdict.
 //! - [`wire`]: the datagram format — envelope, messages, budgeted encoding, safe decoding.
+//! - [`seal`]: sealed datagrams — the cluster [`seal::Keyring`], XChaCha20-Poly1305, the replay
+//!   guard.
 //! - [`job`]: the job vocabulary of the HTTP API — [`JobSpec`], [`JobId`], [`JobOutcome`].
 //! - [`gossip`]: [`Gossip`], the state machine that the worker drives over UDP.
 
@@ -19,6 +21,7 @@ pub mod job;
 pub mod load;
 pub mod map;
 pub mod node;
+pub mod seal;
 pub mod wire;
 
 pub use detector::DetectorConfig;
