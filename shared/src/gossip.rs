@@ -14,7 +14,17 @@
 //! 4. every `pushpull_every` rounds, sends a digest of its map to one random peer, which answers
 //!    with what it holds newer (anti-entropy: repairs whatever the rumours missed);
 //! 5. every `probe_every` rounds, sends a digest to a node it believes dead or to a seed, so that
-//!    a partition heals and a node that lost every peer joins again.
+//!    a partition heals and a node that lost every peer joins again;
+//! 6. sends a digest straight to every node it has just begun to suspect, and to one suspect a
+//!    round after that. The digest tells the suspect that this node's view of it is stale; a
+//!    suspect that is alive answers at once with its newest report, which refutes the suspicion
+//!    here (the verdict goes back to alive) before it can become a death. Rumours are not sent to
+//!    suspects, so without this a node whose reports were lost for a moment (a burst of packet
+//!    loss, a stall under CPU pressure) would depend on third parties to clear its name.
+//!
+//! Suspicion stays local: each node judges from the arrivals it sees itself (phi accrual), and
+//! a suspicion is never taken on hearsay, so one node's bad link cannot get a healthy node
+//! shunned by the rest. Any newer report of the suspect, direct or relayed, clears it.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -24,7 +34,7 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use rand::Rng;
 
 use crate::detector::DetectorConfig;
-use crate::map::{Entry, LoadMap, Verdict, VerdictChange};
+use crate::map::{Entry, LoadMap, MergeOutcome, Verdict, VerdictChange};
 use crate::wire::{self, DecodeError, DigestEntry, DigestEntryRef, EncodeError, Message};
 use crate::{LoadReport, LoadVector, NodeId, NodeState, Version};
 
@@ -55,6 +65,8 @@ pub struct GossipConfig {
     pub max_answer_datagrams: usize,
     /// The failure detector's settings.
     pub detector: DetectorConfig,
+    /// The most nodes the map holds, this one included (see [`LoadMap`] for the eviction rule).
+    pub max_nodes: usize,
 }
 
 impl GossipConfig {
@@ -78,6 +90,7 @@ impl GossipConfig {
             probe_every: 5,
             max_answer_datagrams: 4,
             detector: DetectorConfig::default(),
+            max_nodes: crate::map::DEFAULT_MAX_NODES,
         }
     }
 
@@ -99,6 +112,9 @@ impl GossipConfig {
                     wire::MAX_DATAGRAM
                 ),
             );
+        }
+        if self.max_nodes < 2 {
+            return bad("max_nodes", "must be at least 2".into());
         }
         if self.pushpull_every == 0 || self.probe_every == 0 {
             return bad("pushpull_every/probe_every", "must be at least 1".into());
@@ -145,6 +161,14 @@ pub struct GossipStats {
     pub refutations: u64,
     /// Datagrams that could not be encoded within the budget (none with a valid configuration).
     pub encode_errors: u64,
+    /// Digests sent straight to a suspect, asking it to refute the suspicion.
+    pub suspect_probes: u64,
+    /// Suspicions cleared by a newer report of the suspect (suspect → alive).
+    pub suspicions_refuted: u64,
+    /// Entries dropped from a full map to make room for a new node.
+    pub map_evictions: u64,
+    /// Reports of nodes new to a map full of live nodes, not taken in.
+    pub map_refusals: u64,
 }
 
 /// The gossip core of one node.
@@ -176,12 +200,13 @@ impl Gossip {
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let seeds = seeds.into_iter().filter(|s| *s != config.gossip).collect();
+        let map = LoadMap::bounded(config.max_nodes, config.node.clone());
         let mut gossip = Gossip {
             config,
             incarnation,
             seq: 0,
             load,
-            map: LoadMap::new(),
+            map,
             seeds,
             outbox: VecDeque::new(),
             events: VecDeque::new(),
@@ -291,7 +316,20 @@ impl Gossip {
         let changes = self
             .map
             .judge(now, &self.config.detector, &self.config.node);
+        let mut suspects: Vec<SocketAddr> = changes
+            .iter()
+            .filter(|c| c.to == Some(Verdict::Suspect))
+            .filter_map(|c| self.map.get(&c.node).map(|e| e.report().gossip))
+            .collect();
         self.events.extend(changes);
+        if suspects.is_empty() {
+            // No new suspect: ask one of the older ones again (the first digest may be lost).
+            suspects.extend(self.peer_addrs(|v| v == Verdict::Suspect).choose(rng));
+        }
+        for to in suspects {
+            self.stats.suspect_probes += 1;
+            self.send_digest(to, rng);
+        }
 
         let own = self.own_report();
         // Suspects get no rumours. One that is in fact alive still pushes its reports here and
@@ -383,9 +421,19 @@ impl Gossip {
             return;
         }
         let outcome = self.map.merge_report(report, now, &self.config.detector);
+        self.count_merge(&outcome);
         if outcome.newer {
             self.stats.reports_merged += 1;
         }
+        if let Some(VerdictChange {
+            from: Some(Verdict::Suspect),
+            to: Some(Verdict::Alive),
+            ..
+        }) = outcome.change
+        {
+            self.stats.suspicions_refuted += 1;
+        }
+        self.events.extend(outcome.evicted);
         self.events.extend(outcome.change);
     }
 
@@ -393,7 +441,14 @@ impl Gossip {
         self.seq += 1;
         let own = self.own_report();
         let outcome = self.map.merge_report(own, now, &self.config.detector);
+        self.count_merge(&outcome);
+        self.events.extend(outcome.evicted);
         self.events.extend(outcome.change);
+    }
+
+    fn count_merge(&mut self, outcome: &MergeOutcome) {
+        self.stats.map_evictions += u64::from(outcome.evicted.is_some());
+        self.stats.map_refusals += u64::from(outcome.refused);
     }
 
     /// Every entry of the map but this node's own.

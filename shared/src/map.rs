@@ -5,6 +5,13 @@
 //! deliver anything in any order, any number of times. Beside each report the map keeps what only
 //! this node can know: when the report last changed here (its age) and the failure detector's
 //! verdict.
+//!
+//! The map is bounded ([`LoadMap::max_nodes`]): a flood of made-up node ids, even from an
+//! authenticated peer gone rogue, cannot grow it without limit. A node new to a full map takes
+//! the place of the entry that has been dead or gone longest, or failing that of the one
+//! suspected longest; when every entry is alive the newcomer is refused (and will be offered
+//! again by gossip once a place frees up). Live nodes are never pushed out by newcomers, so a
+//! flood can delay a real node's joining but cannot make the cluster forget its members.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -53,13 +60,21 @@ pub struct VerdictChange {
     pub incarnation: u64,
 }
 
+/// The most nodes a map holds unless told otherwise: far beyond any cluster gossip of this kind
+/// serves well, small enough that a full map stays a few megabytes.
+pub const DEFAULT_MAX_NODES: usize = 10_000;
+
 /// What merging one report did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MergeOutcome {
     /// The report was newer than what the map held (or new to it).
     pub newer: bool,
     /// The node's verdict changed.
     pub change: Option<VerdictChange>,
+    /// The map was full and this entry was dropped to make room for the report's node.
+    pub evicted: Option<VerdictChange>,
+    /// The map was full of live nodes: the report's node, new to it, was not taken in.
+    pub refused: bool,
 }
 
 /// One node's entry in the map.
@@ -134,15 +149,58 @@ fn verdict_of(report: &LoadReport) -> Verdict {
 }
 
 /// The cluster as this node sees it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct LoadMap {
     entries: BTreeMap<NodeId, Entry>,
+    max_nodes: usize,
+    owner: Option<NodeId>,
+}
+
+impl Default for LoadMap {
+    fn default() -> Self {
+        LoadMap {
+            entries: BTreeMap::new(),
+            max_nodes: DEFAULT_MAX_NODES,
+            owner: None,
+        }
+    }
 }
 
 impl LoadMap {
-    /// An empty map.
+    /// An empty map holding at most [`DEFAULT_MAX_NODES`] nodes.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty map of `owner`'s, holding at most `max_nodes` nodes (at least 2). The owner's
+    /// own entry is never evicted.
+    pub fn bounded(max_nodes: usize, owner: NodeId) -> Self {
+        LoadMap {
+            entries: BTreeMap::new(),
+            max_nodes: max_nodes.max(2),
+            owner: Some(owner),
+        }
+    }
+
+    /// The most nodes the map holds.
+    pub fn max_nodes(&self) -> usize {
+        self.max_nodes
+    }
+
+    /// The entry to drop so that a new node fits: the one dead or gone longest, else the one
+    /// suspected longest; never the owner, never a live node.
+    fn eviction_victim(&self) -> Option<NodeId> {
+        let rank = |e: &Entry| match e.verdict {
+            Verdict::Dead | Verdict::Left => Some((0, e.verdict_since)),
+            Verdict::Suspect => Some((1, e.verdict_since)),
+            Verdict::Alive => None,
+        };
+        self.entries
+            .iter()
+            .filter(|(id, _)| self.owner.as_ref() != Some(*id))
+            .filter_map(|(id, e)| rank(e).map(|r| (r, id)))
+            .min()
+            .map(|(_, id)| id.clone())
     }
 
     /// Number of nodes in the map, whatever their verdict.
@@ -191,6 +249,24 @@ impl LoadMap {
         now: Instant,
         config: &DetectorConfig,
     ) -> MergeOutcome {
+        if !self.entries.contains_key(&report.node) && self.entries.len() >= self.max_nodes {
+            let Some(victim) = self.eviction_victim() else {
+                return MergeOutcome {
+                    refused: true,
+                    ..MergeOutcome::default()
+                };
+            };
+            let evicted = self.entries.remove(&victim).map(|e| VerdictChange {
+                node: victim,
+                from: Some(e.verdict),
+                to: None,
+                incarnation: e.report.incarnation,
+            });
+            return MergeOutcome {
+                evicted,
+                ..self.merge_report(report, now, config)
+            };
+        }
         let Some(entry) = self.entries.get_mut(&report.node) else {
             let verdict = verdict_of(&report);
             let change = VerdictChange {
@@ -214,13 +290,11 @@ impl LoadMap {
             return MergeOutcome {
                 newer: true,
                 change: Some(change),
+                ..MergeOutcome::default()
             };
         };
         if !report.supersedes(&entry.report) {
-            return MergeOutcome {
-                newer: false,
-                change: None,
-            };
+            return MergeOutcome::default();
         }
         if report.incarnation > entry.report.incarnation {
             // A new incarnation is a new life: start the detector afresh.
@@ -243,6 +317,7 @@ impl LoadMap {
         MergeOutcome {
             newer: true,
             change,
+            ..MergeOutcome::default()
         }
     }
 
@@ -403,6 +478,57 @@ mod tests {
         assert_eq!(map.get(&id).unwrap().verdict(), Verdict::Dead);
         map.merge_report(report("a", 2, 0, NodeState::Alive), t1, &cfg);
         assert_eq!(map.get(&id).unwrap().verdict(), Verdict::Alive);
+    }
+
+    #[test]
+    fn a_full_map_evicts_the_longest_dead_then_suspect_and_never_a_live_node() {
+        let cfg = DetectorConfig::default();
+        let me = NodeId::new("me").unwrap();
+        let t0 = Instant::now();
+        let mut map = LoadMap::bounded(4, me.clone());
+        map.merge_report(report("me", 1, 1, NodeState::Leaving), t0, &cfg);
+        for node in ["a", "b", "c"] {
+            map.merge_report(report(node, 1, 1, NodeState::Alive), t0, &cfg);
+        }
+        // Full of live nodes (the owner is leaving, but is never evicted): a newcomer is refused.
+        let out = map.merge_report(report("x", 1, 1, NodeState::Alive), t0, &cfg);
+        assert!(out.refused && !out.newer && out.evicted.is_none());
+        assert_eq!(map.len(), 4);
+        // a goes silent until it is dead; then c goes silent until it is suspected. b (like
+        // the owner) keeps reporting.
+        let verdict =
+            |map: &LoadMap, n: &str| map.get(&NodeId::new(n).unwrap()).map(|e| e.verdict());
+        let mut t = t0;
+        let mut seq = 1;
+        let mut silent = vec!["a"];
+        for _ in 0..200 {
+            t += Duration::from_millis(200);
+            seq += 1;
+            for node in ["b", "c", "a"] {
+                if !silent.contains(&node) {
+                    map.merge_report(report(node, 1, seq, NodeState::Alive), t, &cfg);
+                }
+            }
+            map.judge(t, &cfg, &me);
+            if verdict(&map, "a") == Some(Verdict::Dead) && silent.len() == 1 {
+                silent.push("c");
+            }
+            if verdict(&map, "c") == Some(Verdict::Suspect) {
+                break;
+            }
+        }
+        assert_eq!(verdict(&map, "a"), Some(Verdict::Dead));
+        assert_eq!(verdict(&map, "c"), Some(Verdict::Suspect));
+        assert_eq!(verdict(&map, "b"), Some(Verdict::Alive));
+        let out = map.merge_report(report("x", 1, 1, NodeState::Alive), t, &cfg);
+        assert_eq!(out.evicted.map(|c| c.node.to_string()), Some("a".into()));
+        assert!(out.newer);
+        let out = map.merge_report(report("y", 1, 1, NodeState::Alive), t, &cfg);
+        assert_eq!(out.evicted.map(|c| c.node.to_string()), Some("c".into()));
+        let out = map.merge_report(report("z", 1, 1, NodeState::Alive), t, &cfg);
+        assert!(out.refused);
+        assert_eq!(map.len(), 4);
+        assert!(verdict(&map, "me").is_some() && verdict(&map, "b").is_some());
     }
 
     #[test]

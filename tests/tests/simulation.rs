@@ -433,3 +433,62 @@ fn a_node_in_a_crash_restart_loop_ends_up_alive_everywhere_in_its_newest_life() 
     let false_deaths = sim.false_deaths();
     assert!(false_deaths.is_empty(), "{false_deaths:?}");
 }
+
+// ---- suspicion and refutation -----------------------------------------------------------
+
+/// A node whose datagrams are all lost for a moment (a burst of loss, or a stall under CPU
+/// pressure) is suspected by some peers; once it is heard again, the suspicion is refuted —
+/// the suspecting peers probe it directly and its answer, or any newer report, puts it back to
+/// alive — and no peer ever declares it dead.
+///
+/// The silence lasts until the first peer suspects it (about 1 s at 200 ms rounds: phi 4 on a
+/// learned rhythm of ~200 ms), then one more round; death needs phi 7, about twice as long.
+#[test]
+fn a_node_silent_for_a_moment_is_suspected_then_refuted_never_killed() {
+    let mut sim = converged(SimConfig::new(20, 12), Duration::from_secs(10));
+    for round in 0..5 {
+        for other in 0..20 {
+            if other != 3 {
+                sim.set_link_loss(3, other, 1.0);
+            }
+        }
+        let suspected = sim.run_until(Duration::from_secs(5), |s| {
+            (0..20).any(|o| s.verdict(o, 3) == Some(Verdict::Suspect))
+        });
+        assert!(
+            suspected.is_some(),
+            "burst {round}: no peer suspected the silent node"
+        );
+        sim.run_for(ROUND);
+        sim.clear_link_loss();
+        let refuted = sim.run_until(Duration::from_secs(3), Sim::all_see_all_alive);
+        assert!(
+            refuted.is_some(),
+            "burst {round}: the suspicion was not refuted within 3 s"
+        );
+        eprintln!("burst {round}: silent until suspected ({suspected:?}), refuted in {refuted:?}");
+        sim.run_for(Duration::from_secs(3));
+    }
+    let false_deaths = sim.false_deaths();
+    assert!(false_deaths.is_empty(), "{false_deaths:?}");
+    let suspicions = sim
+        .events()
+        .iter()
+        .filter(|e| e.subject == 3 && e.is_false_suspicion())
+        .count() as u64;
+    let (probes, refuted) = (0..20)
+        .filter_map(|i| sim.core(i))
+        .fold((0, 0), |(p, r), core| {
+            let stats = core.stats();
+            (p + stats.suspect_probes, r + stats.suspicions_refuted)
+        });
+    assert!(suspicions >= 5, "only {suspicions} suspicions in 5 bursts");
+    assert!(
+        probes >= suspicions,
+        "{probes} probes for {suspicions} suspicions"
+    );
+    assert!(
+        refuted >= suspicions,
+        "{refuted} refutations for {suspicions} suspicions"
+    );
+}
