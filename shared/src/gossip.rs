@@ -161,6 +161,10 @@ pub struct GossipStats {
     pub refutations: u64,
     /// Datagrams that could not be encoded within the budget (none with a valid configuration).
     pub encode_errors: u64,
+    /// Times this node began to suspect a peer (alive → suspect).
+    pub suspicions: u64,
+    /// Times this node declared a peer dead.
+    pub deaths: u64,
     /// Digests sent straight to a suspect, asking it to refute the suspicion.
     pub suspect_probes: u64,
     /// Suspicions cleared by a newer report of the suspect (suspect → alive).
@@ -316,6 +320,13 @@ impl Gossip {
         let changes = self
             .map
             .judge(now, &self.config.detector, &self.config.node);
+        for change in &changes {
+            match change.to {
+                Some(Verdict::Suspect) => self.stats.suspicions += 1,
+                Some(Verdict::Dead) => self.stats.deaths += 1,
+                _ => {}
+            }
+        }
         let mut suspects: Vec<SocketAddr> = changes
             .iter()
             .filter(|c| c.to == Some(Verdict::Suspect))

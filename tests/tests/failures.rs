@@ -12,6 +12,7 @@ use hearsay_tests::cluster::{
     all_see_new_life, get_json, incarnation_of, metric, post_json, state_of, wait_until,
     WorkerProcess, WorkerSpec,
 };
+use hearsay_tests::netns::{drop_udp, dropped_udp, ip, run_inside, Namespace};
 use serde_json::{json, Value};
 
 /// Generous bounds: real processes on a shared machine.
@@ -250,117 +251,109 @@ fn a_sigterm_under_load_loses_no_job_and_exits_within_the_drain_bound() -> Resul
     Ok(())
 }
 
-/// Set (by the test itself) in the network namespace the partition test runs in.
-const PARTITION_NS: &str = "HEARSAY_PARTITION_NS";
-/// Set to `1` to make the partition test fail, rather than be skipped, without root and `ip`.
+/// Set (by the test itself) in the network namespace a test runs in, to the test's name.
+const INSIDE_NS: &str = "HEARSAY_TEST_NS";
+/// Set to `1` to make the namespace tests fail, rather than be skipped, without root and `ip`
+/// (and `nft`, for the lossy one).
 const REQUIRE_NETNS: &str = "HEARSAY_REQUIRE_NETNS";
-const PARTITION_TEST: &str = "a_partition_that_really_drops_packets_is_detected_and_healed";
-const PARTITION_LIMIT: Duration = Duration::from_secs(60);
+const NS_LIMIT: Duration = Duration::from_secs(90);
 
-/// A real partition: five workers split 3 | 2 by routing rules that discard every packet
-/// between the sides. So as not to touch the host's loopback, the test runs itself
-/// again inside a fresh network namespace (its own `lo`, deleted afterwards), which needs root
-/// and `ip`; without them it says so and is skipped, unless `HEARSAY_REQUIRE_NETNS=1`.
-#[test]
-fn a_partition_that_really_drops_packets_is_detected_and_healed() -> Result<()> {
-    if std::env::var_os(PARTITION_NS).is_some() {
-        return partition_inside_the_namespace();
+/// Runs `inner` in a fresh network namespace (its own `lo`, deleted afterwards), by running the
+/// test binary again there with only the test `name`. Without root and `ip` it says so and
+/// skips, unless `HEARSAY_REQUIRE_NETNS=1`.
+fn in_namespace(name: &str, inner: fn() -> Result<()>) -> Result<()> {
+    if std::env::var(INSIDE_NS).is_ok_and(|n| n == name) {
+        return inner();
     }
     let required = std::env::var(REQUIRE_NETNS).is_ok_and(|v| v == "1");
-    let namespace = match Namespace::create() {
+    let prefix = format!("hearsay-{}", &name[..8]);
+    let namespace = match Namespace::create(&prefix) {
         Ok(namespace) => namespace,
         Err(e) if !required => {
-            eprintln!("SKIPPED: the partition test needs root and `ip netns` ({e:#}); set {REQUIRE_NETNS}=1 to require it");
+            eprintln!("SKIPPED: {name} needs root and `ip netns` ({e:#}); set {REQUIRE_NETNS}=1 to require it");
             return Ok(());
         }
         Err(e) => return Err(e.context(format!("{REQUIRE_NETNS}=1 but no network namespace"))),
     };
     let exe = std::env::current_exe()?;
-    let mut child = std::process::Command::new("ip")
-        .args(["netns", "exec", &namespace.name])
-        .arg(&exe)
-        .args(["--exact", PARTITION_TEST, "--nocapture", "--test-threads=1"])
-        .env(PARTITION_NS, &namespace.name)
-        .spawn()
-        .context("cannot run the test inside the namespace")?;
-    let deadline = Instant::now() + PARTITION_LIMIT;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            child.kill().ok();
-            child.wait().ok();
-            bail!("the partition test did not end within {PARTITION_LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = run_inside(
+        &namespace,
+        &exe,
+        &["--exact", name, "--nocapture", "--test-threads=1"],
+        (INSIDE_NS, name),
+        NS_LIMIT,
+    )?;
     assert!(
         status.success(),
-        "the partition test inside {} failed: {status}",
+        "{name} inside {} failed: {status}",
         namespace.name
     );
     Ok(())
 }
 
-/// A network namespace with its loopback up; on drop, what still runs in it is killed and it is
-/// deleted.
-struct Namespace {
-    name: String,
+/// A real partition: five workers split 3 | 2 by routing rules that discard every packet
+/// between the sides, in a network namespace of the test's own.
+#[test]
+fn a_partition_that_really_drops_packets_is_detected_and_healed() -> Result<()> {
+    in_namespace(
+        "a_partition_that_really_drops_packets_is_detected_and_healed",
+        partition_inside_the_namespace,
+    )
 }
 
-impl Namespace {
-    fn create() -> Result<Self> {
-        let name = format!("hearsay-test-{}", std::process::id());
-        ip(&["netns", "add", &name])?;
-        let namespace = Namespace { name };
-        ip(&[
-            "netns",
-            "exec",
-            &namespace.name,
-            "ip",
-            "link",
-            "set",
-            "lo",
-            "up",
-        ])?;
-        Ok(namespace)
-    }
+/// Real packet loss: five workers in a network namespace of the test's own, where an nftables
+/// rule drops 10% of the gossip datagrams at random as they arrive, for 20 s. No node stops, so
+/// every death declared would be false: there must be none. (Longer and larger runs:
+/// `target/release/loss-soak`, figures in the README.)
+#[test]
+fn ten_percent_real_packet_loss_kills_no_one() -> Result<()> {
+    in_namespace(
+        "ten_percent_real_packet_loss_kills_no_one",
+        lossy_inside_the_namespace,
+    )
 }
 
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        if let Ok(out) = std::process::Command::new("ip")
-            .args(["netns", "pids", &self.name])
-            .output()
-        {
-            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                std::process::Command::new("kill")
-                    .args(["-9", pid])
-                    .status()
-                    .ok();
-            }
+fn gossip_counter(node: &WorkerProcess, name: &str) -> Result<u64> {
+    node.cluster()?["gossip"][name]
+        .as_u64()
+        .with_context(|| format!("no gossip.{name} in /v1/cluster"))
+}
+
+fn lossy_inside_the_namespace() -> Result<()> {
+    let required = std::env::var(REQUIRE_NETNS).is_ok_and(|v| v == "1");
+    let nodes = start_five(&[])?;
+    std::thread::sleep(Duration::from_secs(3));
+    if let Err(e) = drop_udp(nodes[0].spec.gossip().port(), 100) {
+        if required {
+            return Err(e.context(format!("{REQUIRE_NETNS}=1 but no nftables")));
         }
-        ip(&["netns", "del", &self.name]).ok();
+        eprintln!("SKIPPED: the lossy test needs `nft` (nftables) ({e:#})");
+        return Ok(());
     }
-}
-
-fn ip(args: &[&str]) -> Result<()> {
-    run("ip", args)
-}
-
-fn run(program: &str, args: &[&str]) -> Result<()> {
-    let out = std::process::Command::new(program)
-        .args(args)
-        .output()
-        .with_context(|| format!("cannot run {program}"))?;
-    if !out.status.success() {
-        bail!(
-            "{program} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    let deaths = |nodes: &[WorkerProcess]| -> Result<u64> {
+        nodes.iter().map(|n| gossip_counter(n, "deaths")).sum()
+    };
+    let suspicions = |nodes: &[WorkerProcess]| -> Result<u64> {
+        nodes.iter().map(|n| gossip_counter(n, "suspicions")).sum()
+    };
+    let (deaths_before, suspicions_before) = (deaths(&nodes)?, suspicions(&nodes)?);
+    std::thread::sleep(Duration::from_secs(20));
+    let dropped = dropped_udp()?;
+    let (died, suspected) = (
+        deaths(&nodes)? - deaths_before,
+        suspicions(&nodes)? - suspicions_before,
+    );
+    eprintln!("20 s at 10% loss: {dropped} datagrams dropped, {suspected} false suspicions, {died} false deaths");
+    assert!(
+        dropped > 100,
+        "only {dropped} datagrams dropped: no loss to speak of"
+    );
+    assert_eq!(died, 0, "live nodes were declared dead");
+    assert!(see(
+        &nodes.iter().collect::<Vec<_>>(),
+        &nodes.iter().collect::<Vec<_>>(),
+        "alive"
+    )?);
     Ok(())
 }
 
