@@ -24,6 +24,7 @@ fn report(i: usize) -> LoadReport {
             running: 1,
             slots: 2,
             state: NodeState::Alive,
+            commands: 0,
         },
         api: format!("10.0.{}.{}:8080", i / 250, i % 250 + 1)
             .parse()
@@ -68,6 +69,7 @@ fn placement(c: &mut Criterion) {
                         now,
                         hops: 0,
                         exclude: &[],
+                        requires: 0,
                     };
                     black_box(placer.place(&req, &mut rng))
                 })

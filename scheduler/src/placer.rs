@@ -12,7 +12,8 @@ use crate::{ForwardLedger, Policy};
 /// Where a job should run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Placement {
-    /// On this node.
+    /// On this node. Also the answer when no node qualifies (none takes work, or offers what
+    /// the job requires): the caller knows whether this node can take the job itself.
     Local,
     /// On a peer, reached at `api`.
     Forward {
@@ -62,6 +63,11 @@ pub struct PlacementRequest<'a> {
     pub hops: u32,
     /// Peers not to choose (they refused this job or could not be reached).
     pub exclude: &'a [NodeId],
+    /// Bits a node's [`LoadVector::commands`] must all hold to be chosen: the command an `exec`
+    /// job runs ([`hearsay_shared::offers::command_bits`]); 0 for no requirement. This node's
+    /// own set (in `own`) is taken as exact: the caller sets it only when it declares the
+    /// command.
+    pub requires: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -82,6 +88,11 @@ pub struct Placer {
     config: PlacerConfig,
     ledger: ForwardLedger,
     next_turn: usize,
+}
+
+/// Whether a node's command set holds every bit required.
+fn offers(load: &LoadVector, requires: u64) -> bool {
+    load.commands & requires == requires
 }
 
 fn score(load: &LoadVector, pending: u32) -> f64 {
@@ -154,14 +165,17 @@ impl Placer {
         }
     }
 
-    /// This node (if it takes work) and every peer that is alive, not leaving, has slots and is
-    /// not excluded. The map is ordered by node id, so the list is too.
+    /// This node (if it takes work) and every peer that is alive, not leaving, has slots, offers
+    /// what the job requires and is not excluded. The map is ordered by node id, so the list is too.
     fn candidates<'a>(&self, req: &PlacementRequest<'a>) -> Vec<Candidate<'a>> {
         let mut out = Vec::with_capacity(req.map.len() + 1);
         for entry in req.map.iter() {
             let report = entry.report();
             if report.node == *req.me {
-                if req.own.state == NodeState::Alive && req.own.slots > 0 {
+                if req.own.state == NodeState::Alive
+                    && req.own.slots > 0
+                    && offers(&req.own, req.requires)
+                {
                     out.push(Candidate {
                         node: req.me,
                         api: report.api,
@@ -173,7 +187,11 @@ impl Placer {
                 }
                 continue;
             }
-            if !entry.takes_work() || report.load.slots == 0 || req.exclude.contains(&report.node) {
+            if !entry.takes_work()
+                || report.load.slots == 0
+                || !offers(&report.load, req.requires)
+                || req.exclude.contains(&report.node)
+            {
                 continue;
             }
             out.push(Candidate {

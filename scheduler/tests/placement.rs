@@ -23,6 +23,7 @@ fn report(i: usize, seq: u64, queued: u32, state: NodeState) -> LoadReport {
             running: 0,
             slots: 1,
             state,
+            commands: 0,
         },
         api: format!("127.0.0.{}:8080", i + 1).parse().unwrap(),
         gossip: format!("127.0.0.{}:7946", i + 1).parse().unwrap(),
@@ -115,6 +116,7 @@ fn no_policy_ever_chooses_a_suspect_dead_left_or_leaving_node() {
                 now: t,
                 hops: 0,
                 exclude: &[],
+                requires: 0,
             };
             let chosen = target(&placer.place(&req, &mut rng), 0);
             assert!(
@@ -140,10 +142,105 @@ fn a_forwarded_job_is_never_forwarded_again() {
                 now,
                 hops: 1,
                 exclude: &[],
+                requires: 0,
             };
             assert_eq!(placer.place(&req, &mut rng), Placement::Local, "{policy}");
         }
     }
+}
+
+#[test]
+fn only_nodes_offering_the_required_command_are_chosen() {
+    use hearsay_shared::offers::{command_bits, command_set};
+    let cfg = DetectorConfig::default();
+    let now = Instant::now();
+    let mut map = LoadMap::new();
+    // n00 is this node; n02 and n04 offer `convert` (n04 among others), the rest offer other
+    // commands or none. Every peer is idle, this node busy, so every policy wants to forward.
+    let offers = [
+        command_set([]),
+        command_set(["wc"]),
+        command_set(["convert"]),
+        0,
+        command_set(["wc", "convert", "date"]),
+        command_set(["date"]),
+    ];
+    for (i, &commands) in offers.iter().enumerate() {
+        let mut r = report(i, 1, 0, NodeState::Alive);
+        r.load.commands = commands;
+        map.merge_report(r, now, &cfg);
+    }
+    let wanted = command_bits("convert");
+    assert_ne!(
+        offers[1] & wanted,
+        wanted,
+        "the test's sets hold no false positive"
+    );
+    assert_ne!(
+        offers[5] & wanted,
+        wanted,
+        "the test's sets hold no false positive"
+    );
+    let mut rng = StdRng::seed_from_u64(11);
+    for policy in Policy::ALL.into_iter().filter(|p| *p != Policy::Local) {
+        let mut placer = placer(policy);
+        let mut seen = HashMap::new();
+        for _ in 0..500 {
+            let req = PlacementRequest {
+                map: &map,
+                me: &id(0),
+                own: own(50),
+                now,
+                hops: 0,
+                exclude: &[],
+                requires: wanted,
+            };
+            let chosen = target(&placer.place(&req, &mut rng), 0);
+            *seen.entry(chosen).or_insert(0) += 1;
+        }
+        let mut chosen: Vec<_> = seen.keys().cloned().collect();
+        chosen.sort();
+        assert_eq!(chosen, [id(2), id(4)], "{policy}: {seen:?}");
+    }
+
+    // This node qualifies only when its own set holds the command; an unmet requirement leaves
+    // no candidate, and the answer is Local (the caller knows this node cannot run it).
+    let mut placer = placer(Policy::P2c);
+    let own_offering = LoadVector {
+        commands: wanted,
+        ..own(0)
+    };
+    let req = PlacementRequest {
+        map: &map,
+        me: &id(0),
+        own: own_offering,
+        now,
+        hops: 0,
+        exclude: &[id(2), id(4)],
+        requires: wanted,
+    };
+    assert_eq!(placer.place(&req, &mut rng), Placement::Local);
+    let nowhere = PlacementRequest {
+        own: own(0),
+        requires: command_bits("nowhere-declared") | wanted,
+        exclude: &[],
+        ..req
+    };
+    assert_eq!(placer.place(&nowhere, &mut rng), Placement::Local);
+    // With no requirement every idle peer is a candidate again.
+    let mut anyone = HashMap::new();
+    for _ in 0..500 {
+        let req = PlacementRequest {
+            requires: 0,
+            own: own(50),
+            exclude: &[],
+            ..req
+        };
+        *anyone
+            .entry(target(&placer.place(&req, &mut rng), 0))
+            .or_insert(0) += 1;
+    }
+    assert!(anyone.len() >= 5, "{anyone:?}");
 }
 
 #[test]
@@ -162,6 +259,7 @@ fn excluded_peers_are_not_chosen() {
                 now,
                 hops: 0,
                 exclude: &exclude,
+                requires: 0,
             };
             let chosen = target(&placer.place(&req, &mut rng), 0);
             assert!(
@@ -197,6 +295,7 @@ fn a_burst_from_one_entry_node_spreads_near_uniformly() {
                 now,
                 hops: 0,
                 exclude: &[],
+                requires: 0,
             };
             *counts
                 .entry(target(&placer.place(&req, &mut rng), 0))
@@ -237,6 +336,7 @@ fn least_loaded_herds_on_a_stale_map_while_p2c_spreads() {
                     now: stale,
                     hops: 0,
                     exclude: &[],
+                    requires: 0,
                 };
                 match target(&placer.place(&req, &mut rng), entry) {
                     n if n == id(19) => to_n19 += 1,
@@ -271,6 +371,7 @@ fn p2c_prefers_the_less_loaded_and_breaks_ties_locally() {
         now,
         hops: 0,
         exclude: &[],
+        requires: 0,
     };
     assert_eq!(target(&p.place(&req(3), &mut rng), 0), id(1));
     // Equal load (the peer's idle report plus the one job just forwarded to it): stay here.
@@ -294,6 +395,7 @@ fn the_same_seed_gives_the_same_decisions() {
                     now,
                     hops: 0,
                     exclude: &[],
+                    requires: 0,
                 };
                 target(&placer.place(&req, &mut rng), 0)
             })

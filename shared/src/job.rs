@@ -16,6 +16,14 @@ use crate::NodeId;
 pub const MAX_JOB_MS: u64 = 3_600_000;
 /// The largest `echo` payload, in bytes.
 pub const MAX_ECHO_BYTES: usize = 64 * 1024;
+/// The most arguments an `exec` job may give.
+pub const MAX_EXEC_ARGS: usize = 32;
+/// The longest argument of an `exec` job, in bytes.
+pub const MAX_EXEC_ARG_BYTES: usize = 4096;
+/// The largest `stdin` of an `exec` job, in bytes.
+pub const MAX_EXEC_STDIN_BYTES: usize = 64 * 1024;
+/// The longest command name, in bytes.
+pub const MAX_COMMAND_NAME_BYTES: usize = 32;
 
 /// What a job does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,17 +44,58 @@ pub enum JobKind {
         /// What to return.
         data: String,
     },
+    /// Runs a command that the executing node declares in its configuration, by name, with
+    /// `args` filling its argument template and `stdin` as its standard input.
+    Exec {
+        /// The declared command's name.
+        command: String,
+        /// The values of the template's placeholders `{0}`, `{1}`, ...
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        args: Vec<String>,
+        /// What the program reads on its standard input (none: it reads end of file at once).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stdin: Option<String>,
+    },
 }
 
 impl JobKind {
-    /// The kind's name: `sleep`, `spin` or `echo`.
+    /// The kind's name: `sleep`, `spin`, `echo` or `exec`.
     pub fn name(&self) -> &'static str {
         match self {
             JobKind::Sleep { .. } => "sleep",
             JobKind::Spin { .. } => "spin",
             JobKind::Echo { .. } => "echo",
+            JobKind::Exec { .. } => "exec",
         }
     }
+
+    /// The command an `exec` job names; `None` for the other kinds.
+    pub fn command(&self) -> Option<&str> {
+        match self {
+            JobKind::Exec { command, .. } => Some(command),
+            _ => None,
+        }
+    }
+}
+
+/// Checks a command name: 1 to [`MAX_COMMAND_NAME_BYTES`] bytes of `a-z`, `0-9`, `_` and `-`.
+/// The error is the reason.
+pub fn check_command_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_COMMAND_NAME_BYTES {
+        return Err(format!(
+            "must be 1 to {MAX_COMMAND_NAME_BYTES} bytes long, not {}",
+            name.len()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '_' | '-'))
+    {
+        return Err(format!(
+            "may hold only a-z, 0-9, _ and -, not {c:?} (in {name:?})"
+        ));
+    }
+    Ok(())
 }
 
 /// A job as submitted: its kind and an optional timeout.
@@ -107,17 +156,23 @@ impl JobSpec {
             ));
         };
         let kind = match object.get("kind") {
-            None => return Err(refuse("kind", "is required: one of sleep, spin, echo")),
+            None => {
+                return Err(refuse(
+                    "kind",
+                    "is required: one of sleep, spin, echo, exec",
+                ))
+            }
             Some(Value::String(kind)) => kind.as_str(),
             Some(other) => return Err(refuse("kind", format!("must be a string, not {other}"))),
         };
         let allowed: &[&str] = match kind {
             "sleep" | "spin" => &["kind", "ms", "timeout_ms"],
             "echo" => &["kind", "data", "timeout_ms"],
+            "exec" => &["kind", "command", "args", "stdin", "timeout_ms"],
             other => {
                 return Err(refuse(
                     "kind",
-                    format!("unknown kind {other:?}; expected one of sleep, spin, echo"),
+                    format!("unknown kind {other:?}; expected one of sleep, spin, echo, exec"),
                 ))
             }
         };
@@ -140,6 +195,7 @@ impl JobSpec {
                     JobKind::Spin { ms }
                 }
             }
+            "exec" => exec(object)?,
             _ => match object.get("data") {
                 Some(Value::String(data)) if data.len() <= MAX_ECHO_BYTES => {
                     JobKind::Echo { data: data.clone() }
@@ -162,6 +218,79 @@ impl JobSpec {
         let timeout_ms = millis(object, "timeout_ms", 1)?;
         Ok(JobSpec { kind, timeout_ms })
     }
+}
+
+/// The fields of an `exec` job: `command` a valid name, `args` a list of at most
+/// [`MAX_EXEC_ARGS`] strings of at most [`MAX_EXEC_ARG_BYTES`] bytes with no NUL, `stdin` a
+/// string of at most [`MAX_EXEC_STDIN_BYTES`] bytes. Whether the command is declared, and
+/// whether the args fit its template, is for the nodes to say.
+fn exec(object: &Map<String, Value>) -> Result<JobKind, JobError> {
+    let command = match object.get("command") {
+        Some(Value::String(command)) => command.clone(),
+        Some(other) => return Err(refuse("command", format!("must be a string, not {other}"))),
+        None => return Err(refuse("command", "is required for an exec job")),
+    };
+    check_command_name(&command).map_err(|reason| refuse("command", reason))?;
+    let args = match object.get("args") {
+        None => Vec::new(),
+        Some(Value::Array(items)) => {
+            if items.len() > MAX_EXEC_ARGS {
+                return Err(refuse(
+                    "args",
+                    format!(
+                        "holds {} arguments; at most {MAX_EXEC_ARGS} are allowed",
+                        items.len()
+                    ),
+                ));
+            }
+            let mut args = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let field = format!("args[{i}]");
+                let Value::String(arg) = item else {
+                    return Err(refuse(&field, format!("must be a string, not {item}")));
+                };
+                if arg.len() > MAX_EXEC_ARG_BYTES {
+                    return Err(refuse(
+                        &field,
+                        format!(
+                            "is {} bytes; at most {MAX_EXEC_ARG_BYTES} are allowed",
+                            arg.len()
+                        ),
+                    ));
+                }
+                if arg.contains('\0') {
+                    return Err(refuse(&field, "must not contain a NUL character"));
+                }
+                args.push(arg.clone());
+            }
+            args
+        }
+        Some(other) => {
+            return Err(refuse(
+                "args",
+                format!("must be a list of strings, not {other}"),
+            ))
+        }
+    };
+    let stdin = match object.get("stdin") {
+        None => None,
+        Some(Value::String(stdin)) if stdin.len() <= MAX_EXEC_STDIN_BYTES => Some(stdin.clone()),
+        Some(Value::String(stdin)) => {
+            return Err(refuse(
+                "stdin",
+                format!(
+                    "is {} bytes; at most {MAX_EXEC_STDIN_BYTES} are allowed",
+                    stdin.len()
+                ),
+            ))
+        }
+        Some(other) => return Err(refuse("stdin", format!("must be a string, not {other}"))),
+    };
+    Ok(JobKind::Exec {
+        command,
+        args,
+        stdin,
+    })
 }
 
 /// A job's name: 64 random bits, written as 16 hex digits. Unique across the cluster in
@@ -251,7 +380,9 @@ pub struct JobOutcome {
     pub run_ms: Option<u64>,
     /// From submission to the end.
     pub total_ms: Option<u64>,
-    /// The job's result, when it succeeded.
+    /// The job's result, when it succeeded; for an `exec` job, its exit and output whatever
+    /// its end (`{"exit_code", "signal", "stdout", "stderr", "stdout_truncated",
+    /// "stderr_truncated"}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<Value>,
     /// What went wrong, when it did not.
@@ -303,6 +434,75 @@ mod tests {
         assert!(err(r#"{"kind":"spin","ms":3600001}"#)
             .reason
             .contains("3600000"));
+    }
+
+    #[test]
+    fn exec_jobs_parse_and_bad_ones_name_the_field() {
+        let spec = JobSpec::from_json(
+            br#"{"kind":"exec","command":"wc","args":["-l"],"stdin":"a\nb","timeout_ms":5}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            spec.kind,
+            JobKind::Exec {
+                command: "wc".into(),
+                args: vec!["-l".into()],
+                stdin: Some("a\nb".into()),
+            }
+        );
+        assert_eq!(spec.kind.command(), Some("wc"));
+        let bare = JobSpec::from_json(br#"{"kind":"exec","command":"date"}"#).unwrap();
+        assert_eq!(
+            serde_json::to_value(&bare).unwrap(),
+            serde_json::json!({"kind":"exec","command":"date"})
+        );
+        assert_eq!(
+            JobSpec::from_value(&serde_json::to_value(&spec).unwrap()).unwrap(),
+            spec,
+            "what a forward sends parses back to the same job"
+        );
+
+        assert_eq!(err(r#"{"kind":"exec"}"#).field, "command");
+        assert_eq!(err(r#"{"kind":"exec","command":7}"#).field, "command");
+        assert_eq!(err(r#"{"kind":"exec","command":"Up"}"#).field, "command");
+        assert_eq!(err(r#"{"kind":"exec","command":""}"#).field, "command");
+        let long = format!(r#"{{"kind":"exec","command":"{}"}}"#, "a".repeat(33));
+        assert_eq!(err(&long).field, "command");
+        assert_eq!(
+            err(r#"{"kind":"exec","command":"a","args":"x"}"#).field,
+            "args"
+        );
+        assert_eq!(
+            err(r#"{"kind":"exec","command":"a","args":["x",1]}"#).field,
+            "args[1]"
+        );
+        assert_eq!(
+            err(r#"{"kind":"exec","command":"a","args":["x\u0000y"]}"#).field,
+            "args[0]"
+        );
+        let many = format!(
+            r#"{{"kind":"exec","command":"a","args":[{}]}}"#,
+            vec!["\"x\""; 33].join(",")
+        );
+        assert_eq!(err(&many).field, "args");
+        let big_arg = format!(
+            r#"{{"kind":"exec","command":"a","args":["{}"]}}"#,
+            "x".repeat(MAX_EXEC_ARG_BYTES + 1)
+        );
+        assert_eq!(err(&big_arg).field, "args[0]");
+        let big_stdin = format!(
+            r#"{{"kind":"exec","command":"a","stdin":"{}"}}"#,
+            "x".repeat(MAX_EXEC_STDIN_BYTES + 1)
+        );
+        assert_eq!(err(&big_stdin).field, "stdin");
+        assert_eq!(
+            err(r#"{"kind":"exec","command":"a","stdin":[]}"#).field,
+            "stdin"
+        );
+        assert_eq!(
+            err(r#"{"kind":"exec","command":"a","data":"x"}"#).field,
+            "data"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`node`]: who a node is — [`NodeId`], stable across restarts.
 //! - [`load`]: what a node says of itself — [`LoadVector`] inside a versioned [`LoadReport`].
+//! - [`offers`]: which commands a node offers — a 64-bit Bloom filter of their names.
 //! - [`detector`]: phi accrual failure detection from report arrivals.
 //! - [`map`]: [`LoadMap`], the merged view of the cluster, with each entry's age and verdict.
 //! - [`wire`]: the datagram format — envelope, messages, budgeted encoding, safe decoding.
@@ -21,6 +22,7 @@ pub mod job;
 pub mod load;
 pub mod map;
 pub mod node;
+pub mod offers;
 pub mod seal;
 pub mod wire;
 

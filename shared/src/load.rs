@@ -30,10 +30,14 @@ pub struct LoadVector {
     pub slots: u32,
     /// Whether the node takes work.
     pub state: NodeState,
+    /// The commands it offers for `exec` jobs, as a Bloom filter of their names (see
+    /// [`crate::offers`]); 0 for none. 16 hex digits in JSON.
+    #[serde(with = "crate::offers::serde_bits")]
+    pub commands: u64,
 }
 
 impl LoadVector {
-    /// An idle, alive node with `slots` slots.
+    /// An idle, alive node with `slots` slots, offering no command.
     pub fn idle(slots: u32) -> Self {
         LoadVector {
             cpu_permille: 0,
@@ -41,6 +45,7 @@ impl LoadVector {
             running: 0,
             slots,
             state: NodeState::Alive,
+            commands: 0,
         }
     }
 }

@@ -311,6 +311,7 @@ mod tests {
                 running: 1,
                 slots: 1,
                 state: NodeState::Alive,
+                commands: 0,
             },
             api: format!("127.0.0.{}:8080", i % 250 + 1).parse().unwrap(),
             gossip: format!("127.0.0.{}:7946", i % 250 + 1).parse().unwrap(),

@@ -43,14 +43,18 @@ fn any_load() -> impl Strategy<Value = LoadVector> {
         any::<u32>(),
         any::<u32>(),
         prop_oneof![Just(NodeState::Alive), Just(NodeState::Leaving)],
+        any::<u64>(),
     )
-        .prop_map(|(cpu_permille, queued, running, slots, state)| LoadVector {
-            cpu_permille,
-            queued,
-            running,
-            slots,
-            state,
-        })
+        .prop_map(
+            |(cpu_permille, queued, running, slots, state, commands)| LoadVector {
+                cpu_permille,
+                queued,
+                running,
+                slots,
+                state,
+                commands,
+            },
+        )
 }
 
 /// Any report at all: for the codec.
@@ -263,6 +267,8 @@ fn big_report(i: u64) -> LoadReport {
             running: u32::MAX,
             slots: u32::MAX,
             state: NodeState::Alive,
+            // Every bit set: the longest varint.
+            commands: u64::MAX,
         },
         api: SocketAddr::new(ip, 65535),
         gossip: SocketAddr::new(ip, 65534),

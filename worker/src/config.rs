@@ -2,13 +2,19 @@
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use hearsay_scheduler::Policy;
 use hearsay_shared::gossip::ConfigError;
-use hearsay_shared::{GossipConfig, NodeId};
+use hearsay_shared::seal::{self, Keyring};
+use hearsay_shared::{wire, GossipConfig, NodeId};
+
+use crate::auth::ApiToken;
+use crate::limits::DEFAULT_MAX_WAITS_PER_CLIENT;
+use crate::sealing::{keyring_from_file, KeyText, CLUSTER_KEY_VAR};
 
 /// How a `worker` node is configured.
 #[derive(Debug, Clone, PartialEq, Eq, Parser)]
@@ -68,6 +74,11 @@ pub struct Config {
     #[arg(long, env = "HEARSAY_POLICY", value_name = "POLICY", default_value_t = Policy::P2c)]
     pub policy: Policy,
 
+    /// The worker's configuration file (TOML): the commands `exec` jobs may run here, as
+    /// `[commands.NAME]` tables. Checked at start; without it the node runs no command.
+    #[arg(long = "config", env = "HEARSAY_CONFIG", value_name = "PATH")]
+    pub config_file: Option<PathBuf>,
+
     /// Milliseconds a finished job's outcome is kept (then `GET /v1/jobs/{id}` is a 404).
     #[arg(long, env = "HEARSAY_RETAIN_MS", value_name = "MS", default_value_t = 600_000,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -110,6 +121,17 @@ pub struct Config {
     )]
     pub datagram_budget: usize,
 
+    /// Most nodes the load map holds, this one included. A node new to a full map replaces the
+    /// one dead or suspected longest, or is refused if every node is alive; a flood of made-up
+    /// ids cannot grow memory beyond this.
+    #[arg(
+        long,
+        env = "HEARSAY_MAX_NODES",
+        value_name = "N",
+        default_value_t = hearsay_shared::map::DEFAULT_MAX_NODES
+    )]
+    pub max_nodes: usize,
+
     /// Log lines as human-readable text or as JSON objects.
     #[arg(long, env = "HEARSAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -117,6 +139,37 @@ pub struct Config {
     /// Seed of the gossip rng, to repeat a run [default: from the OS, and logged].
     #[arg(long, env = "HEARSAY_SEED", value_name = "N")]
     pub seed: Option<u64>,
+
+    /// File of cluster keys that seal gossip: one key per line as 64 hexadecimal digits, the
+    /// first the primary (seals what this node sends), the others accepted (also open what it
+    /// receives); `#` comments and blank lines ignored. Without it (or HEARSAY_CLUSTER_KEY),
+    /// gossip is in the open.
+    #[arg(long, env = "HEARSAY_CLUSTER_KEY_FILE", value_name = "PATH")]
+    pub cluster_key_file: Option<PathBuf>,
+
+    /// The keyring's text itself, from the environment variable `HEARSAY_CLUSTER_KEY` only (a
+    /// command line is visible to every user of the machine): the key file format, with commas
+    /// allowed in place of line breaks.
+    #[arg(skip = KeyText::from_env())]
+    pub cluster_key: Option<KeyText>,
+
+    /// Print a fresh cluster key (64 hexadecimal digits, from the OS's random number generator)
+    /// and exit.
+    #[arg(long)]
+    pub generate_key: bool,
+
+    /// File holding the API's bearer token (its content, trimmed; the same on every node): then
+    /// every endpoint but `/healthz` and the dashboard page needs `Authorization: Bearer <token>`.
+    #[arg(long = "api-token-file", env = "HEARSAY_API_TOKEN_FILE", value_name = "PATH",
+          value_parser = ApiToken::from_file)]
+    pub api_token: Option<ApiToken>,
+
+    /// Requests waiting for a job's end (`?wait=true`) that one client IP may hold open at
+    /// once; beyond, 429.
+    #[arg(long, env = "HEARSAY_MAX_WAITS_PER_CLIENT", value_name = "N",
+          default_value_t = DEFAULT_MAX_WAITS_PER_CLIENT,
+          value_parser = at_least_one)]
+    pub max_waits_per_client: usize,
 }
 
 impl Default for Config {
@@ -130,14 +183,21 @@ impl Default for Config {
             slots: None,
             queue_limit: 1024,
             policy: Policy::P2c,
+            config_file: None,
             retain_ms: 600_000,
             retain_jobs: 100_000,
             drain_timeout: 30_000,
             gossip_interval: 200,
             fanout: 3,
             datagram_budget: 1400,
+            max_nodes: hearsay_shared::map::DEFAULT_MAX_NODES,
             log_format: LogFormat::Text,
             seed: None,
+            cluster_key_file: None,
+            cluster_key: None,
+            generate_key: false,
+            api_token: None,
+            max_waits_per_client: DEFAULT_MAX_WAITS_PER_CLIENT,
         }
     }
 }
@@ -180,7 +240,9 @@ impl Config {
         let mut config = GossipConfig::new(node, api, gossip);
         config.interval = self.interval();
         config.fanout = self.fanout;
-        config.budget = self.datagram_budget;
+        // Sealed datagrams must fit the budget too: the core fills what the seal leaves.
+        config.budget = self.datagram_budget.saturating_sub(self.seal_overhead());
+        config.max_nodes = self.max_nodes;
         // Before any heartbeat is measured, expect one per round.
         config.detector.first_interval = self.interval();
         config
@@ -188,10 +250,83 @@ impl Config {
 
     /// Checks the settings before anything is bound; the error names the flag.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
+        if self.cluster_key_file.is_some() && self.cluster_key.is_some() {
+            return Err(InvalidSetting {
+                flag: "--cluster-key-file",
+                value: self.key_file_name(),
+                reason: format!("give either it or {CLUSTER_KEY_VAR}, not both"),
+            });
+        }
+        let least = wire::MIN_BUDGET + self.seal_overhead();
+        if self.seal_overhead() > 0 && self.datagram_budget < least {
+            return Err(InvalidSetting {
+                flag: "--datagram-budget",
+                value: self.datagram_budget.to_string(),
+                reason: format!(
+                    "must be at least {least} bytes with a cluster key ({} for the message, {} \
+                     for the seal)",
+                    wire::MIN_BUDGET,
+                    seal::OVERHEAD
+                ),
+            });
+        }
         let placeholder = NodeId::new("validate").expect("a valid literal id");
         self.gossip_config(placeholder, self.api, self.gossip)
             .validate()
             .map_err(|e| InvalidSetting::from_gossip(e, self))
+    }
+}
+
+/// A count of 1 or more.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+impl Config {
+    /// Whether gossip is to be sealed: a key file or [`CLUSTER_KEY_VAR`] is given.
+    pub fn is_keyed(&self) -> bool {
+        self.cluster_key_file.is_some() || self.cluster_key.is_some()
+    }
+
+    /// Bytes the seal adds to each datagram.
+    fn seal_overhead(&self) -> usize {
+        if self.is_keyed() {
+            seal::OVERHEAD
+        } else {
+            0
+        }
+    }
+
+    fn key_file_name(&self) -> String {
+        self.cluster_key_file
+            .as_deref()
+            .map_or_else(String::new, |p| p.display().to_string())
+    }
+
+    /// The cluster keyring, read from the key file or [`CLUSTER_KEY_VAR`]; `None` when gossip
+    /// is in the open. The error names the file's line (or the variable's key) at fault.
+    pub fn keyring(&self) -> Result<Option<Keyring>, InvalidSetting> {
+        if let Some(path) = &self.cluster_key_file {
+            return keyring_from_file(path)
+                .map(Some)
+                .map_err(|reason| InvalidSetting {
+                    flag: "--cluster-key-file",
+                    value: self.key_file_name(),
+                    reason,
+                });
+        }
+        match &self.cluster_key {
+            None => Ok(None),
+            Some(text) => text.keyring().map(Some).map_err(|reason| InvalidSetting {
+                flag: CLUSTER_KEY_VAR,
+                value: String::from("(not shown)"),
+                reason,
+            }),
+        }
     }
 }
 
@@ -213,6 +348,7 @@ impl InvalidSetting {
             "interval" => ("--gossip-interval", config.gossip_interval.to_string()),
             "fanout" => ("--fanout", config.fanout.to_string()),
             "budget" => ("--datagram-budget", config.datagram_budget.to_string()),
+            "max_nodes" => ("--max-nodes", config.max_nodes.to_string()),
             // Settings with no flag of their own: name the core's field.
             other => (other, String::from("(built in)")),
         };

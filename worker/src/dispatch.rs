@@ -24,7 +24,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hearsay_scheduler::{Placement, PlacementRequest, Placer, PlacerConfig, Policy};
-use hearsay_shared::{JobId, JobOutcome, JobSpec, JobStatus, NodeId, NodeState, Verdict};
+use hearsay_shared::offers::command_bits;
+use hearsay_shared::{JobId, JobKind, JobOutcome, JobSpec, JobStatus, NodeId, NodeState, Verdict};
 use rand::rngs::StdRng;
 use serde::Serialize;
 use tokio::time::Instant;
@@ -41,6 +42,8 @@ use crate::SharedGossip;
 /// Consecutive failed polls after which a peer that is still in the map as alive is taken for
 /// dead. A peer the map shows as left is given up on at the first failure.
 const MAX_POLL_FAILURES: u32 = 3;
+/// How long a follower waits before asking again a peer that answered `429`.
+const BUSY_PAUSE: Duration = Duration::from_secs(1);
 /// How often a follower looks at the map while a poll is under way.
 const FATE_CHECK: Duration = Duration::from_millis(200);
 /// How long a drain that ran out of time waits for abandoned jobs to record their end.
@@ -88,6 +91,17 @@ pub enum SubmitError {
     /// This node is leaving.
     #[error("this node is leaving and takes no new jobs")]
     Leaving,
+    /// The `exec` job names a command that no node in reach declares (this one included).
+    #[error("command: no node in reach declares the command {0:?}")]
+    UnknownCommand(String),
+    /// The `exec` job's args do not fit its command (here, or on the peer that declares it).
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// `args` or `args[i]`.
+        field: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Places, forwards, follows and drains jobs. Cloning gives another handle to the same one.
@@ -169,6 +183,18 @@ impl Dispatcher {
                 stopping: CancellationToken::new(),
             }),
         }
+    }
+
+    /// The same dispatcher, with a forwarding client that sends the cluster's API token to
+    /// peers. To be called at construction, before the dispatcher is shared.
+    ///
+    /// # Panics
+    /// If the dispatcher has been cloned already.
+    pub fn with_api_token(mut self, token: Option<&crate::auth::ApiToken>) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("with_api_token is called before the dispatcher is shared")
+            .forwarder = Forwarder::with_token(token);
+        self
     }
 
     /// This node's id.
@@ -288,10 +314,34 @@ impl Dispatcher {
         let mut excluded: Vec<NodeId> = Vec::new();
         let mut refusals: Vec<String> = Vec::new();
         let mut local_refused = false;
+        // An exec job goes only to a node whose gossiped command set holds its command, and
+        // runs here only if this node declares it (its args checked here then).
+        let (requires, runs_here) = match &spec.kind {
+            JobKind::Exec { command, args, .. } => match inner.executor.commands().get(command) {
+                Some(declared) => {
+                    declared.argv(args).map_err(|e| SubmitError::Invalid {
+                        field: e.field,
+                        reason: e.reason,
+                    })?;
+                    (command_bits(command), true)
+                }
+                None => (command_bits(command), false),
+            },
+            _ => (0, true),
+        };
+        // Whether a node that may declare the command refused or could not be reached: then
+        // the answer is "no room", not "no such command".
+        let mut offered_elsewhere = false;
         loop {
-            let (placement, incarnation) = inner.place(&excluded, local_refused);
+            let (placement, incarnation) =
+                inner.place(&excluded, local_refused || !runs_here, requires);
             match placement {
-                Placement::Local if local_refused => {
+                Placement::Local if local_refused || !runs_here => {
+                    if let (false, false, Some(command)) =
+                        (runs_here, offered_elsewhere, spec.kind.command())
+                    {
+                        return Err(SubmitError::UnknownCommand(command.to_owned()));
+                    }
                     return Err(SubmitError::NoRoom(refusals.join("; ")));
                 }
                 Placement::Local => {
@@ -347,8 +397,18 @@ impl Dispatcher {
                                 executing_node: node,
                             });
                         }
-                        Offer::Refused(reason) => (ForwardFailure::Refused, reason),
-                        Offer::Unreachable(reason) => (ForwardFailure::Unreachable, reason),
+                        Offer::Undeclared(reason) => (ForwardFailure::Refused, reason),
+                        Offer::Invalid { field, reason } => {
+                            return Err(SubmitError::Invalid { field, reason });
+                        }
+                        Offer::Refused(reason) => {
+                            offered_elsewhere = true;
+                            (ForwardFailure::Refused, reason)
+                        }
+                        Offer::Unreachable(reason) => {
+                            offered_elsewhere = true;
+                            (ForwardFailure::Unreachable, reason)
+                        }
                     };
                     inner.metrics.forward_failed(failure);
                     info!(peer = %node, %reason, "peer did not take a forwarded job; placing it again");
@@ -465,9 +525,14 @@ impl Dispatcher {
 }
 
 impl Inner {
-    /// Asks the placer, under the map's lock. Returns the placement and, for a peer, its
-    /// incarnation now.
-    fn place(&self, excluded: &[NodeId], local_refused: bool) -> (Placement, Option<u64>) {
+    /// Asks the placer, under the map's lock, for a job that requires the command bits
+    /// `requires` (0: none). Returns the placement and, for a peer, its incarnation now.
+    fn place(
+        &self,
+        excluded: &[NodeId],
+        local_refused: bool,
+        requires: u64,
+    ) -> (Placement, Option<u64>) {
         let now = Instant::now().into_std();
         self.gossip.with(|g| {
             let mut own = self.executor.load(g.own_report().load.cpu_permille);
@@ -484,6 +549,7 @@ impl Inner {
                     now,
                     hops: 0,
                     exclude: excluded,
+                    requires,
                 },
                 rng,
             );
@@ -550,6 +616,14 @@ impl Inner {
                     failures = 0;
                     if self.learn(&job, *outcome) {
                         return;
+                    }
+                }
+                Poll::Busy => {
+                    // The peer holds as many of this node's waits as it allows: it answers,
+                    // so it is not a failure; ask again a little later.
+                    tokio::select! {
+                        () = tokio::time::sleep(BUSY_PAUSE) => {}
+                        () = self.stopping.cancelled() => return,
                     }
                 }
                 Poll::Unknown => {

@@ -10,10 +10,13 @@
 //! - `spin` keeps one CPU busy on tokio's blocking pool, never on the async runtime's threads,
 //!   so the HTTP API stays responsive while every slot spins; it checks a flag every few
 //!   microseconds, so a timeout or the end of a drain stops it at once;
-//! - `echo` answers with its data.
+//! - `echo` answers with its data;
+//! - `exec` runs a command this node declares ([`crate::commands`]) as a real process
+//!   ([`crate::exec`]): succeeded on exit 0, failed otherwise, its exit and output the outcome.
 //!
 //! A job's optional `timeout_ms` counts from the moment it starts running; past it the job is
-//! stopped and recorded `timed_out`. The executor is the node's [`WorkGauge`], and
+//! stopped and recorded `timed_out` (an `exec` job's timeout is its command's, or the job's if
+//! that is shorter). The executor is the node's [`WorkGauge`], and
 //! [`Executor::load`] gives its exact load for placement.
 
 use std::collections::VecDeque;
@@ -31,6 +34,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info_span, Instrument as _};
 
+use crate::commands::{BadArgs, Commands};
+use crate::exec::{self, ExecEnd};
 use crate::job_store::{DuplicateJob, JobStore};
 use crate::metrics::{status_name, Metrics};
 use crate::sampler::{Work, WorkGauge};
@@ -67,6 +72,12 @@ pub enum Refusal {
     /// A job with this id is already held here.
     #[error(transparent)]
     Duplicate(#[from] DuplicateJob),
+    /// An `exec` job names a command this node does not declare.
+    #[error("command {0:?} is not declared on this node")]
+    Undeclared(String),
+    /// An `exec` job's args do not fit its command.
+    #[error(transparent)]
+    BadArgs(#[from] BadArgs),
 }
 
 /// Runs jobs in a fixed number of slots. Cloning gives another handle to the same executor.
@@ -82,6 +93,8 @@ struct Shared {
     queue_limit: usize,
     store: Arc<JobStore>,
     metrics: Metrics,
+    /// The commands `exec` jobs may run here.
+    commands: Arc<Commands>,
     state: Mutex<State>,
     /// Woken whenever a slot falls idle, so that a drain can tell when nothing is left.
     idle: Notify,
@@ -99,17 +112,18 @@ struct State {
     open: bool,
 }
 
-/// How a job's run ended.
+/// How a job's run ended; an `exec` job's output goes with every end.
 enum Ending {
     Succeeded(Option<Value>),
-    Failed(String),
-    TimedOut(Duration),
+    Failed(String, Option<Value>),
+    TimedOut(Duration, Option<Value>),
     Abandoned,
 }
 
 impl Executor {
     /// An executor with `slots` slots and room for `queue_limit` waiting jobs, recording into
-    /// `store` and `metrics`; its slot tasks are spawned on `tracker`.
+    /// `store` and `metrics`; its slot tasks are spawned on `tracker`. It runs no command (see
+    /// [`Executor::with_commands`]).
     pub fn new(
         node: NodeId,
         slots: u32,
@@ -118,6 +132,20 @@ impl Executor {
         metrics: Metrics,
         tracker: TaskTracker,
     ) -> Self {
+        let none = Arc::new(Commands::none());
+        Self::with_commands(node, slots, queue_limit, store, metrics, tracker, none)
+    }
+
+    /// [`Executor::new`], running `exec` jobs of the given commands.
+    pub fn with_commands(
+        node: NodeId,
+        slots: u32,
+        queue_limit: usize,
+        store: Arc<JobStore>,
+        metrics: Metrics,
+        tracker: TaskTracker,
+        commands: Arc<Commands>,
+    ) -> Self {
         Executor {
             shared: Arc::new(Shared {
                 node,
@@ -125,6 +153,7 @@ impl Executor {
                 queue_limit,
                 store,
                 metrics,
+                commands,
                 state: Mutex::new(State {
                     queue: VecDeque::new(),
                     running: 0,
@@ -142,6 +171,13 @@ impl Executor {
     /// status (`running` or `queued`).
     pub fn submit(&self, job: Submission) -> Result<JobStatus, Refusal> {
         let shared = &self.shared;
+        if let JobKind::Exec { command, args, .. } = &job.spec.kind {
+            let declared = shared
+                .commands
+                .get(command)
+                .ok_or_else(|| Refusal::Undeclared(command.clone()))?;
+            declared.argv(args)?;
+        }
         let now = Instant::now();
         // The record is made under the executor's lock, so that a refused job leaves none and
         // a slot never looks for a record that is not there yet.
@@ -214,7 +250,13 @@ impl Executor {
             } else {
                 NodeState::Alive
             },
+            commands: self.shared.commands.offer_set(),
         }
+    }
+
+    /// The commands `exec` jobs may run here.
+    pub fn commands(&self) -> &Arc<Commands> {
+        &self.shared.commands
     }
 
     /// Slots.
@@ -315,7 +357,7 @@ impl Shared {
         loop {
             // Every log line about the job carries its id and where it came from and runs.
             let span = info_span!("job", id = %job.id, entry = %job.entry, executing = %self.node);
-            let ending = perform(job.spec.clone(), &self.abandon)
+            let ending = perform(job.spec.clone(), &self.commands, &self.abandon)
                 .instrument(span.clone())
                 .await;
             span.in_scope(|| self.finish(&job, started, ending));
@@ -346,8 +388,8 @@ impl Shared {
         let (run, total) = (ms(now - started), ms(now - job.arrived));
         let status = match &ending {
             Ending::Succeeded(_) => JobStatus::Succeeded,
-            Ending::Failed(_) => JobStatus::Failed,
-            Ending::TimedOut(_) => JobStatus::TimedOut,
+            Ending::Failed(..) => JobStatus::Failed,
+            Ending::TimedOut(..) => JobStatus::TimedOut,
             Ending::Abandoned => JobStatus::Lost,
         };
         self.metrics.job_ended(status, Some(now - started));
@@ -365,16 +407,18 @@ impl Shared {
                     o.status = JobStatus::Succeeded;
                     o.output = output;
                 }
-                Ending::Failed(error) => {
+                Ending::Failed(error, output) => {
                     o.status = JobStatus::Failed;
                     o.error = Some(error);
+                    o.output = output;
                 }
-                Ending::TimedOut(timeout) => {
+                Ending::TimedOut(timeout, output) => {
                     o.status = JobStatus::TimedOut;
                     o.error = Some(format!(
                         "stopped after its timeout of {} ms",
                         timeout.as_millis()
                     ));
+                    o.output = output;
                 }
                 Ending::Abandoned => {
                     o.status = JobStatus::Lost;
@@ -386,7 +430,7 @@ impl Shared {
 }
 
 /// Runs one job to its end: done, past its timeout, or abandoned.
-async fn perform(spec: JobSpec, abandon: &CancellationToken) -> Ending {
+async fn perform(spec: JobSpec, commands: &Commands, abandon: &CancellationToken) -> Ending {
     let timeout = spec.timeout_ms.map(Duration::from_millis);
     let expired = async {
         match timeout {
@@ -394,9 +438,43 @@ async fn perform(spec: JobSpec, abandon: &CancellationToken) -> Ending {
             None => std::future::pending().await,
         }
     };
-    let timed_out = || Ending::TimedOut(timeout.unwrap_or_default());
+    let timed_out = || Ending::TimedOut(timeout.unwrap_or_default(), None);
     match spec.kind {
         JobKind::Echo { data } => Ending::Succeeded(Some(Value::String(data))),
+        JobKind::Exec {
+            command,
+            args,
+            stdin,
+        } => {
+            // Checked by the API before the job was taken; checked again here, as the job
+            // could in principle come from anywhere.
+            let Some(declared) = commands.get(&command) else {
+                return Ending::Failed(
+                    format!("command {command:?} is not declared on this node"),
+                    None,
+                );
+            };
+            let argv = match declared.argv(&args) {
+                Ok(argv) => argv,
+                Err(e) => return Ending::Failed(e.to_string(), None),
+            };
+            let timeout = declared.timeout_for(spec.timeout_ms);
+            let output = |out: exec::ExecOutput| serde_json::to_value(out).ok();
+            match exec::run(declared, &argv, stdin.as_deref(), timeout, abandon).await {
+                ExecEnd::Ended(out) if out.exit_code == Some(0) => Ending::Succeeded(output(out)),
+                ExecEnd::Ended(out) => {
+                    let error = match (out.exit_code, out.signal) {
+                        (Some(code), _) => format!("{command} exited with code {code}"),
+                        (None, Some(signal)) => format!("{command} was killed by signal {signal}"),
+                        (None, None) => format!("{command} ended, but how is unknown"),
+                    };
+                    Ending::Failed(error, output(out))
+                }
+                ExecEnd::TimedOut(out) => Ending::TimedOut(timeout, output(out)),
+                ExecEnd::Abandoned(_) => Ending::Abandoned,
+                ExecEnd::CannotStart(error) => Ending::Failed(error, None),
+            }
+        }
         JobKind::Sleep { ms } => tokio::select! {
             // The job's own end first: a job that finishes as its timeout expires succeeded.
             biased;
@@ -414,7 +492,7 @@ async fn perform(spec: JobSpec, abandon: &CancellationToken) -> Ending {
                 biased;
                 joined = &mut thread => return match joined {
                     Ok(()) => Ending::Succeeded(None),
-                    Err(e) => Ending::Failed(format!("the spinning thread failed: {e}")),
+                    Err(e) => Ending::Failed(format!("the spinning thread failed: {e}"), None),
                 },
                 () = expired => timed_out(),
                 () = abandon.cancelled() => Ending::Abandoned,

@@ -7,7 +7,8 @@
 //! - [`Forwarder::poll`]: `GET /v1/jobs/{id}?wait=true`, which the peer holds until the job ends
 //!   or [`LONG_POLL`] passes.
 //!
-//! Every request is bounded: a connect timeout, and a timeout on the whole exchange.
+//! Every request is bounded: a connect timeout, and a timeout on the whole exchange. With an
+//! API token, every request carries it (the nodes of a cluster share one).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,12 +16,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use hearsay_shared::{JobId, JobOutcome, JobSpec, JobStatus, NodeId};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
+
+use crate::auth::ApiToken;
 
 /// Header naming the node a forwarded job was submitted to.
 pub const ENTRY_NODE: &str = "Hearsay-Entry-Node";
@@ -47,6 +50,18 @@ pub enum Offer {
     Accepted(JobStatus),
     /// It answered but did not take the job.
     Refused(String),
+    /// It answered that it does not declare the command the `exec` job names
+    /// (`400 unknown_command`): a false positive of its gossiped command set, or a
+    /// configuration changed since.
+    Undeclared(String),
+    /// It answered that the `exec` job's args do not fit its command (`400 invalid_job` on
+    /// `args`): the field and the reason.
+    Invalid {
+        /// `args` or `args[i]`.
+        field: String,
+        /// Why.
+        reason: String,
+    },
     /// It did not answer: no connection, a broken one, or too slow.
     Unreachable(String),
 }
@@ -58,6 +73,9 @@ pub enum Poll {
     Outcome(Box<JobOutcome>),
     /// The peer does not know the job (it restarted, or forgot it).
     Unknown,
+    /// The peer holds too many of this node's waits already (`429`): ask again later. Says
+    /// nothing of the peer's health.
+    Busy,
     /// No usable answer.
     Failed(String),
 }
@@ -66,6 +84,8 @@ pub enum Poll {
 #[derive(Debug, Clone)]
 pub struct Forwarder {
     client: Client<HttpConnector, Full<Bytes>>,
+    /// `Authorization` of every request, if the cluster's API is guarded.
+    authorization: Option<HeaderValue>,
 }
 
 impl Default for Forwarder {
@@ -87,18 +107,30 @@ struct ErrorAnswer {
 #[derive(Deserialize)]
 struct ErrorDetail {
     message: String,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    field: Option<String>,
 }
 
 impl Forwarder {
-    /// A client with an empty pool.
+    /// A client with an empty pool, sending no token.
     pub fn new() -> Self {
+        Self::with_token(None)
+    }
+
+    /// A client with an empty pool that sends `token` (if any) with every request.
+    pub fn with_token(token: Option<&ApiToken>) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        Forwarder { client }
+        Forwarder {
+            client,
+            authorization: token.map(ApiToken::header_value),
+        }
     }
 
     /// Offers job `id` to the peer whose API is at `api`.
@@ -126,6 +158,7 @@ impl Forwarder {
                 // It said it took the job; trust that, and learn the rest by polling.
                 Err(_) => Offer::Accepted(JobStatus::Queued),
             },
+            Ok((StatusCode::BAD_REQUEST, body)) => refused_as_bad(&body),
             Ok((status, body)) => Offer::Refused(describe(status, &body)),
         }
     }
@@ -146,6 +179,7 @@ impl Forwarder {
                 Err(e) => Poll::Failed(format!("answered with an unreadable outcome: {e}")),
             },
             Ok((StatusCode::NOT_FOUND, _)) => Poll::Unknown,
+            Ok((StatusCode::TOO_MANY_REQUESTS, _)) => Poll::Busy,
             Ok((status, body)) => Poll::Failed(describe(status, &body)),
         }
     }
@@ -153,9 +187,14 @@ impl Forwarder {
     /// Sends `request` and reads the whole answer within `timeout`.
     async fn exchange(
         &self,
-        request: Request<Full<Bytes>>,
+        mut request: Request<Full<Bytes>>,
         timeout: Duration,
     ) -> Result<(StatusCode, Bytes), String> {
+        if let Some(authorization) = &self.authorization {
+            request
+                .headers_mut()
+                .insert(AUTHORIZATION, authorization.clone());
+        }
         let exchange = async {
             let response = self.client.request(request).await.map_err(|e| {
                 // The legacy client's own message is "client error (Connect)"; its source says
@@ -176,6 +215,27 @@ impl Forwarder {
         tokio::time::timeout(timeout, exchange)
             .await
             .unwrap_or_else(|_| Err(format!("no answer within {} ms", timeout.as_millis())))
+    }
+}
+
+/// A `400` to an offer: the peer does not declare the command, or the args do not fit it;
+/// otherwise a plain refusal.
+fn refused_as_bad(body: &[u8]) -> Offer {
+    let Ok(answer) = serde_json::from_slice::<ErrorAnswer>(body) else {
+        return Offer::Refused(describe(StatusCode::BAD_REQUEST, body));
+    };
+    let detail = answer.error;
+    match (detail.code.as_str(), detail.field) {
+        ("unknown_command", _) => Offer::Undeclared(detail.message),
+        ("invalid_job", Some(field)) if field.starts_with("args") => {
+            let reason = detail
+                .message
+                .strip_prefix(&format!("{field}: "))
+                .unwrap_or(&detail.message)
+                .to_owned();
+            Offer::Invalid { field, reason }
+        }
+        _ => Offer::Refused(describe(StatusCode::BAD_REQUEST, body)),
     }
 }
 
@@ -221,5 +281,17 @@ mod tests {
             describe(StatusCode::BAD_GATEWAY, b"<html>"),
             "502 Bad Gateway"
         );
+        let undeclared = br#"{"error":{"code":"unknown_command","message":"command: w2 does not declare the command \"x\"","field":"command"}}"#;
+        assert!(matches!(refused_as_bad(undeclared), Offer::Undeclared(m) if m.contains("x")));
+        let args = br#"{"error":{"code":"invalid_job","message":"args[0]: must not start with '-'","field":"args[0]"}}"#;
+        assert_eq!(
+            refused_as_bad(args),
+            Offer::Invalid {
+                field: "args[0]".into(),
+                reason: "must not start with '-'".into()
+            }
+        );
+        let other = br#"{"error":{"code":"invalid_job","message":"kind: unknown","field":"kind"}}"#;
+        assert!(matches!(refused_as_bad(other), Offer::Refused(_)));
     }
 }

@@ -11,7 +11,8 @@
 //! Errors: `400` for a request at fault, naming the field (a job field, `body`, a query
 //! parameter, a header, or `id`); `404` for an unknown job; `413` for a body over [`MAX_BODY`]
 //! (after reading and discarding up to [`DISCARD_LIMIT`] of it, so that the client sees it);
-//! `503` with `Retry-After` when no node in reach has room or this node is leaving.
+//! `503` with `Retry-After` when no node in reach has room or this node is leaving; `429` with
+//! `Retry-After` for a `?wait=true` beyond the client's open waits (`--max-waits-per-client`).
 
 use std::error::Error as StdError;
 
@@ -28,6 +29,7 @@ use crate::api::json;
 use crate::dispatch::{Accepted, Dispatcher, SubmitError};
 use crate::executor::Refusal;
 use crate::forward::{ENTRY_NODE, HOPS, JOB_ID, LONG_POLL};
+use crate::limits::{ClientAddr, WaitLimiter, WaitPermit, WAIT_RETRY_AFTER_SECS};
 use crate::view::ErrorBody;
 
 /// The largest job body accepted, in bytes: 1 MiB.
@@ -87,6 +89,11 @@ impl ApiError {
                 .headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
         }
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static(WAIT_RETRY_AFTER_SECS));
+        }
         if self.close {
             response
                 .headers_mut()
@@ -96,13 +103,24 @@ impl ApiError {
     }
 }
 
+/// A wait for client `ip`, or the `429` that says it has too many open.
+fn take_wait(waits: &WaitLimiter, ip: std::net::IpAddr) -> Result<WaitPermit, ApiError> {
+    waits
+        .acquire(ip)
+        .map_err(|e| ApiError::field(StatusCode::TOO_MANY_REQUESTS, "too_many_waits", "wait", e))
+}
+
 /// `POST /v1/jobs`.
-pub(crate) async fn submit<B>(req: Request<B>, jobs: &Dispatcher) -> Response<Full<Bytes>>
+pub(crate) async fn submit<B>(
+    req: Request<B>,
+    jobs: &Dispatcher,
+    waits: &WaitLimiter,
+) -> Response<Full<Bytes>>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
-    submit_checked(req, jobs).await.unwrap_or_else(|e| {
+    submit_checked(req, jobs, waits).await.unwrap_or_else(|e| {
         if e.status == StatusCode::SERVICE_UNAVAILABLE {
             jobs.metrics().rejected(e.body.error.code);
         }
@@ -113,12 +131,20 @@ where
 async fn submit_checked<B>(
     req: Request<B>,
     jobs: &Dispatcher,
+    waits: &WaitLimiter,
 ) -> Result<Response<Full<Bytes>>, ApiError>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
     let wait = wait_param(req.uri().query())?;
+    // Taken before the job is, so that a refused wait leaves no job behind; held until the
+    // answer is sent or the client goes away.
+    let _permit = if wait {
+        Some(take_wait(waits, ClientAddr::ip_of(&req))?)
+    } else {
+        None
+    };
     let forwarded = forwarded_from(req.headers())?;
     // A peer's forward never carries a key (it is the entry node's business); ignore one.
     let key = match forwarded {
@@ -158,6 +184,22 @@ where
                     e,
                 ))
             }
+            // The entry node places the job again elsewhere (a false positive of this node's
+            // gossiped command set, or a configuration changed since).
+            Err(Refusal::Undeclared(command)) => {
+                return Err(unknown_command(format!(
+                    "{} does not declare the command {command:?}",
+                    jobs.node()
+                )))
+            }
+            Err(Refusal::BadArgs(e)) => {
+                return Err(ApiError::field(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_job",
+                    &e.field,
+                    &e.reason,
+                ))
+            }
         },
         None => {
             let submitted = match key {
@@ -170,6 +212,12 @@ where
             submitted.map_err(|e| match e {
                 SubmitError::NoRoom(_) => ApiError::unavailable("no_capacity", e.to_string()),
                 SubmitError::Leaving => leaving(),
+                SubmitError::UnknownCommand(command) => {
+                    unknown_command(format!("no node in reach declares the command {command:?}"))
+                }
+                SubmitError::Invalid { field, reason } => {
+                    ApiError::field(StatusCode::BAD_REQUEST, "invalid_job", &field, reason)
+                }
             })?
         }
     };
@@ -202,8 +250,10 @@ pub(crate) async fn status(
     id: &str,
     query: Option<&str>,
     jobs: &Dispatcher,
+    waits: &WaitLimiter,
+    client: std::net::IpAddr,
 ) -> Response<Full<Bytes>> {
-    status_checked(id, query, jobs)
+    status_checked(id, query, jobs, waits, client)
         .await
         .unwrap_or_else(ApiError::into_response)
 }
@@ -212,12 +262,15 @@ async fn status_checked(
     id: &str,
     query: Option<&str>,
     jobs: &Dispatcher,
+    waits: &WaitLimiter,
+    client: std::net::IpAddr,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let id: JobId = id
         .parse()
         .map_err(|e| ApiError::field(StatusCode::BAD_REQUEST, "invalid_job_id", "id", e))?;
     let wait = wait_param(query)?;
     let outcome: Option<JobOutcome> = if wait {
+        let _permit = take_wait(waits, client)?;
         jobs.wait(id, Some(LONG_POLL)).await
     } else {
         jobs.outcome(id)
@@ -230,6 +283,16 @@ async fn status_checked(
             format!("no job {id} here: never submitted here, or finished and forgotten"),
         )),
     }
+}
+
+/// `400 unknown_command` on the field `command`.
+fn unknown_command(reason: String) -> ApiError {
+    ApiError::field(
+        StatusCode::BAD_REQUEST,
+        "unknown_command",
+        "command",
+        reason,
+    )
 }
 
 fn leaving() -> ApiError {

@@ -11,14 +11,22 @@
 //! - [`config`]: the command line and its `HEARSAY_*` environment fallbacks (clap).
 //! - [`node`]: [`Node::start`] binds the sockets and spawns the tasks; [`NodeHandle`] stops them.
 //! - [`gossip_task`]: the UDP socket and timer that drive the [`Gossip`] core; logs membership.
+//! - [`sealing`]: the cluster key — reading the keyring, generating keys, counting the datagrams
+//!   dropped before the core.
 //! - [`sampler`]: samples the machine's CPU and the executor's queue into the node's load vector.
-//! - [`executor`]: job slots and the bounded FIFO queue before them; runs sleep, spin and echo.
+//! - [`executor`]: job slots and the bounded FIFO queue before them; runs sleep, spin, echo and
+//!   exec.
+//! - [`commands`]: the commands `exec` jobs may run, from the `--config` file (TOML), checked.
+//! - [`exec`]: runs one declared command as a process group: no shell, cleared environment,
+//!   capped output, killed at its timeout.
 //! - [`job_store`]: every job's status and outcome, finished ones kept for a bounded time and
 //!   number.
 //! - [`dispatch`]: a submitted job's way — placement, forwarding with retries, following a
 //!   forwarded job to its outcome — and the drain when the node leaves.
 //! - [`forward`]: the HTTP client to peers (pooled hyper-util client, bounded by timeouts).
 //! - [`api`]: the HTTP server (hyper 1.x, graceful shutdown) and its routing.
+//! - [`auth`]: the API's bearer token (`--api-token-file`), checked in constant time.
+//! - [`limits`]: per-client bounds on requests that wait for a job's end.
 //! - [`job_api`]: the job routes: reading and checking requests, answers and errors.
 //! - [`stream`]: `GET /v1/cluster/stream`, the load map as server-sent events.
 //! - [`dashboard`]: `GET /`, the live dashboard page compiled into the binary.
@@ -31,18 +39,23 @@ use std::sync::{Arc, Mutex, PoisonError};
 use hearsay_shared::Gossip;
 
 pub mod api;
+pub mod auth;
+pub mod commands;
 pub mod config;
 pub mod dashboard;
 pub mod dispatch;
+pub mod exec;
 pub mod executor;
 pub mod forward;
 pub mod gossip_task;
 pub mod job_api;
 pub mod job_store;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod node;
 pub mod sampler;
+pub mod sealing;
 pub mod stream;
 pub mod view;
 
@@ -57,12 +70,17 @@ pub use sampler::{Work, WorkGauge};
 /// plain mutex is enough at this scale (a few hundred operations per second); an actor with a
 /// channel would add a hop to every HTTP read for no gain.
 #[derive(Debug, Clone)]
-pub struct SharedGossip(Arc<Mutex<Gossip>>);
+pub struct SharedGossip(Arc<Mutex<Gossip>>, Arc<sealing::ReceiveErrors>);
 
 impl SharedGossip {
     /// Wraps a core.
     pub fn new(gossip: Gossip) -> Self {
-        SharedGossip(Arc::new(Mutex::new(gossip)))
+        SharedGossip(Arc::new(Mutex::new(gossip)), Arc::default())
+    }
+
+    /// The datagrams the gossip task dropped before they reached the core (sealing).
+    pub fn receive_errors(&self) -> &sealing::ReceiveErrors {
+        &self.1
     }
 
     /// Runs `f` with the core locked.
@@ -82,6 +100,12 @@ impl SharedGossip {
 pub fn run(config: Config) -> anyhow::Result<()> {
     use anyhow::Context as _;
 
+    if config.generate_key {
+        // Nothing else: no logging, no runtime, no sockets.
+        let key = sealing::generate_key().context("cannot read the OS random number generator")?;
+        println!("{key}");
+        return Ok(());
+    }
     logging::init(config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

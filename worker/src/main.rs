@@ -27,7 +27,7 @@ fn main() -> ExitCode {
             eprintln!("worker: {}", format!("{e:#}").replace('\n', " "));
             // A setting out of range is a usage error, like a flag clap refuses.
             match e.downcast_ref::<StartError>() {
-                Some(StartError::Invalid(_)) => ExitCode::from(2),
+                Some(StartError::Invalid(_) | StartError::ConfigFile(_)) => ExitCode::from(2),
                 _ => ExitCode::FAILURE,
             }
         }

@@ -19,6 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use hearsay_scheduler::PlacerConfig;
 use hearsay_shared::gossip::ConfigError;
+use hearsay_shared::seal::{self, Sealing};
 use hearsay_shared::{Gossip, LoadVector, NodeId};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -29,10 +30,12 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::api::{self, ApiState};
+use crate::commands::{Commands, ConfigFileError};
 use crate::config::{default_node_id, Config, InvalidSetting};
 use crate::dispatch::Dispatcher;
 use crate::executor::Executor;
 use crate::job_store::{JobStore, Retention};
+use crate::limits::WaitLimiter;
 use crate::metrics::Metrics;
 use crate::sampler::{self, WorkGauge};
 use crate::stream::ClusterStream;
@@ -45,6 +48,9 @@ pub enum StartError {
     /// A setting is out of range.
     #[error(transparent)]
     Invalid(#[from] InvalidSetting),
+    /// The configuration file (`--config`) is unreadable or refused; says where and why.
+    #[error(transparent)]
+    ConfigFile(#[from] ConfigFileError),
     /// A socket could not be bound (the address is in use, or not local).
     #[error("cannot bind {what} {addr}: {}", os_reason(error))]
     Bind {
@@ -87,6 +93,12 @@ impl Node {
     /// Starts a node: binds its sockets and spawns its tasks.
     pub async fn start(config: Config) -> Result<NodeHandle, StartError> {
         config.validate()?;
+        // Read before anything is bound, so that a bad key file leaves nothing behind.
+        let keyring = config.keyring()?;
+        let commands = Arc::new(match &config.config_file {
+            Some(file) => Commands::load(file)?,
+            None => Commands::none(),
+        });
         let bind_error = |what, addr| move |error| StartError::Bind { what, addr, error };
         let socket = UdpSocket::bind(config.gossip)
             .await
@@ -111,7 +123,10 @@ impl Node {
         let core = Gossip::new(
             config.gossip_config(id.clone(), api_addr, gossip_addr),
             incarnation,
-            LoadVector::idle(slots),
+            LoadVector {
+                commands: commands.offer_set(),
+                ..LoadVector::idle(slots)
+            },
             config.seeds.0.clone(),
             tokio::time::Instant::now().into_std(),
         )?;
@@ -131,14 +146,44 @@ impl Node {
             gossip_interval_ms = config.gossip_interval,
             fanout = config.fanout,
             datagram_budget = config.datagram_budget,
+            api_token = config.api_token.is_some(),
+            max_waits_per_client = config.max_waits_per_client,
             incarnation,
             seed,
+            commands = ?commands.names().collect::<Vec<_>>(),
             "worker started"
         );
+        let sealing = match keyring {
+            Some(keyring) => {
+                info!(
+                    primary_key = %keyring.primary_id(),
+                    keys = ?keyring.ids().iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    overhead_bytes = seal::OVERHEAD,
+                    "gossip is sealed with the cluster key (XChaCha20-Poly1305)"
+                );
+                Sealing::keyed(keyring)
+            }
+            None => {
+                warn!(
+                    "gossip is unauthenticated and unencrypted: anyone who can reach UDP port \
+                     {gossip_addr} can inject load reports, join the cluster, draw jobs to \
+                     itself and read every node's load; give --cluster-key-file (a key: \
+                     `worker --generate-key`)"
+                );
+                Sealing::Open
+            }
+        };
         if gossip_addr.ip().is_unspecified() || api_addr.ip().is_unspecified() {
             warn!(
                 "listening on an unspecified address ({gossip_addr}, {api_addr}); peers are told \
                  these addresses and may not reach this node through them"
+            );
+        }
+
+        if config.api_token.is_none() && !api_addr.ip().is_loopback() {
+            warn!(
+                "the HTTP API listens on {api_addr}, beyond this machine, with no token: anyone \
+                 who reaches it can run jobs and read the cluster; set --api-token-file"
             );
         }
 
@@ -156,13 +201,14 @@ impl Node {
             jobs: usize::try_from(config.retain_jobs).unwrap_or(usize::MAX),
         }));
         let metrics = Metrics::new();
-        let executor = Executor::new(
+        let executor = Executor::with_commands(
             id.clone(),
             slots,
             config.queue_limit,
             store.clone(),
             metrics.clone(),
             tracker.clone(),
+            commands,
         );
         let jobs = Dispatcher::new(
             gossip.clone(),
@@ -175,7 +221,8 @@ impl Node {
                 ..PlacerConfig::default()
             },
             StdRng::seed_from_u64(placement_seed(seed)),
-        );
+        )
+        .with_api_token(config.api_token.as_ref());
 
         let work: Arc<dyn WorkGauge> = Arc::new(executor.clone());
         let mut tasks = Vec::new();
@@ -185,6 +232,7 @@ impl Node {
                 gossip.clone(),
                 work.clone(),
                 StdRng::seed_from_u64(seed),
+                sealing,
                 shutdown.clone(),
                 drained.clone(),
             );
@@ -229,6 +277,8 @@ impl Node {
                 jobs: jobs.clone(),
                 stream,
                 metrics: Arc::new(exposition),
+                token: config.api_token.clone(),
+                waits: WaitLimiter::new(config.max_waits_per_client),
             },
             api_stop,
             tracker.clone(),
@@ -287,7 +337,7 @@ impl NodeHandle {
     /// The cluster as this node sees it now, as `GET /v1/cluster` shows it.
     pub fn cluster(&self) -> ClusterView {
         let now = tokio::time::Instant::now().into_std();
-        self.gossip.with(|g| ClusterView::of(g, now))
+        ClusterView::of_shared(&self.gossip, now)
     }
 
     /// Starts leaving: announces it to peers and refuses new jobs at once, drains the jobs it

@@ -98,8 +98,13 @@ pub(crate) async fn run(
             slots,
             // The core keeps a leaving node leaving whatever is set here.
             state: NodeState::Alive,
+            // Set once at start; kept.
+            commands: 0,
         };
-        gossip.with(|g| g.set_load(load));
+        gossip.with(|g| {
+            let commands = g.own_report().load.commands;
+            g.set_load(LoadVector { commands, ..load });
+        });
     }
 }
 

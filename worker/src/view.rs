@@ -14,6 +14,8 @@ use hearsay_shared::{Gossip, GossipStats, LoadVector, NodeId, Verdict};
 use serde::Serialize;
 
 use crate::metrics::PlacementCounts;
+use crate::sealing::ReceiveErrorCounts;
+use crate::SharedGossip;
 
 /// One event of `GET /v1/cluster/stream`: the `GET /v1/cluster` view, with what this node has
 /// placed so far and the clock to turn those counts into rates.
@@ -80,6 +82,9 @@ pub struct StatsView {
     /// The core's counters, as fields of this object.
     #[serde(flatten)]
     pub counters: GossipStats,
+    /// Received datagrams dropped, by reason (as `gossip_receive_errors_total{reason}`): `decode`
+    /// (the same as `decode_errors`) and those the seal refused before the core saw them.
+    pub receive_errors: ReceiveErrorCounts,
 }
 
 impl ClusterView {
@@ -130,8 +135,21 @@ impl ClusterView {
             gossip: StatsView {
                 rounds: gossip.round(),
                 counters: gossip.stats(),
+                receive_errors: ReceiveErrorCounts {
+                    decode: gossip.stats().decode_errors,
+                    ..ReceiveErrorCounts::default()
+                },
             },
         }
+    }
+
+    /// The view of a shared core at `now`, with the datagrams its gossip task dropped before
+    /// they reached the core.
+    pub fn of_shared(gossip: &SharedGossip, now: Instant) -> Self {
+        let mut view = gossip.with(|g| ClusterView::of(g, now));
+        view.gossip.receive_errors =
+            ReceiveErrorCounts::of(&view.gossip.counters, gossip.receive_errors());
+        view
     }
 }
 
@@ -217,6 +235,7 @@ mod tests {
                 running: 2,
                 slots: 2,
                 state: NodeState::Alive,
+                commands: 0,
             },
             api: addr("127.0.0.1:8002"),
             gossip: addr("127.0.0.1:7002"),
@@ -261,7 +280,9 @@ mod tests {
                     "rounds": 0, "datagrams_sent": 0, "bytes_sent": 0,
                     "datagrams_received": 1, "bytes_received": datagram.len(),
                     "decode_errors": 0, "reports_merged": 1, "refutations": 0,
-                    "encode_errors": 0
+                    "encode_errors": 0,
+                    "receive_errors": {"decode": 0, "authentication": 0, "unknown_key": 0,
+                                       "replay": 0, "unsealed": 0, "sealed": 0, "malformed": 0}
                 }
             })
         );
