@@ -142,6 +142,13 @@ fn millis(object: &Map<String, Value>, field: &str, min: u64) -> Result<Option<u
 impl JobSpec {
     /// Parses and checks a job from its JSON text.
     pub fn from_json(body: &[u8]) -> Result<JobSpec, JobError> {
+        // Before the parser: serde_json would follow 128 levels, building each one.
+        if nests_deeper_than(body, MAX_JSON_DEPTH) {
+            return Err(refuse(
+                "body",
+                format!("nests arrays and objects deeper than {MAX_JSON_DEPTH} levels"),
+            ));
+        }
         let value: Value = serde_json::from_slice(body)
             .map_err(|e| refuse("body", format!("is not valid JSON: {e}")))?;
         JobSpec::from_value(&value)
@@ -293,6 +300,41 @@ fn exec(object: &Map<String, Value>) -> Result<JobKind, JobError> {
     })
 }
 
+/// The deepest nesting of arrays and objects accepted in a job's JSON (a job needs 2).
+pub const MAX_JSON_DEPTH: usize = 32;
+
+/// Whether the JSON text `body` opens more than `limit` arrays or objects one inside another.
+/// A scan of the bytes that skips strings (and their escapes); it does not check the rest of
+/// the syntax, which the parser does next.
+pub fn nests_deeper_than(body: &[u8], limit: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in body {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// A job's name: 64 random bits, written as 16 hex digits. Unique across the cluster in
 /// practice (a collision needs billions of jobs in the retention window).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -396,6 +438,20 @@ mod tests {
 
     fn err(body: &str) -> JobError {
         JobSpec::from_json(body.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_parsing_and_strings_do_not_count() {
+        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(!nests_deeper_than(nested(MAX_JSON_DEPTH).as_bytes(), MAX_JSON_DEPTH));
+        assert!(nests_deeper_than(nested(MAX_JSON_DEPTH + 1).as_bytes(), MAX_JSON_DEPTH));
+        let deep = format!(r#"{{"kind":"echo","data":"x","extra":{}}}"#, nested(200));
+        let e = err(&deep);
+        assert_eq!(e.field, "body");
+        assert!(e.reason.contains("deeper than 32"), "{e}");
+        // Brackets inside strings, escaped quotes included, are text.
+        let data = format!(r#"{{"kind":"echo","data":"\"{}"}}"#, "[".repeat(100));
+        assert!(JobSpec::from_json(data.as_bytes()).is_ok());
     }
 
     #[test]

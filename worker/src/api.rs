@@ -15,6 +15,16 @@
 //!
 //! Anything else is a 404, or a 405 with `Allow` for a known path; every error body is
 //! `{"error":{"code":"...","message":"..."}}`.
+//!
+//! With a token (`--api-token-file`), every request but those to `/healthz` and `/` (the
+//! dashboard page, which holds no data) needs `Authorization: Bearer <token>`; without it, or
+//! with another, the answer is `401` with `WWW-Authenticate: Bearer`, whatever the path (a
+//! stranger does not learn which paths exist). Every `4xx` answer is counted in
+//! `hearsay_http_requests_refused_total{reason}`.
+//!
+//! Connections: request heads must arrive within [`HEADER_READ_TIMEOUT`] and fit in
+//! [`MAX_HEAD_BYTES`] (else hyper answers `431` and closes); a request hyper cannot parse gets
+//! hyper's bare `400` and is counted as `malformed`.
 
 use std::convert::Infallible;
 use std::error::Error as StdError;
@@ -25,10 +35,13 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Body;
-use hyper::header::{HeaderValue, ACCEPT, ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{
+    HeaderValue, ACCEPT, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER,
+    WWW_AUTHENTICATE,
+};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use serde::Serialize;
@@ -37,10 +50,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
+use crate::auth::ApiToken;
 use crate::dashboard;
 use crate::dispatch::Dispatcher;
 use crate::job_api;
-use crate::metrics::{Exposition, Format};
+use crate::limits::{ClientAddr, WaitLimiter};
+use crate::metrics::{refusal_reason, Exposition, Format};
 use crate::stream::ClusterStream;
 use crate::view::{ClusterView, ErrorBody};
 use crate::SharedGossip;
@@ -50,6 +65,13 @@ pub(crate) type ApiBody = BoxBody<Bytes, Infallible>;
 
 /// How long open connections may take to finish their requests once the server stops.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+/// How long a client may take to send a request's head (the request line and headers), also
+/// the longest an idle keep-alive connection is kept; then the connection is closed.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest request head accepted (HTTP/1 read buffer; HTTP/2 header list), in bytes.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// HTTP/2 streams one connection may have open at once.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 128;
 
 /// What the handlers can reach.
 #[derive(Debug, Clone)]
@@ -58,6 +80,10 @@ pub(crate) struct ApiState {
     pub jobs: Dispatcher,
     pub stream: ClusterStream,
     pub metrics: Arc<Exposition>,
+    /// The bearer token every guarded request needs; `None`: the API is open.
+    pub token: Option<ApiToken>,
+    /// Open waits per client.
+    pub waits: WaitLimiter,
 }
 
 /// Serves `listener` until `stop` is cancelled, then lets open connections finish for at most
@@ -68,7 +94,17 @@ pub(crate) async fn serve(
     stop: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEAD_BYTES as u32)
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION);
     let graceful = GracefulShutdown::new();
     // Cancelled when the grace period is over: closes the connections that are still open.
     let hard_stop = CancellationToken::new();
@@ -90,9 +126,11 @@ pub(crate) async fn serve(
                 }
             },
         };
+        let metrics = state.jobs.metrics().clone();
         let state = state.clone();
-        let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+        let service = service_fn(move |mut req: Request<hyper::body::Incoming>| {
             let state = state.clone();
+            req.extensions_mut().insert(ClientAddr(peer));
             async move { Ok::<_, Infallible>(route(req, &state).await) }
         });
         let connection = builder
@@ -104,6 +142,11 @@ pub(crate) async fn serve(
             tokio::select! {
                 result = connection => {
                     if let Err(e) = result {
+                        // hyper answered a request it could not parse itself (400, 431) and
+                        // closed: count it with the refusals the router makes.
+                        if e.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_parse) {
+                            metrics.request_refused("malformed");
+                        }
                         debug!(%peer, error = %e, "HTTP connection ended with an error");
                     }
                 }
@@ -123,12 +166,54 @@ pub(crate) async fn serve(
     debug!("HTTP server stopped");
 }
 
-/// Answers one request.
+/// Answers one request, and counts it if it is refused (`4xx`).
 pub(crate) async fn route<B>(req: Request<B>, state: &ApiState) -> Response<ApiBody>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
+    let response = answer(req, state).await;
+    if let Some(reason) = refusal_reason(response.status().as_u16()) {
+        state.jobs.metrics().request_refused(reason);
+    }
+    response
+}
+
+/// Whether `path` is served without the token: liveness, and the dashboard page (static; it
+/// asks for the data with the token it is given).
+fn is_public(path: &str) -> bool {
+    matches!(path, "/healthz" | "/")
+}
+
+/// The `401` for a request without the token, or with another.
+fn unauthorized<B>(req: &Request<B>) -> Response<Full<Bytes>> {
+    let message = if req.headers().contains_key(AUTHORIZATION) {
+        "the bearer token is not this cluster's"
+    } else {
+        "this node needs Authorization: Bearer <token> (the cluster's --api-token-file)"
+    };
+    let mut response = json(
+        StatusCode::UNAUTHORIZED,
+        &ErrorBody::new("unauthorized", message),
+    );
+    response.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"hearsay\""),
+    );
+    response
+}
+
+/// Answers one request: the token first, then the routes.
+async fn answer<B>(req: Request<B>, state: &ApiState) -> Response<ApiBody>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    if let Some(token) = &state.token {
+        if !is_public(req.uri().path()) && !token.admits(req.headers()) {
+            return unauthorized(&req).map(BodyExt::boxed);
+        }
+    }
     if req.method() == Method::GET && req.uri().path() == "/v1/cluster/stream" {
         return match state.stream.open() {
             Ok(body) => {
@@ -165,7 +250,8 @@ where
     let path = req.uri().path().to_owned();
     if let Some(id) = job_id_segment(&path) {
         if matches!(method, Method::GET | Method::HEAD) {
-            return job_api::status(id, req.uri().query(), &state.jobs).await;
+            let client = ClientAddr::ip_of(&req);
+            return job_api::status(id, req.uri().query(), &state.jobs, &state.waits, client).await;
         }
     }
     match (&method, path.as_str()) {
@@ -180,7 +266,7 @@ where
             );
             response
         }
-        (&Method::POST, "/v1/jobs") => job_api::submit(req, &state.jobs).await,
+        (&Method::POST, "/v1/jobs") => job_api::submit(req, &state.jobs, &state.waits).await,
         // HEAD is answered as GET; hyper sends the headers without the body.
         (&Method::GET | &Method::HEAD, "/v1/cluster") => {
             let now = tokio::time::Instant::now().into_std();
@@ -311,6 +397,8 @@ mod tests {
             jobs,
             stream,
             metrics: Arc::new(exposition),
+            token: None,
+            waits: WaitLimiter::new(2),
         }
     }
 

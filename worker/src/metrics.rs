@@ -61,6 +61,34 @@ const OUTCOMES: [JobStatus; 4] = [
 /// Why a job was refused with `503`, as `reason` label values: the error codes of the answers.
 pub const REJECT_REASONS: [&str; 3] = ["no_capacity", "queue_full", "leaving"];
 
+/// Why an HTTP request was refused with a `4xx`, as `reason` label values (see
+/// [`refusal_reason`]); `malformed` is a request hyper could not parse (answered by hyper
+/// itself with a bare 400 or 431, the connection closed).
+pub const REFUSAL_REASONS: [&str; 8] = [
+    "invalid",
+    "unauthorized",
+    "not_found",
+    "method_not_allowed",
+    "body_too_large",
+    "too_many_waits",
+    "malformed",
+    "other",
+];
+
+/// The `reason` a `4xx` status is counted under; `None` for any other status.
+pub fn refusal_reason(status: u16) -> Option<&'static str> {
+    Some(match status {
+        400 => "invalid",
+        401 => "unauthorized",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        413 => "body_too_large",
+        429 => "too_many_waits",
+        other if (400..500).contains(&other) => "other",
+        _ => return None,
+    })
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
     outcome: &'static str,
@@ -120,6 +148,7 @@ struct Recorders {
     received_forwarded: Counter,
     completed: Family<OutcomeLabel, Counter>,
     rejected: Family<ReasonLabel, Counter>,
+    refused: Family<ReasonLabel, Counter>,
     decisions: Family<DecisionLabels, Counter>,
     queue_wait: Histogram,
     run_time: Histogram,
@@ -160,6 +189,7 @@ impl Metrics {
             received_forwarded: Counter::default(),
             completed: Family::default(),
             rejected: Family::default(),
+            refused: Family::default(),
             decisions: Family::default(),
             queue_wait: Histogram::new(JOB_TIME_BUCKETS),
             run_time: Histogram::new(JOB_TIME_BUCKETS),
@@ -174,6 +204,11 @@ impl Metrics {
         for reason in REJECT_REASONS {
             recorders
                 .rejected
+                .get_or_create_owned(&ReasonLabel { reason });
+        }
+        for reason in REFUSAL_REASONS {
+            recorders
+                .refused
                 .get_or_create_owned(&ReasonLabel { reason });
         }
         for reason in ["refused", "unreachable"] {
@@ -255,6 +290,19 @@ impl Metrics {
             .unwrap_or("other");
         self.inner
             .rejected
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// An HTTP request was refused with a `4xx`; `reason` is one of [`REFUSAL_REASONS`] (any
+    /// other is counted as `other`).
+    pub fn request_refused(&self, reason: &str) {
+        let reason = REFUSAL_REASONS
+            .into_iter()
+            .find(|r| *r == reason)
+            .unwrap_or("other");
+        self.inner
+            .refused
             .get_or_create(&ReasonLabel { reason })
             .inc();
     }
@@ -342,6 +390,11 @@ impl Metrics {
             "jobs_rejected",
             "Job submissions answered 503, by reason",
             r.rejected.clone(),
+        );
+        registry.register(
+            "http_requests_refused",
+            "HTTP requests answered with a 4xx (or that hyper could not parse), by reason",
+            r.refused.clone(),
         );
         registry.register(
             "placement_decisions",
