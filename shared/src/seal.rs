@@ -305,10 +305,7 @@ impl Keyring {
         now_unix_ms: u64,
         rng: &mut R,
     ) -> Result<Vec<u8>, SealError> {
-        if datagram.len() < HEADER_LEN
-            || datagram[..2] != MAGIC
-            || datagram[3] & SEALED_FLAG != 0
-        {
+        if datagram.len() < HEADER_LEN || datagram[..2] != MAGIC || datagram[3] & SEALED_FLAG != 0 {
             return Err(SealError::NotPlain);
         }
         let key = &self.keys[0];
@@ -545,12 +542,7 @@ impl ReplayGuard {
 
     /// Checks a datagram stamped `sent_at` with `nonce` at `now` (both ms since the UNIX epoch)
     /// and, if it is accepted, remembers it. A refusal changes nothing.
-    pub fn check(
-        &mut self,
-        sent_at: u64,
-        nonce: [u8; NONCE_LEN],
-        now: u64,
-    ) -> Result<(), Replay> {
+    pub fn check(&mut self, sent_at: u64, nonce: [u8; NONCE_LEN], now: u64) -> Result<(), Replay> {
         if sent_at.saturating_add(self.window_ms) < now {
             return Err(Replay::TooOld(now - sent_at));
         }
@@ -762,8 +754,14 @@ mod tests {
         let from_a = a.outgoing(plain(), NOW, &mut rng()).unwrap();
         let from_b = b.outgoing(plain(), NOW, &mut rng()).unwrap();
         assert_eq!(&from_a[4..8], &key(2).id().0);
-        assert_eq!(b.incoming(&from_a, NOW).unwrap().as_ref(), plain().as_slice());
-        assert_eq!(a.incoming(&from_b, NOW).unwrap().as_ref(), plain().as_slice());
+        assert_eq!(
+            b.incoming(&from_a, NOW).unwrap().as_ref(),
+            plain().as_slice()
+        );
+        assert_eq!(
+            a.incoming(&from_b, NOW).unwrap().as_ref(),
+            plain().as_slice()
+        );
         // After it: K1 is gone from C, which refuses what B still sends.
         let mut c = keyed(2, &[]);
         assert_eq!(
@@ -785,7 +783,9 @@ mod tests {
         // The same message sealed again (a new nonce) is not a replay.
         let again = sealing.outgoing(plain(), NOW, &mut rng()).unwrap();
         let again = if again == sealed {
-            sealing.outgoing(plain(), NOW, &mut StdRng::seed_from_u64(8)).unwrap()
+            sealing
+                .outgoing(plain(), NOW, &mut StdRng::seed_from_u64(8))
+                .unwrap()
         } else {
             again
         };
@@ -796,12 +796,16 @@ mod tests {
     fn old_and_future_stamps_are_refused() {
         let mut sealing = keyed(1, &[]);
         let window = DEFAULT_REPLAY_WINDOW_MS;
-        let old = sealing.outgoing(plain(), NOW - window - 1, &mut rng()).unwrap();
+        let old = sealing
+            .outgoing(plain(), NOW - window - 1, &mut rng())
+            .unwrap();
         assert_eq!(
             sealing.incoming(&old, NOW),
             Err(OpenError::Replay(Replay::TooOld(window + 1)))
         );
-        let future = sealing.outgoing(plain(), NOW + window + 1, &mut rng()).unwrap();
+        let future = sealing
+            .outgoing(plain(), NOW + window + 1, &mut rng())
+            .unwrap();
         assert_eq!(
             sealing.incoming(&future, NOW),
             Err(OpenError::Replay(Replay::TooNew(window + 1)))
@@ -821,8 +825,14 @@ mod tests {
         assert_eq!(open.incoming(&sealed, NOW), Err(OpenError::Sealed));
         assert_eq!(keyed.incoming(&plain(), NOW), Err(OpenError::Unsealed));
         assert_eq!(keyed.incoming(b"HS", NOW), Err(OpenError::Malformed));
-        assert_eq!(keyed.incoming(b"XX\x01\x01", NOW), Err(OpenError::Malformed));
-        assert_eq!(keyed.incoming(&sealed[..40], NOW), Err(OpenError::Malformed));
+        assert_eq!(
+            keyed.incoming(b"XX\x01\x01", NOW),
+            Err(OpenError::Malformed)
+        );
+        assert_eq!(
+            keyed.incoming(&sealed[..40], NOW),
+            Err(OpenError::Malformed)
+        );
         // Open nodes pass plain bytes, good or bad, to the decoder.
         assert!(open.incoming(&plain(), NOW).is_ok());
         assert!(open.incoming(b"garbage", NOW).is_ok());
@@ -843,12 +853,20 @@ mod tests {
         // A forgotten datagram comes back: refused by the floor, not accepted again.
         let mut nonce = [0u8; NONCE_LEN];
         nonce[..8].copy_from_slice(&5u64.to_le_bytes());
-        assert_eq!(guard.check(NOW + 5, nonce, NOW + 1_000), Err(Replay::BelowFloor));
+        assert_eq!(
+            guard.check(NOW + 5, nonce, NOW + 1_000),
+            Err(Replay::BelowFloor)
+        );
         // A remembered one: seen.
         nonce[..8].copy_from_slice(&950u64.to_le_bytes());
-        assert_eq!(guard.check(NOW + 950, nonce, NOW + 1_000), Err(Replay::Seen));
+        assert_eq!(
+            guard.check(NOW + 950, nonce, NOW + 1_000),
+            Err(Replay::Seen)
+        );
         // Time passing empties it: everything left the window, and the floor follows.
-        guard.check(NOW + 100_000, [9; NONCE_LEN], NOW + 100_000).unwrap();
+        guard
+            .check(NOW + 100_000, [9; NONCE_LEN], NOW + 100_000)
+            .unwrap();
         assert_eq!(guard.remembered(), 1);
         assert_eq!(guard.floor(), Some(NOW + 999));
     }
@@ -858,9 +876,14 @@ mod tests {
         let mut guard = ReplayGuard::new(1_000, 100);
         guard.check(NOW, [1; NONCE_LEN], NOW).unwrap();
         // Much later: the first entry leaves the window and is forgotten.
-        guard.check(NOW + 5_000, [2; NONCE_LEN], NOW + 5_000).unwrap();
+        guard
+            .check(NOW + 5_000, [2; NONCE_LEN], NOW + 5_000)
+            .unwrap();
         // The clock steps back: the first datagram is within the window again, but refused.
-        assert_eq!(guard.check(NOW, [1; NONCE_LEN], NOW), Err(Replay::BelowFloor));
+        assert_eq!(
+            guard.check(NOW, [1; NONCE_LEN], NOW),
+            Err(Replay::BelowFloor)
+        );
     }
 
     #[test]

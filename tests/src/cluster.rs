@@ -321,3 +321,54 @@ pub fn all_see_new_life(observers: &[WorkerProcess], node: &str, old: u64) -> Re
     }
     Ok(true)
 }
+
+/// Starts a worker as [`WorkerProcess::start`] does, with extra environment variables (e.g.
+/// `HEARSAY_CLUSTER_KEY`) set for it alone.
+pub fn start_with_env(spec: WorkerSpec, env: &[(&str, &str)]) -> Result<WorkerProcess> {
+    let bin = worker_bin()?;
+    let log_dir = log_dir(&bin);
+    std::fs::create_dir_all(&log_dir).ok();
+    let log_path = log_dir.join(format!("{}-{}.log", spec.node_id, std::process::id()));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    let seeds: Vec<String> = spec.seeds.iter().map(|s| s.to_string()).collect();
+    let mut command = Command::new(&bin);
+    command
+        .arg("--node-id")
+        .arg(&spec.node_id)
+        .arg("--api")
+        .arg(spec.api().to_string())
+        .arg("--gossip")
+        .arg(spec.gossip().to_string())
+        .arg("--slots")
+        .arg("1")
+        .args(&spec.args)
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    if !seeds.is_empty() {
+        command.arg("--seeds").arg(seeds.join(","));
+    }
+    let child = command
+        .spawn()
+        .with_context(|| format!("cannot start {}", bin.display()))?;
+    Ok(WorkerProcess {
+        spec,
+        child: Some(child),
+    })
+}
+
+/// `gossip_receive_errors_total{reason}` of a node: the gossip datagrams it dropped for that
+/// reason (`decode`, `authentication`, `unknown_key`, `replay`, `unsealed`, `sealed`,
+/// `malformed`).
+pub fn receive_errors(api: SocketAddr, reason: &str) -> Result<f64> {
+    metric(
+        api,
+        &format!("hearsay_gossip_receive_errors_total{{reason=\"{reason}\"}}"),
+    )
+}

@@ -270,7 +270,7 @@ where
         // HEAD is answered as GET; hyper sends the headers without the body.
         (&Method::GET | &Method::HEAD, "/v1/cluster") => {
             let now = tokio::time::Instant::now().into_std();
-            let view = state.gossip.with(|g| ClusterView::of(g, now));
+            let view = ClusterView::of_shared(&state.gossip, now);
             let mut response = json(StatusCode::OK, &view);
             response
                 .headers_mut()

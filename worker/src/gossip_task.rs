@@ -7,13 +7,23 @@
 //! (with the leaving state) while the node drains its jobs, and at least a short linger, so that
 //! peers hear it from this node and from each other, before it returns.
 //!
+//! With a cluster key, the task seals every datagram the core wants sent and opens every
+//! datagram received before the core sees it ([`Sealing`]): one that fails (a forgery, another
+//! cluster, a replay, a plain datagram) is counted by reason in
+//! [`SharedGossip::receive_errors`] and dropped, and never reaches the core. The core's budget is
+//! the configured one less the seal's overhead, so sealed datagrams keep to the configured
+//! budget. Without a key, sealed datagrams are counted (`sealed`) and dropped, and plain ones go
+//! to the core as they are.
+//!
 //! [`Gossip`]: hearsay_shared::Gossip
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use hearsay_shared::seal::Sealing;
 use hearsay_shared::{LoadVector, Verdict, VerdictChange};
 use rand::rngs::StdRng;
+use rand::SeedableRng;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -33,21 +43,35 @@ fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
+/// The wall clock in ms since the UNIX epoch: what seals are stamped with and checked against.
+/// (Not tokio's clock: peers compare stamps across machines.)
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// How long a leaving node keeps gossiping: two rounds, at most [`MAX_LINGER`].
 pub fn linger(interval: Duration) -> Duration {
     (interval * 2).min(MAX_LINGER)
 }
 
-/// Drives `gossip` over `socket`. When `shutdown` is cancelled it announces the leave; it
-/// returns once the leave has been gossiped for the linger and `drained` is cancelled too.
+/// Drives `gossip` over `socket`, sealing and opening datagrams as `sealing` says. When
+/// `shutdown` is cancelled it announces the leave; it returns once the leave has been gossiped
+/// for the linger and `drained` is cancelled too.
 pub(crate) async fn run(
     socket: UdpSocket,
     gossip: SharedGossip,
     work: Arc<dyn WorkGauge>,
     mut rng: StdRng,
+    mut sealing: Sealing,
     shutdown: CancellationToken,
     drained: CancellationToken,
 ) {
+    // Nonces come from an rng of their own, seeded from the OS: never from `rng`, whose seed is
+    // logged and may be given (`--seed`), so that two nodes started with the same seed would
+    // repeat each other's nonces under the shared key.
+    let mut seal_rng = StdRng::from_os_rng();
     let linger = linger(gossip.with(|g| g.config().interval));
     let mut buf = vec![0u8; RECV_BUFFER];
     // Set once the leave is announced: the task stops at this instant, or when the drain is
@@ -93,13 +117,18 @@ pub(crate) async fn run(
                 });
             }
             received = socket.recv_from(&mut buf) => match received {
-                Ok((len, from)) => {
-                    let now = now();
-                    let datagram = &buf[..len];
-                    if let Err(e) = gossip.with(|g| g.handle_datagram(now, from, datagram, &mut rng)) {
-                        debug!(%from, len, error = %e, "dropped a datagram that does not decode");
+                Ok((len, from)) => match sealing.incoming(&buf[..len], unix_ms()) {
+                    Ok(datagram) => {
+                        let now = now();
+                        if let Err(e) = gossip.with(|g| g.handle_datagram(now, from, &datagram, &mut rng)) {
+                            debug!(%from, len, error = %e, "dropped a datagram that does not decode");
+                        }
                     }
-                }
+                    Err(e) => {
+                        gossip.receive_errors().count(&e);
+                        debug!(%from, len, reason = e.reason(), error = %e, "dropped a gossip datagram");
+                    }
+                },
                 Err(e) => {
                     // Nothing to hand the core. Pause briefly so that an error that repeats
                     // (the socket is broken) cannot spin this loop.
@@ -108,14 +137,19 @@ pub(crate) async fn run(
                 }
             },
         }
-        flush(&socket, &gossip).await;
+        flush(&socket, &gossip, &sealing, &mut seal_rng).await;
     }
     debug!("gossip task stopped");
 }
 
-/// Sends what the core has queued and logs the membership changes it noticed. The lock is
-/// released before the first send.
-async fn flush(socket: &UdpSocket, gossip: &SharedGossip) {
+/// Seals and sends what the core has queued, and logs the membership changes it noticed. The
+/// lock is released before the first send.
+async fn flush(
+    socket: &UdpSocket,
+    gossip: &SharedGossip,
+    sealing: &Sealing,
+    seal_rng: &mut StdRng,
+) {
     let (transmits, changes) = gossip.with(|g| {
         let transmits: Vec<_> = std::iter::from_fn(|| g.poll_transmit()).collect();
         let changes: Vec<_> = std::iter::from_fn(|| g.poll_event()).collect();
@@ -125,8 +159,16 @@ async fn flush(socket: &UdpSocket, gossip: &SharedGossip) {
         log_change(change);
     }
     for transmit in transmits {
+        let bytes = match sealing.outgoing(transmit.bytes, unix_ms(), seal_rng) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                // Only a datagram that is not the core's own could fail: never sent in the open.
+                warn!(to = %transmit.to, error = %e, "cannot seal a gossip datagram; not sent");
+                continue;
+            }
+        };
         // UDP is lossy anyway: a failed send is a lost datagram, which gossip repairs.
-        if let Err(e) = socket.send_to(&transmit.bytes, transmit.to).await {
+        if let Err(e) = socket.send_to(&bytes, transmit.to).await {
             debug!(to = %transmit.to, error = %e, "gossip send failed");
         }
     }

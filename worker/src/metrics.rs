@@ -32,6 +32,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::sampler::WorkGauge;
+use crate::sealing::ReceiveErrorCounts;
 use crate::SharedGossip;
 
 /// The prefix of every metric name.
@@ -519,7 +520,8 @@ impl Collector for ScrapeTime {
             verdicts: g.map().verdict_counts(),
             entries: g.map().len(),
         });
-        let counters: [(&str, &str, Option<Unit>, u64); 7] = [
+        let receive_errors = ReceiveErrorCounts::of(&g.stats, self.gossip.receive_errors());
+        let counters: [(&str, &str, Option<Unit>, u64); 13] = [
             ("gossip_rounds", "Gossip rounds run.", None, g.rounds),
             (
                 "gossip_datagrams_sent",
@@ -535,9 +537,9 @@ impl Collector for ScrapeTime {
             ),
             (
                 "gossip_datagrams_received",
-                "Gossip datagrams received, whether or not they decoded.",
+                "Gossip datagrams received, whether or not they decoded or opened.",
                 None,
-                g.stats.datagrams_received,
+                g.stats.datagrams_received + self.gossip.receive_errors().total(),
             ),
             (
                 "gossip_received",
@@ -557,6 +559,42 @@ impl Collector for ScrapeTime {
                 None,
                 g.stats.refutations,
             ),
+            (
+                "gossip_suspicions",
+                "Times this node began to suspect a peer (alive to suspect).",
+                None,
+                g.stats.suspicions,
+            ),
+            (
+                "gossip_deaths",
+                "Times this node declared a peer dead.",
+                None,
+                g.stats.deaths,
+            ),
+            (
+                "gossip_suspect_probes",
+                "Digests sent straight to a suspect so that it can refute the suspicion.",
+                None,
+                g.stats.suspect_probes,
+            ),
+            (
+                "gossip_suspicions_refuted",
+                "Suspicions cleared by a newer report of the suspect (suspect to alive).",
+                None,
+                g.stats.suspicions_refuted,
+            ),
+            (
+                "gossip_map_evictions",
+                "Entries dropped from a full load map to make room for a new node.",
+                None,
+                g.stats.map_evictions,
+            ),
+            (
+                "gossip_map_refusals",
+                "Reports of nodes new to a load map full of live nodes, not taken in.",
+                None,
+                g.stats.map_refusals,
+            ),
         ];
         for (name, help, unit, value) in counters {
             let counter = ConstCounter::new(value);
@@ -565,16 +603,17 @@ impl Collector for ScrapeTime {
             counter.encode(metric)?;
         }
 
-        // Received datagrams dropped, by reason; authentication failures join `decode` once the
-        // wire format authenticates.
-        let dropped = ConstCounter::new(g.stats.decode_errors);
+        // Received datagrams dropped, by reason: `decode` by the core, the others by the seal
+        // before the core saw them.
         let mut metric = encoder.encode_descriptor(
             "gossip_receive_errors",
-            "Gossip datagrams received and dropped, by reason.",
+            "Gossip datagrams received and dropped, by reason (decode, authentication, unknown_key, replay, unsealed, sealed, malformed).",
             None,
-            dropped.metric_type(),
+            prometheus_client::metrics::MetricType::Counter,
         )?;
-        dropped.encode(metric.encode_family(&[("reason", "decode")])?)?;
+        for (reason, count) in receive_errors.by_reason() {
+            ConstCounter::new(count).encode(metric.encode_family(&[("reason", reason)])?)?;
+        }
         let failed = ConstCounter::new(g.stats.encode_errors);
         let metric = encoder.encode_descriptor(
             "gossip_encode_errors",
@@ -683,6 +722,10 @@ mod tests {
         assert_eq!(
             before["hearsay_gossip_receive_errors_total{reason=\"decode\"}"],
             0.0
+        );
+        assert_eq!(
+            before["hearsay_gossip_receive_errors_total{reason=\"unknown_key\"}"], 0.0,
+            "every reason exists before its first drop"
         );
 
         metrics.job_submitted();

@@ -107,7 +107,7 @@ impl ClusterStream {
     pub(crate) fn event(&self) -> Bytes {
         let inner = &self.inner;
         let now = Instant::now();
-        let cluster = inner.gossip.with(|g| ClusterView::of(g, now.into_std()));
+        let cluster = ClusterView::of_shared(&inner.gossip, now.into_std());
         let event = ClusterEvent {
             cluster,
             uptime_ms: ms(now - inner.started),
