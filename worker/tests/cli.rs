@@ -100,6 +100,34 @@ fn a_bad_value_is_one_line_and_a_usage_error() {
 }
 
 #[test]
+fn a_bad_config_file_is_one_line_naming_file_command_and_field() {
+    let file = std::env::temp_dir().join(format!("hearsay-cli-{}.toml", std::process::id()));
+    std::fs::write(
+        &file,
+        "[commands.thumbnail]\nprogram = \"/bin/echo\"\nargs = [\"{1}\"]\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let (status, stderr) = run_to_exit(&[
+        "--config",
+        path,
+        "--api",
+        "127.0.0.1:0",
+        "--gossip",
+        "127.0.0.1:0",
+    ]);
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert_one_line_error(&stderr);
+    assert!(stderr.contains(path), "{stderr}");
+    assert!(stderr.contains("commands.thumbnail.args"), "{stderr}");
+    let (status, stderr) = run_to_exit(&["--config", "/nonexistent/hearsay.toml"]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert_one_line_error(&stderr);
+    assert!(stderr.contains("/nonexistent/hearsay.toml"), "{stderr}");
+}
+
+#[test]
 fn fanout_zero_is_refused() {
     let (status, stderr) = run_to_exit(&[
         "--fanout",
