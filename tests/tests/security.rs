@@ -4,7 +4,7 @@
 //! Every node is dropped, and so killed, whatever the outcome; every wait is bounded.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -40,7 +40,7 @@ fn key_file(name: &str, keys: &[&Key]) -> Result<PathBuf> {
     Ok(path)
 }
 
-fn keyed_spec(id: &str, seeds: Vec<SocketAddr>, keys: &PathBuf) -> WorkerSpec {
+fn keyed_spec(id: &str, seeds: Vec<SocketAddr>, keys: &Path) -> WorkerSpec {
     let mut spec = WorkerSpec::new(id, seeds);
     spec.args = vec!["--cluster-key-file".into(), keys.display().to_string()];
     spec
