@@ -512,6 +512,43 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_key_takes_its_overhead_from_the_budget() {
+        let keys = std::env::temp_dir().join(format!("hearsay-config-keys-{}", std::process::id()));
+        std::fs::write(&keys, format!("{}\n", "ab".repeat(32))).unwrap();
+        let keyed =
+            Config::try_parse_from(["worker", "--cluster-key-file", keys.to_str().unwrap()])
+                .unwrap();
+        assert!(keyed.is_keyed());
+        assert_eq!(keyed.keyring().unwrap().unwrap().ids().len(), 1);
+        let node = NodeId::new("n").unwrap();
+        let core = keyed.gossip_config(node.clone(), keyed.api, keyed.gossip);
+        assert_eq!(core.budget, 1400 - seal::OVERHEAD);
+        let open = Config::default().gossip_config(node, keyed.api, keyed.gossip);
+        assert_eq!(open.budget, 1400);
+        // The smallest budget leaves the core its own minimum.
+        let small = Config {
+            datagram_budget: wire::MIN_BUDGET + seal::OVERHEAD - 1,
+            ..keyed.clone()
+        };
+        let e = small.validate().unwrap_err();
+        assert_eq!(e.flag, "--datagram-budget");
+        assert!(e.reason.contains("with a cluster key"), "{e}");
+        assert!(Config {
+            datagram_budget: wire::MIN_BUDGET + seal::OVERHEAD,
+            ..keyed.clone()
+        }
+        .validate()
+        .is_ok());
+        // A file and the variable at once are refused.
+        let both = Config {
+            cluster_key: Some(KeyText("cd".repeat(32))),
+            ..keyed
+        };
+        assert_eq!(both.validate().unwrap_err().flag, "--cluster-key-file");
+        std::fs::remove_file(&keys).ok();
+    }
+
+    #[test]
     fn node_id_is_derived_from_host_and_port() {
         assert_eq!(
             default_node_id(Some("myhost"), 8080).as_str(),
