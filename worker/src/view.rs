@@ -280,7 +280,8 @@ mod tests {
                     "rounds": 0, "datagrams_sent": 0, "bytes_sent": 0,
                     "datagrams_received": 1, "bytes_received": datagram.len(),
                     "decode_errors": 0, "reports_merged": 1, "refutations": 0,
-                    "encode_errors": 0,
+                    "encode_errors": 0, "suspicions": 0, "deaths": 0, "suspect_probes": 0,
+                    "suspicions_refuted": 0, "map_evictions": 0, "map_refusals": 0,
                     "receive_errors": {"decode": 0, "authentication": 0, "unknown_key": 0,
                                        "replay": 0, "unsealed": 0, "sealed": 0, "malformed": 0}
                 }
