@@ -12,6 +12,10 @@
 //! fragmentation. The decoder accepts any byte string: it returns a [`Message`] or a
 //! [`DecodeError`], never panics, and allocates no more than the datagram's own size calls for
 //! (list lengths are checked against what the bytes can hold).
+//!
+//! With a cluster key, each datagram is sealed after it is encoded and opened before it is
+//! decoded ([`crate::seal`]: flag bit 0 marks a sealed envelope); the decoder only ever sees
+//! plain datagrams, with no flags.
 
 use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
