@@ -443,8 +443,14 @@ mod tests {
     #[test]
     fn deep_nesting_is_refused_before_parsing_and_strings_do_not_count() {
         let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
-        assert!(!nests_deeper_than(nested(MAX_JSON_DEPTH).as_bytes(), MAX_JSON_DEPTH));
-        assert!(nests_deeper_than(nested(MAX_JSON_DEPTH + 1).as_bytes(), MAX_JSON_DEPTH));
+        assert!(!nests_deeper_than(
+            nested(MAX_JSON_DEPTH).as_bytes(),
+            MAX_JSON_DEPTH
+        ));
+        assert!(nests_deeper_than(
+            nested(MAX_JSON_DEPTH + 1).as_bytes(),
+            MAX_JSON_DEPTH
+        ));
         let deep = format!(r#"{{"kind":"echo","data":"x","extra":{}}}"#, nested(200));
         let e = err(&deep);
         assert_eq!(e.field, "body");

@@ -3,6 +3,12 @@
 //! `Content-Security-Policy` says so — and follows `GET /v1/cluster/stream` with an
 //! `EventSource`, which reconnects by itself.
 //!
+//! The page holds no data, so it is served without the API token. On a node started with
+//! `--api-token-file`, open it as `/#token=<token>`: the page keeps the token for the tab
+//! (`sessionStorage`), takes it out of the address bar, and reads the stream with `fetch` and
+//! `Authorization: Bearer` (an `EventSource` cannot send a header). The fragment never reaches
+//! the server or its logs. Without the token, the page shows `unauthorized`.
+//!
 //! The page keeps each node's recent history (the last 60 events) itself, to draw the
 //! sparklines, and the recent placement counts, to show jobs per second; the server keeps
 //! neither. It writes what it shows into `data-` attributes too (on each row `data-node`,

@@ -466,3 +466,67 @@ fn the_dashboard_shows_the_cluster_and_follows_its_load() {
     });
     assert_eq!(gone.rows.len(), 3, "the last map stays on screen");
 }
+
+/// The browser, or `None` (and a note) where it is not installed and not required.
+fn browser_or_skip() -> Option<PathBuf> {
+    let required = std::env::var("HEARSAY_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
+    let found = find_browser();
+    assert!(
+        found.is_some() || !required,
+        "HEARSAY_REQUIRE_BROWSER=1 but no Chromium was found"
+    );
+    if found.is_none() {
+        eprintln!("SKIPPED: no Chromium found (tried {BROWSERS:?} on PATH and HEARSAY_CHROMIUM)");
+    }
+    found
+}
+
+#[test]
+fn a_guarded_node_s_dashboard_streams_with_the_token_from_the_address_fragment() {
+    const TOKEN: &str = "dashboard-test-token-0123456789";
+    let Some(binary) = browser_or_skip() else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let node = runtime.block_on(async {
+        let mut config = common::config(5, 1, 100);
+        config.node_id = Some("guarded-1".parse().unwrap());
+        config.api_token = Some(hearsay_worker::auth::ApiToken::new(TOKEN).unwrap());
+        hearsay_worker::Node::start(config)
+            .await
+            .expect("start node")
+    });
+    let api = node.api_addr();
+    let mut browser = Browser::launch(&binary);
+
+    // Without the token the page loads (it holds no data) but the stream is refused, and the
+    // page says so rather than retrying for ever.
+    let page = Page::open(&mut browser, &format!("http://{api}/"));
+    let refused = page.wait_for(&mut browser, "the unauthorized badge", |shown| {
+        shown.badge.as_deref() == Some("unauthorized")
+    });
+    assert!(!refused.connected);
+    assert!(refused.rows.is_empty(), "no data without the token");
+
+    // With the token in the fragment: live, and the token is gone from the address bar.
+    let page = Page::open(&mut browser, &format!("http://{api}/#token={TOKEN}"));
+    let shown = page.wait_for(&mut browser, "the node, live", |shown| {
+        shown.connected && shown.rows.len() == 1 && shown.viewer.as_deref() == Some("guarded-1")
+    });
+    assert_eq!(shown.rows[0].state, "alive");
+    let address = page.eval(&mut browser, "location.href");
+    assert_eq!(
+        address,
+        json!(format!("http://{api}/")),
+        "the token left the address bar"
+    );
+    let before = shown.events;
+    page.wait_for(&mut browser, "more events", |shown| {
+        shown.events > before + 2
+    });
+    runtime.block_on(leave_all(&[node]));
+}
