@@ -555,7 +555,7 @@ impl ReplayGuard {
         if self.seen.contains(&(sent_at, nonce)) {
             return Err(Replay::Seen);
         }
-        // Forget what has left the window...
+        // Forget what has left the window (it would be refused by the window check anyway)...
         let oldest_kept = now.saturating_sub(self.window_ms);
         while let Some(&(stamp, _)) = self.seen.first() {
             if stamp >= oldest_kept {
@@ -563,13 +563,12 @@ impl ReplayGuard {
             }
             self.forget_first();
         }
-        // ...and, if that is not enough, the oldest.
-        while self.seen.len() >= self.capacity {
+        // ...and, beyond the capacity, the oldest, this one included if it is the oldest: it
+        // is accepted now, and the floor refuses it from then on.
+        self.seen.insert((sent_at, nonce));
+        while self.seen.len() > self.capacity {
             self.forget_first();
         }
-        // A stamp at or below the floor was refused above, and forgetting only raises the
-        // floor to stamps at or below this one's, so it is still above the floor.
-        self.seen.insert((sent_at, nonce));
         Ok(())
     }
 
@@ -869,6 +868,23 @@ mod tests {
             .unwrap();
         assert_eq!(guard.remembered(), 1);
         assert_eq!(guard.floor(), Some(NOW + 999));
+    }
+
+    #[test]
+    fn a_full_guard_takes_a_late_datagram_once() {
+        let mut guard = ReplayGuard::new(30_000, 2);
+        guard.check(NOW, [1; NONCE_LEN], NOW).unwrap();
+        guard.check(NOW + 1, [2; NONCE_LEN], NOW).unwrap();
+        // Older than both remembered, but above the floor and inside the window: accepted,
+        // and at once forgotten under the floor, so never accepted again.
+        guard.check(NOW - 5, [3; NONCE_LEN], NOW).unwrap();
+        assert_eq!(guard.remembered(), 2);
+        assert_eq!(guard.floor(), Some(NOW - 5));
+        assert_eq!(
+            guard.check(NOW - 5, [3; NONCE_LEN], NOW),
+            Err(Replay::BelowFloor)
+        );
+        assert_eq!(guard.check(NOW, [1; NONCE_LEN], NOW), Err(Replay::Seen));
     }
 
     #[test]
