@@ -28,6 +28,7 @@
 
 use std::convert::Infallible;
 use std::error::Error as StdError;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -128,8 +129,13 @@ pub(crate) async fn serve(
         };
         let metrics = state.jobs.metrics().clone();
         let state = state.clone();
+        // Set by the first request: until then, neither hyper's head timeout (it starts once the
+        // protocol is known) nor anything else would close a connection that sends nothing.
+        let started = Arc::new(AtomicBool::new(false));
+        let first_request = started.clone();
         let service = service_fn(move |mut req: Request<hyper::body::Incoming>| {
             let state = state.clone();
+            first_request.store(true, Ordering::Relaxed);
             req.extensions_mut().insert(ClientAddr(peer));
             async move { Ok::<_, Infallible>(route(req, &state).await) }
         });
@@ -151,6 +157,9 @@ pub(crate) async fn serve(
                     }
                 }
                 () = hard_stop.cancelled() => {}
+                () = silent_for(HEADER_READ_TIMEOUT, &started) => {
+                    debug!(%peer, "no request within the head timeout; connection closed");
+                }
             }
         });
     }
@@ -164,6 +173,14 @@ pub(crate) async fn serve(
     }
     drop(hard_stop_on_exit);
     debug!("HTTP server stopped");
+}
+
+/// Resolves after `limit` if no request has `started` by then; otherwise never.
+async fn silent_for(limit: Duration, started: &AtomicBool) {
+    tokio::time::sleep(limit).await;
+    if started.load(Ordering::Relaxed) {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Answers one request, and counts it if it is refused (`4xx`).

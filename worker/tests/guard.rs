@@ -432,3 +432,27 @@ async fn waits_beyond_the_client_limit_get_429_until_one_ends_or_disconnects() {
     assert!(refused(&http, api, "too_many_waits").await >= 2.0);
     leave_all(&[node]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_sends_nothing_or_half_a_head_is_closed() {
+    let node = guarded_node(41, 1, None, None).await;
+    let api = node.api_addr();
+    let limit = hearsay_worker::api::HEADER_READ_TIMEOUT;
+    let mut silent = tokio::net::TcpStream::connect(api).await.unwrap();
+    let mut half = tokio::net::TcpStream::connect(api).await.unwrap();
+    half.write_all(b"GET /healthz HT").await.unwrap();
+    let started = tokio::time::Instant::now();
+    for stream in [&mut silent, &mut half] {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(limit + PATIENCE, stream.read(&mut byte))
+            .await
+            .expect("closed by the server in time");
+        assert!(matches!(read, Ok(0) | Err(_)), "closed, not answered");
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= limit - Duration::from_millis(500),
+        "not before the limit: {took:?}"
+    );
+    leave_all(&[node]).await;
+}
