@@ -46,13 +46,12 @@ fn a_flood_of_fake_nodes_cannot_grow_the_map_or_push_out_members() {
     let mut now = Instant::now();
     let mut core = Gossip::new(config, 1, LoadVector::idle(2), Vec::new(), now).unwrap();
     let real: Vec<String> = (0..REAL).map(|i| format!("real-{i}")).collect();
-    let mut seq = 0;
     let mut fake = 0u64;
     // 30 s of 200 ms rounds: the real nodes report every round; for the first 10 s a rogue
     // peer also sends 100 new made-up ids a round (5,000 in all), then stops.
-    for round in 0..150 {
+    for round in 0..150u64 {
         now += Duration::from_millis(200);
-        seq += 1;
+        let seq = round + 1;
         let beats: Vec<LoadReport> = real
             .iter()
             .enumerate()
