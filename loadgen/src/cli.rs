@@ -115,6 +115,10 @@ pub struct BenchArgs {
     /// Draw the sojourn-time distributions, with the theory, as SVG here.
     #[arg(long, value_name = "PATH")]
     pub chart: Option<PathBuf>,
+
+    /// The workers' API token file (their `--api-token-file`): sent as `Authorization: Bearer`.
+    #[arg(long, value_name = "PATH", env = "HEARSAY_API_TOKEN_FILE")]
+    pub api_token_file: Option<PathBuf>,
 }
 
 /// A workload expanded for a set of targets.
@@ -328,7 +332,10 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
         .map(|t| normalise_target(t).map_err(anyhow::Error::msg))
         .collect::<Result<Vec<_>>>()
         .context("--targets")?;
-    let http = Http::default();
+    let http = Http::default()
+        .with_token_file(args.api_token_file.as_deref())
+        .map_err(anyhow::Error::msg)
+        .context("--api-token-file")?;
     let targets = bench::discover(&http, &bases).await?;
     let seed = seed_or_random(args.workload.seed);
     let plan = plan(&args.workload, seed, &targets, 0.8, 1000)?;

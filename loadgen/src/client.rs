@@ -125,6 +125,8 @@ pub enum Submission {
 #[derive(Debug, Clone)]
 pub struct Http {
     client: Client<HttpConnector, Full<Bytes>>,
+    /// `Authorization` of every request, for workers started with `--api-token-file`.
+    authorization: Option<HeaderValue>,
 }
 
 impl Default for Http {
@@ -144,15 +146,47 @@ impl Http {
             .pool_max_idle_per_host(usize::MAX)
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        Http { client }
+        Http {
+            client,
+            authorization: None,
+        }
+    }
+
+    /// The same client, sending `Authorization: Bearer <token>` with every request.
+    pub fn with_token(mut self, token: &str) -> Result<Self, String> {
+        let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| "the token must be visible ASCII characters".to_owned())?;
+        value.set_sensitive(true);
+        self.authorization = Some(value);
+        Ok(self)
+    }
+
+    /// The same client with the token in the file at `path` (its content, trimmed), if a path
+    /// is given: the workers' `--api-token-file`.
+    pub fn with_token_file(self, path: Option<&std::path::Path>) -> Result<Self, String> {
+        let Some(path) = path else {
+            return Ok(self);
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?;
+        let token = text.trim();
+        if token.is_empty() {
+            return Err(format!("the token file {} is empty", path.display()));
+        }
+        self.with_token(token)
     }
 
     /// One request, its whole answer read within `timeout`.
     async fn exchange(
         &self,
-        request: Request<Full<Bytes>>,
+        mut request: Request<Full<Bytes>>,
         timeout: Duration,
     ) -> Result<(StatusCode, Option<u64>, Bytes), RequestError> {
+        if let Some(authorization) = &self.authorization {
+            request
+                .headers_mut()
+                .insert(hyper::header::AUTHORIZATION, authorization.clone());
+        }
         let exchange = async {
             let response = self.client.request(request).await.map_err(|e| {
                 if e.is_connect() {

@@ -51,6 +51,10 @@ pub struct WatchArgs {
     /// No colour, even on a terminal (also when NO_COLOR is set).
     #[arg(long)]
     pub no_color: bool,
+
+    /// The worker's API token file (its `--api-token-file`): sent as `Authorization: Bearer`.
+    #[arg(long, value_name = "PATH", env = "HEARSAY_API_TOKEN_FILE")]
+    pub api_token_file: Option<std::path::PathBuf>,
 }
 
 /// `GET /v1/cluster`, the fields the view shows. Unknown fields are ignored, so that a newer
@@ -411,7 +415,10 @@ pub async fn watch(args: WatchArgs) -> Result<()> {
     };
     let interval = Duration::from_millis(args.interval);
     let timeout = interval.clamp(Duration::from_secs(1), Duration::from_secs(5));
-    let http = Http::new(Duration::from_secs(1));
+    let http = Http::new(Duration::from_secs(1))
+        .with_token_file(args.api_token_file.as_deref())
+        .map_err(anyhow::Error::msg)
+        .context("--api-token-file")?;
     let fetch = || async {
         let value = http
             .get_json(&base, "/v1/cluster", timeout)
