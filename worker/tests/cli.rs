@@ -100,6 +100,30 @@ fn a_bad_value_is_one_line_and_a_usage_error() {
 }
 
 #[test]
+fn an_empty_missing_or_short_token_file_is_one_line_and_a_usage_error() {
+    let dir = std::env::temp_dir().join(format!("hearsay-cli-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let empty = dir.join("empty");
+    std::fs::write(&empty, " \n").unwrap();
+    let short = dir.join("short");
+    std::fs::write(&short, "abc\n").unwrap();
+    let missing = dir.join("missing");
+    for (file, says) in [
+        (&empty, "the token is empty"),
+        (&missing, "cannot read the token file"),
+        (&short, "must be 16 to 4096"),
+    ] {
+        let path = file.to_str().unwrap();
+        let (status, stderr) = run_to_exit(&["--api-token-file", path, "--api", "127.0.0.1:0"]);
+        assert_eq!(status.code(), Some(2), "{stderr}");
+        assert_one_line_error(&stderr);
+        assert!(stderr.contains("--api-token-file"), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn a_bad_config_file_is_one_line_naming_file_command_and_field() {
     let file = std::env::temp_dir().join(format!("hearsay-cli-{}.toml", std::process::id()));
     std::fs::write(
