@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use hearsay_tests::cluster::{
-    all_see_new_life, get_json, incarnation_of, metric, post_json, state_of, wait_until,
+    all_see_new_life, get_json, get_text, incarnation_of, metric, post_json, state_of, wait_until,
     WorkerProcess, WorkerSpec,
 };
-use hearsay_tests::netns::{drop_udp, dropped_udp, ip, run_inside, Namespace};
+use hearsay_tests::netns::{drop_udp, dropped_udp, ip, run, run_inside, Namespace};
 use serde_json::{json, Value};
 
 /// Generous bounds: real processes on a shared machine.
@@ -463,5 +463,83 @@ fn partition_inside_the_namespace() -> Result<()> {
         "healed after {:?} of partition: one map again, every node alive to all, after {healed:?}",
         cut_at.elapsed() - healed
     );
+    Ok(())
+}
+
+/// Sends `signal` (e.g. `STOP`, `CONT`) to a worker.
+fn signal(node: &WorkerProcess, signal: &str) -> Result<()> {
+    let pid = node.pid().context("not running")?;
+    run("kill", &[&format!("-{signal}"), &pid.to_string()])
+}
+
+/// At most once when the answer to an offer is lost. The entry node offers jobs round-robin;
+/// one peer is frozen (`SIGSTOP`): the kernel still takes its connections and the offers sent to
+/// it, but no answer comes, the offer times out, and the peer is judged dead meanwhile. The
+/// entry node must not place such a job again (the frozen peer may hold it): it asks, gets no
+/// answer, follows the job there and reports it `lost`. Then the peer thaws (`SIGCONT`) and
+/// reads what waited in its sockets — the late offer, and the entry node's questions, which fence
+/// the id off if they come first. Whatever the order, no job runs on two nodes.
+#[test]
+fn a_job_whose_offer_went_unanswered_never_runs_twice() -> Result<()> {
+    let nodes = start_five(&["--policy", "round-robin"])?;
+    std::thread::sleep(Duration::from_secs(2));
+    let frozen = &nodes[VICTIM];
+    signal(frozen, "STOP")?;
+    let mut ids = Vec::new();
+    let result = (|| -> Result<()> {
+        for i in 0..10 {
+            let (status, body) = post_json(
+                nodes[0].spec.api(),
+                "/v1/jobs",
+                &json!({"kind": "sleep", "ms": 20}),
+                &[],
+                Duration::from_secs(20),
+            )?;
+            match status {
+                202 => ids.push(body["id"].as_str().context("no id")?.to_owned()),
+                503 => {}
+                other => bail!("job {i}: {other} {body}"),
+            }
+        }
+        Ok(())
+    })();
+    signal(frozen, "CONT")?;
+    result?;
+    let limit = Duration::from_secs(20);
+    let mut unanswered = 0;
+    for id in &ids {
+        let path = format!("/v1/jobs/{id}");
+        wait_until(limit, || {
+            let at_entry = get_json(nodes[0].spec.api(), &path)?;
+            Ok(TERMINAL.contains(&at_entry["status"].as_str().unwrap_or("")))
+        })?;
+        let at_entry = get_json(nodes[0].spec.api(), &path)?;
+        if at_entry["executing_node"] == frozen.spec.node_id.as_str() {
+            unanswered += 1;
+        }
+    }
+    // Let the thawed peer read what waited for it, and run it.
+    std::thread::sleep(Duration::from_secs(3));
+    let mut runs = 0;
+    for id in &ids {
+        let ran_on: Vec<&str> = nodes
+            .iter()
+            .filter(|n| {
+                let Ok((200, text)) = get_text(n.spec.api(), &format!("/v1/jobs/{id}")) else {
+                    return false;
+                };
+                let outcome: Value = serde_json::from_str(&text).unwrap_or_default();
+                outcome["executing_node"] == n.spec.node_id.as_str() && !outcome["status"].is_null()
+            })
+            .map(|n| n.spec.node_id.as_str())
+            .collect();
+        assert!(ran_on.len() <= 1, "job {id} ran on {ran_on:?}");
+        runs += ran_on.len();
+    }
+    eprintln!(
+        "{} jobs accepted, {unanswered} offered to the frozen peer, {runs} held by exactly one node, none by two",
+        ids.len()
+    );
+    assert!(unanswered >= 1, "no job was offered to the frozen peer");
     Ok(())
 }

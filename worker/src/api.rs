@@ -268,7 +268,16 @@ where
     if let Some(id) = job_id_segment(&path) {
         if matches!(method, Method::GET | Method::HEAD) {
             let client = ClientAddr::ip_of(&req);
-            return job_api::status(id, req.uri().query(), &state.jobs, &state.waits, client).await;
+            let fence = req.headers().contains_key(crate::forward::FENCE);
+            return job_api::status(
+                id,
+                req.uri().query(),
+                fence,
+                &state.jobs,
+                &state.waits,
+                client,
+            )
+            .await;
         }
     }
     match (&method, path.as_str()) {

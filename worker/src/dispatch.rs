@@ -124,6 +124,10 @@ struct Inner {
     leaving: AtomicBool,
     /// Idempotency keys of jobs submitted here.
     keys: Mutex<Keys>,
+    /// Ids of jobs that their entry nodes asked after when this node did not hold them: this
+    /// node must never take them (see [`FENCE`](crate::forward::FENCE)). The lock also orders
+    /// taking a forwarded job against fencing it.
+    fences: Mutex<Fences>,
     /// The tasks that follow forwarded jobs.
     followers: TaskTracker,
     /// Cancelled when the drain is over: followers stop, waiting requests answer as things
@@ -140,6 +144,45 @@ struct Forwarded {
     /// The peer's incarnation when it took the job: a later one has forgotten it.
     incarnation: u64,
     arrived: Instant,
+}
+
+/// Questions after an offer whose answer was lost, before the job is followed there unconfirmed.
+const RESOLVE_ATTEMPTS: u32 = 3;
+/// How long a fenced id is remembered: far longer than an offer can be on its way.
+const FENCE_TTL: Duration = Duration::from_secs(600);
+/// The most fenced ids remembered (the oldest are forgotten first).
+const MAX_FENCES: usize = 100_000;
+
+/// Fenced job ids, oldest first.
+#[derive(Debug, Default)]
+struct Fences {
+    ids: HashMap<JobId, Instant>,
+    order: std::collections::VecDeque<(Instant, JobId)>,
+}
+
+impl Fences {
+    fn prune(&mut self, now: Instant) {
+        while let Some(&(at, id)) = self.order.front() {
+            if now.saturating_duration_since(at) < FENCE_TTL && self.order.len() <= MAX_FENCES {
+                break;
+            }
+            self.order.pop_front();
+            if self.ids.get(&id) == Some(&at) {
+                self.ids.remove(&id);
+            }
+        }
+    }
+
+    fn add(&mut self, id: JobId, now: Instant) {
+        self.ids.insert(id, now);
+        self.order.push_back((now, id));
+        self.prune(now);
+    }
+
+    fn holds(&mut self, id: JobId, now: Instant) -> bool {
+        self.prune(now);
+        self.ids.contains_key(&id)
+    }
 }
 
 /// What the map says of a peer that holds a job.
@@ -179,6 +222,7 @@ impl Dispatcher {
                 placing: Mutex::new((Placer::new(placer), rng)),
                 leaving: AtomicBool::new(false),
                 keys: Mutex::new(Keys::default()),
+                fences: Mutex::new(Fences::default()),
                 followers: TaskTracker::new(),
                 stopping: CancellationToken::new(),
             }),
@@ -371,9 +415,32 @@ impl Dispatcher {
                     }
                 }
                 Placement::Forward { node, api } => {
-                    let offer = inner.forwarder.offer(api, id, &spec, &inner.me).await;
-                    let (failure, reason) = match offer {
-                        Offer::Accepted(status) => {
+                    let mut offer = inner.forwarder.offer(api, id, &spec, &inner.me).await;
+                    if let Offer::Unconfirmed(reason) = offer {
+                        // The job went out and no answer came back: the peer may hold it.
+                        // Placing it elsewhere now could run it twice, so ask first.
+                        offer = inner.resolve(&node, api, id, reason).await;
+                    }
+                    let taken = match offer {
+                        Offer::Accepted(status) => Ok(status),
+                        // `resolve` never leaves it so; following the job there is the reading
+                        // that cannot run it twice.
+                        Offer::Unconfirmed(_) => Ok(JobStatus::Queued),
+                        Offer::Undeclared(reason) => Err((ForwardFailure::Refused, reason)),
+                        Offer::Invalid { field, reason } => {
+                            return Err(SubmitError::Invalid { field, reason });
+                        }
+                        Offer::Refused(reason) => {
+                            offered_elsewhere = true;
+                            Err((ForwardFailure::Refused, reason))
+                        }
+                        Offer::Unreachable(reason) => {
+                            offered_elsewhere = true;
+                            Err((ForwardFailure::Unreachable, reason))
+                        }
+                    };
+                    let (failure, reason) = match taken {
+                        Ok(status) => {
                             span.record("executing", field::display(&node));
                             inner.metrics.forwarded_to(&node);
                             debug!(status = status_name(status), "forwarded");
@@ -397,18 +464,7 @@ impl Dispatcher {
                                 executing_node: node,
                             });
                         }
-                        Offer::Undeclared(reason) => (ForwardFailure::Refused, reason),
-                        Offer::Invalid { field, reason } => {
-                            return Err(SubmitError::Invalid { field, reason });
-                        }
-                        Offer::Refused(reason) => {
-                            offered_elsewhere = true;
-                            (ForwardFailure::Refused, reason)
-                        }
-                        Offer::Unreachable(reason) => {
-                            offered_elsewhere = true;
-                            (ForwardFailure::Unreachable, reason)
-                        }
+                        Err(failure) => failure,
                     };
                     inner.metrics.forward_failed(failure);
                     info!(peer = %node, %reason, "peer did not take a forwarded job; placing it again");
@@ -430,15 +486,42 @@ impl Dispatcher {
         if self.is_leaving() {
             return Err(Refusal::Closed);
         }
+        let mut fences = self
+            .inner
+            .fences
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        if fences.holds(id, now) {
+            return Err(Refusal::Fenced(id));
+        }
         let status = self.inner.executor.submit(Submission {
             id,
             spec,
             entry,
             hops: 1,
-            arrived: Instant::now(),
+            arrived: now,
         })?;
+        drop(fences);
         self.inner.metrics.received_forwarded();
         Ok(status)
+    }
+
+    /// An entry node asks after job `id` that it forwarded here: the job as it stands if this
+    /// node holds it; otherwise `None`, and the id is fenced off — an offer of it that arrives
+    /// late is refused, so the entry node may place the job elsewhere.
+    pub fn fence(&self, id: JobId) -> Option<JobOutcome> {
+        let mut fences = self
+            .inner
+            .fences
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        let outcome = self.inner.store.get(now, id);
+        if outcome.is_none() {
+            fences.add(id, now);
+        }
+        outcome
     }
 
     /// The job as it stands, if it is known.
@@ -630,7 +713,7 @@ impl Inner {
                     return self.lose(
                         &job,
                         format!(
-                            "executing node {} no longer knows the job (it restarted?)",
+                            "executing node {} does not hold the job (it restarted, or never took it); the job is fenced off there and will not run there",
                             job.node
                         ),
                     );
@@ -665,6 +748,30 @@ impl Inner {
                 }
             }
         }
+    }
+
+    /// After an offer to `node` whose answer was lost: asks the peer whether it holds the job.
+    /// It does → the job is taken (its status); it does not → the id is now fenced off there
+    /// and the peer counts as unreachable, so the job is placed again; no answer after a few
+    /// tries → [`Offer::Accepted`] as queued all the same: the job is followed there, and
+    /// reported `lost` if the peer turns out dead, never run a second time elsewhere.
+    async fn resolve(&self, node: &NodeId, api: SocketAddr, id: JobId, reason: String) -> Offer {
+        for attempt in 0..RESOLVE_ATTEMPTS {
+            match self.forwarder.resolve(api, id).await {
+                Poll::Outcome(outcome) => return Offer::Accepted(outcome.status),
+                Poll::Unknown => {
+                    return Offer::Unreachable(format!(
+                        "{reason}; it does not hold the job, which is fenced off there"
+                    ))
+                }
+                Poll::Busy | Poll::Failed(_) if attempt + 1 < RESOLVE_ATTEMPTS => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Poll::Busy | Poll::Failed(_) => {}
+            }
+        }
+        warn!(peer = %node, %reason, "cannot tell whether the peer took a forwarded job; following it there rather than risk running it twice");
+        Offer::Accepted(JobStatus::Queued)
     }
 
     fn fate(&self, job: &Forwarded) -> Fate {

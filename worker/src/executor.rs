@@ -72,6 +72,10 @@ pub enum Refusal {
     /// A job with this id is already held here.
     #[error(transparent)]
     Duplicate(#[from] DuplicateJob),
+    /// The job's entry node asked after it before it arrived here, and was told it is not
+    /// here: it may run elsewhere now, so it must not run here.
+    #[error("job {0} was fenced off by its entry node, which may have placed it elsewhere")]
+    Fenced(JobId),
     /// An `exec` job names a command this node does not declare.
     #[error("command {0:?} is not declared on this node")]
     Undeclared(String),

@@ -31,6 +31,12 @@ pub const ENTRY_NODE: &str = "Hearsay-Entry-Node";
 pub const JOB_ID: &str = "Hearsay-Job-Id";
 /// Header carrying how many times a job was forwarded; always 1, as a job is forwarded once.
 pub const HOPS: &str = "Hearsay-Hops";
+/// Header of an entry node's question after a job it forwarded: if the peer does not hold the
+/// job, it must never take it from now on (it *fences* the id off), so that the entry node may
+/// place it elsewhere without its running twice.
+pub const FENCE: &str = "Hearsay-Fence";
+/// How long the question after an offer whose answer was lost may take.
+pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How long a peer holds `GET /v1/jobs/{id}?wait=true` before answering how the job stands.
 pub const LONG_POLL: Duration = Duration::from_secs(10);
@@ -62,8 +68,11 @@ pub enum Offer {
         /// Why.
         reason: String,
     },
-    /// It did not answer: no connection, a broken one, or too slow.
+    /// It could not be reached: no connection, so the job was never sent.
     Unreachable(String),
+    /// The job was sent but no answer came (a broken connection, or too slow): the peer may
+    /// hold it. Ask before placing it elsewhere ([`Forwarder::resolve`]).
+    Unconfirmed(String),
 }
 
 /// What a long poll learned.
@@ -152,7 +161,8 @@ impl Forwarder {
             Err(e) => return Offer::Refused(format!("cannot build the request: {e}")),
         };
         match self.exchange(request, OFFER_TIMEOUT).await {
-            Err(reason) => Offer::Unreachable(reason),
+            Err(Failure::NotSent(reason)) => Offer::Unreachable(reason),
+            Err(Failure::Unanswered(reason)) => Offer::Unconfirmed(reason),
             Ok((StatusCode::ACCEPTED, body)) => match serde_json::from_slice::<Accepted>(&body) {
                 Ok(accepted) => Offer::Accepted(accepted.status),
                 // It said it took the job; trust that, and learn the rest by polling.
@@ -164,16 +174,29 @@ impl Forwarder {
     }
 
     /// Asks the peer at `api` how job `id` stands, waiting up to [`LONG_POLL`] for its end.
+    /// The question fences the job off at the peer if it does not hold it ([`FENCE`]).
     pub async fn poll(&self, api: SocketAddr, id: JobId) -> Poll {
+        self.ask(api, id, true, POLL_TIMEOUT).await
+    }
+
+    /// Asks the peer at `api`, at once, whether it holds job `id`, fencing the id off there if
+    /// not: after [`Poll::Unknown`] the job will never run there, and may be placed elsewhere.
+    pub async fn resolve(&self, api: SocketAddr, id: JobId) -> Poll {
+        self.ask(api, id, false, RESOLVE_TIMEOUT).await
+    }
+
+    async fn ask(&self, api: SocketAddr, id: JobId, wait: bool, timeout: Duration) -> Poll {
+        let query = if wait { "?wait=true" } else { "" };
         let request = Request::builder()
-            .uri(format!("http://{api}/v1/jobs/{id}?wait=true"))
+            .uri(format!("http://{api}/v1/jobs/{id}{query}"))
+            .header(FENCE, "1")
             .body(Full::default());
         let request = match request {
             Ok(request) => request,
             Err(e) => return Poll::Failed(format!("cannot build the request: {e}")),
         };
-        match self.exchange(request, POLL_TIMEOUT).await {
-            Err(reason) => Poll::Failed(reason),
+        match self.exchange(request, timeout).await {
+            Err(Failure::NotSent(reason) | Failure::Unanswered(reason)) => Poll::Failed(reason),
             Ok((StatusCode::OK, body)) => match serde_json::from_slice(&body) {
                 Ok(outcome) => Poll::Outcome(Box::new(outcome)),
                 Err(e) => Poll::Failed(format!("answered with an unreadable outcome: {e}")),
@@ -189,7 +212,7 @@ impl Forwarder {
         &self,
         mut request: Request<Full<Bytes>>,
         timeout: Duration,
-    ) -> Result<(StatusCode, Bytes), String> {
+    ) -> Result<(StatusCode, Bytes), Failure> {
         if let Some(authorization) = &self.authorization {
             request
                 .headers_mut()
@@ -199,23 +222,43 @@ impl Forwarder {
             let response = self.client.request(request).await.map_err(|e| {
                 // The legacy client's own message is "client error (Connect)"; its source says
                 // what happened.
-                match std::error::Error::source(&e) {
+                let reason = match std::error::Error::source(&e) {
                     Some(source) => format!("{e}: {source}"),
                     None => e.to_string(),
+                };
+                if e.is_connect() {
+                    Failure::NotSent(reason)
+                } else {
+                    Failure::Unanswered(reason)
                 }
             })?;
             let status = response.status();
             let body = Limited::new(response.into_body(), MAX_ANSWER)
                 .collect()
                 .await
-                .map_err(|e| format!("answer cut short: {e}"))?
+                .map_err(|e| Failure::Unanswered(format!("answer cut short: {e}")))?
                 .to_bytes();
             Ok((status, body))
         };
+        // A timeout is taken as "sent": the request may have been written before it fired.
         tokio::time::timeout(timeout, exchange)
             .await
-            .unwrap_or_else(|_| Err(format!("no answer within {} ms", timeout.as_millis())))
+            .unwrap_or_else(|_| {
+                Err(Failure::Unanswered(format!(
+                    "no answer within {} ms",
+                    timeout.as_millis()
+                )))
+            })
     }
+}
+
+/// Why an exchange with a peer failed.
+#[derive(Debug)]
+enum Failure {
+    /// No connection: the request never left.
+    NotSent(String),
+    /// The request may have arrived; no (whole) answer came.
+    Unanswered(String),
 }
 
 /// A `400` to an offer: the peer does not declare the command, or the args do not fit it;

@@ -176,6 +176,14 @@ where
                 ))
             }
             Err(Refusal::Closed) => return Err(leaving()),
+            Err(refusal @ Refusal::Fenced(_)) => {
+                return Err(ApiError::field(
+                    StatusCode::CONFLICT,
+                    "fenced",
+                    JOB_ID,
+                    refusal.to_string(),
+                ))
+            }
             Err(Refusal::Duplicate(e)) => {
                 return Err(ApiError::field(
                     StatusCode::BAD_REQUEST,
@@ -246,14 +254,17 @@ where
 }
 
 /// `GET /v1/jobs/{id}` (and `HEAD`).
+/// `GET /v1/jobs/{id}`. With the [`FENCE`](crate::forward::FENCE) header (an entry node asking after a job it
+/// forwarded here), an id this node does not hold is fenced off first: it will never be taken.
 pub(crate) async fn status(
     id: &str,
     query: Option<&str>,
+    fence: bool,
     jobs: &Dispatcher,
     waits: &WaitLimiter,
     client: std::net::IpAddr,
 ) -> Response<Full<Bytes>> {
-    status_checked(id, query, jobs, waits, client)
+    status_checked(id, query, fence, jobs, waits, client)
         .await
         .unwrap_or_else(ApiError::into_response)
 }
@@ -261,6 +272,7 @@ pub(crate) async fn status(
 async fn status_checked(
     id: &str,
     query: Option<&str>,
+    fence: bool,
     jobs: &Dispatcher,
     waits: &WaitLimiter,
     client: std::net::IpAddr,
@@ -269,7 +281,9 @@ async fn status_checked(
         .parse()
         .map_err(|e| ApiError::field(StatusCode::BAD_REQUEST, "invalid_job_id", "id", e))?;
     let wait = wait_param(query)?;
-    let outcome: Option<JobOutcome> = if wait {
+    let outcome: Option<JobOutcome> = if fence && jobs.fence(id).is_none() {
+        None
+    } else if wait {
         let _permit = take_wait(waits, client)?;
         jobs.wait(id, Some(LONG_POLL)).await
     } else {
