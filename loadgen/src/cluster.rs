@@ -162,6 +162,9 @@ impl LocalCluster {
                 // The workers' own settings come from these flags alone.
                 .env_remove("HEARSAY_SEEDS")
                 .env_remove("HEARSAY_POLICY")
+                // A local cluster on loopback is open: loadgen's own HEARSAY_API_TOKEN_FILE (for
+                // `bench` and `watch`) must not guard it behind the demo's back.
+                .env_remove("HEARSAY_API_TOKEN_FILE")
                 .env("RUST_LOG", "info")
                 .stdin(Stdio::null())
                 .stdout(file.try_clone()?)
