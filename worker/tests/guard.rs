@@ -456,3 +456,64 @@ async fn a_connection_that_sends_nothing_or_half_a_head_is_closed() {
     );
     leave_all(&[node]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_node_whose_polls_meet_429_asks_again_and_loses_nothing() {
+    // The peer lets each client hold one wait: the entry node follows three jobs there at once.
+    let mut entry = config(51, 1, 50);
+    entry.api_token = Some(ApiToken::new(TOKEN).unwrap());
+    entry.policy = hearsay_scheduler::Policy::LeastLoaded;
+    let entry = Node::start(entry).await.expect("start node");
+    let peer = guarded_node(52, 4, Some(entry.gossip_addr()), Some(1)).await;
+    let nodes = [entry, peer];
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !nodes.iter().all(|n| {
+        n.cluster()
+            .nodes
+            .iter()
+            .filter(|v| v.state == Verdict::Alive)
+            .count()
+            == 2
+    }) {
+        assert!(tokio::time::Instant::now() < deadline, "no convergence");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let http = http();
+    let api = nodes[0].api_addr();
+    let auth = bearer();
+    // Keep the entry node's only slot busy, so that the next jobs go to the peer.
+    let busy = r#"{"kind":"sleep","ms":3000}"#;
+    let answer = call(&http, Method::POST, api, "/v1/jobs", busy, Some(&auth)).await;
+    assert_eq!(answer.status, 202);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let job = r#"{"kind":"sleep","ms":800}"#;
+        let answer = call(&http, Method::POST, api, "/v1/jobs", job, Some(&auth)).await;
+        assert_eq!(answer.status, 202, "{answer:?}");
+        let accepted = answer.json();
+        assert_eq!(accepted["executing_node"], nodes[1].id().as_str());
+        ids.push(accepted["id"].as_str().unwrap().to_owned());
+    }
+    for id in ids {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let path = format!("/v1/jobs/{id}?wait=true");
+            let answer = call(&http, Method::GET, api, &path, "", Some(&auth)).await;
+            assert_eq!(answer.status, 200, "{answer:?}");
+            let outcome = answer.json();
+            if outcome["status"] == "succeeded" {
+                break;
+            }
+            assert!(
+                outcome["status"] == "queued" || outcome["status"] == "running",
+                "{outcome}"
+            );
+            assert!(tokio::time::Instant::now() < deadline, "never ended");
+        }
+    }
+    assert!(
+        refused(&http, nodes[1].api_addr(), "too_many_waits").await >= 1.0,
+        "the peer refused some of the entry node's polls"
+    );
+    leave_all(&nodes).await;
+}
