@@ -95,41 +95,7 @@ impl WorkerProcess {
     /// Starts a worker. Its output goes to a log file under the target directory so that a
     /// failing test can be diagnosed without flooding the test output.
     pub fn start(spec: WorkerSpec) -> Result<Self> {
-        let bin = worker_bin()?;
-        let log_dir = log_dir(&bin);
-        std::fs::create_dir_all(&log_dir).ok();
-        let log_path = log_dir.join(format!("{}-{}.log", spec.node_id, std::process::id()));
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("cannot open {}", log_path.display()))?;
-        let seeds: Vec<String> = spec.seeds.iter().map(|s| s.to_string()).collect();
-        let mut command = Command::new(&bin);
-        command
-            .arg("--node-id")
-            .arg(&spec.node_id)
-            .arg("--api")
-            .arg(spec.api().to_string())
-            .arg("--gossip")
-            .arg(spec.gossip().to_string())
-            .arg("--slots")
-            .arg("1")
-            .args(&spec.args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        if !seeds.is_empty() {
-            command.arg("--seeds").arg(seeds.join(","));
-        }
-        let child = command
-            .spawn()
-            .with_context(|| format!("cannot start {}", bin.display()))?;
-        Ok(WorkerProcess {
-            spec,
-            child: Some(child),
-        })
+        start_with_env(spec, &[])
     }
 
     /// The process id, while it runs.
@@ -371,4 +337,41 @@ pub fn receive_errors(api: SocketAddr, reason: &str) -> Result<f64> {
         api,
         &format!("hearsay_gossip_receive_errors_total{{reason=\"{reason}\"}}"),
     )
+}
+
+/// Whether every node sees every node of `nodes` (itself included) alive.
+pub fn all_alive(nodes: &[&WorkerProcess]) -> Result<bool> {
+    for observer in nodes {
+        let view = observer.cluster()?;
+        for node in nodes {
+            if state_of(&view, &node.spec.node_id).as_deref() != Some("alive") {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Starts `n` workers `<prefix>0` … with `args`, each seeded with the first, and waits up to
+/// `limit` until every one sees every one alive; prints how long that took.
+pub fn start_cluster(
+    n: usize,
+    prefix: &str,
+    args: &[String],
+    limit: Duration,
+) -> Result<Vec<WorkerProcess>> {
+    let spec = |i: usize, seeds| {
+        let mut spec = WorkerSpec::new(format!("{prefix}{i}"), seeds);
+        spec.args = args.to_vec();
+        spec
+    };
+    let first = spec(0, vec![]);
+    let seed = first.gossip();
+    let mut nodes = vec![WorkerProcess::start(first)?];
+    for i in 1..n {
+        nodes.push(WorkerProcess::start(spec(i, vec![seed]))?);
+    }
+    let joined = wait_until(limit, || all_alive(&nodes.iter().collect::<Vec<_>>()))?;
+    eprintln!("{n} workers: every one sees all {n} alive after {joined:?}");
+    Ok(nodes)
 }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use hearsay_tests::cluster::{
-    all_see_new_life, get_json, get_text, incarnation_of, metric, post_json, state_of, wait_until,
-    WorkerProcess, WorkerSpec,
+    all_see_new_life, get_json, get_text, incarnation_of, metric, post_json, start_cluster,
+    state_of, wait_until, WorkerProcess,
 };
 use hearsay_tests::netns::{drop_udp, dropped_udp, ip, run, run_inside, Namespace};
 use serde_json::{json, Value};
@@ -33,30 +33,8 @@ const EXIT_MARGIN: Duration = Duration::from_secs(5);
 const TERMINAL: [&str; 4] = ["succeeded", "failed", "timed_out", "lost"];
 
 fn start_five(args: &[&str]) -> Result<Vec<WorkerProcess>> {
-    let spec = |i: usize, seeds| {
-        let mut spec = WorkerSpec::new(format!("w{i}"), seeds);
-        spec.args = args.iter().map(|a| a.to_string()).collect();
-        spec
-    };
-    let first = spec(0, vec![]);
-    let seed = first.gossip();
-    let mut nodes = vec![WorkerProcess::start(first)?];
-    for i in 1..5 {
-        nodes.push(WorkerProcess::start(spec(i, vec![seed]))?);
-    }
-    let joined = wait_until(JOIN_LIMIT, || {
-        for observer in &nodes {
-            let view = observer.cluster()?;
-            for node in &nodes {
-                if state_of(&view, &node.spec.node_id).as_deref() != Some("alive") {
-                    return Ok(false);
-                }
-            }
-        }
-        Ok(true)
-    })?;
-    eprintln!("all 5 see all 5 alive after {joined:?}");
-    Ok(nodes)
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    start_cluster(5, "w", &args, JOIN_LIMIT)
 }
 
 fn sleep_job(i: usize) -> Value {

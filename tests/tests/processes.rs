@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use hearsay_tests::cluster::{
-    all_see, all_see_new_life, incarnation_of, state_of, wait_until, WorkerProcess, WorkerSpec,
+    all_see, all_see_new_life, incarnation_of, start_cluster, wait_until, WorkerProcess,
 };
 
 /// Generous bounds: these are real processes on a shared 2-core machine. The measured times are
@@ -15,36 +15,9 @@ use hearsay_tests::cluster::{
 const JOIN_LIMIT: Duration = Duration::from_secs(20);
 const DETECT_LIMIT: Duration = Duration::from_secs(20);
 
-fn start_cluster(n: usize) -> Result<Vec<WorkerProcess>> {
-    let first = WorkerSpec::new("w0", vec![]);
-    let seed = first.gossip();
-    let mut nodes = vec![WorkerProcess::start(first)?];
-    for i in 1..n {
-        nodes.push(WorkerProcess::start(WorkerSpec::new(
-            format!("w{i}"),
-            vec![seed],
-        ))?);
-    }
-    Ok(nodes)
-}
-
-fn everyone_sees_everyone_alive(nodes: &[WorkerProcess]) -> Result<bool> {
-    for observer in nodes {
-        let view = observer.cluster()?;
-        for node in nodes {
-            if state_of(&view, &node.spec.node_id).as_deref() != Some("alive") {
-                return Ok(false);
-            }
-        }
-    }
-    Ok(true)
-}
-
 #[test]
 fn five_workers_join_detect_a_kill_take_back_a_restart_and_see_a_leave() -> Result<()> {
-    let mut nodes = start_cluster(5)?;
-    let joined = wait_until(JOIN_LIMIT, || everyone_sees_everyone_alive(&nodes))?;
-    eprintln!("all 5 see all 5 alive after {joined:?}");
+    let mut nodes = start_cluster(5, "w", &[], JOIN_LIMIT)?;
 
     // kill -9 one node: the rest mark it dead.
     let victim = nodes[3].spec.node_id.clone();

@@ -12,8 +12,8 @@ use anyhow::{ensure, Context, Result};
 use hearsay_shared::seal::{Key, Keyring, KEY_LEN};
 use hearsay_shared::{wire, LoadReport, LoadVector, NodeId};
 use hearsay_tests::cluster::{
-    all_see_new_life, fresh_loopback, incarnation_of, receive_errors, start_with_env, state_of,
-    wait_until, worker_bin, WorkerProcess, WorkerSpec,
+    all_alive, all_see_new_life, fresh_loopback, incarnation_of, receive_errors, start_with_env,
+    state_of, wait_until, worker_bin, WorkerProcess, WorkerSpec,
 };
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -44,19 +44,6 @@ fn keyed_spec(id: &str, seeds: Vec<SocketAddr>, keys: &Path) -> WorkerSpec {
     let mut spec = WorkerSpec::new(id, seeds);
     spec.args = vec!["--cluster-key-file".into(), keys.display().to_string()];
     spec
-}
-
-/// Whether every node sees every other alive.
-fn converged(nodes: &[&WorkerProcess]) -> Result<bool> {
-    for observer in nodes {
-        let view = observer.cluster()?;
-        for node in nodes {
-            if state_of(&view, &node.spec.node_id).as_deref() != Some("alive") {
-                return Ok(false);
-            }
-        }
-    }
-    Ok(true)
 }
 
 fn unix_ms() -> u64 {
@@ -106,7 +93,7 @@ fn nodes_sharing_a_key_converge_and_a_node_with_another_key_never_joins() -> Res
     let stranger = WorkerProcess::start(keyed_spec("stranger", vec![seed], &other))?;
 
     let members: Vec<&WorkerProcess> = nodes.iter().collect();
-    let joined = wait_until(JOIN_LIMIT, || converged(&members))?;
+    let joined = wait_until(JOIN_LIMIT, || all_alive(&members))?;
     eprintln!("3 keyed nodes converged after {joined:?}");
     // The stranger keeps pushing to its seed: each push is refused for its unknown key.
     wait_until(COUNT_LIMIT, || {
@@ -144,7 +131,7 @@ fn nodes_sharing_a_key_converge_and_a_node_with_another_key_never_joins() -> Res
         "the stranger learnt of others: {view}"
     );
     // And the cluster is still whole.
-    ensure!(converged(&members)?, "the keyed cluster came apart");
+    ensure!(all_alive(&members)?, "the keyed cluster came apart");
     let seen = nodes[0].cluster()?;
     eprintln!("receive errors at k0: {}", seen["gossip"]["receive_errors"]);
     ensure!(seen["gossip"]["receive_errors"]["unknown_key"].as_u64() >= Some(3));
@@ -168,7 +155,7 @@ fn keys_rotate_one_node_at_a_time_without_the_cluster_coming_apart() -> Result<(
             &old,
         ))?);
     }
-    let joined = wait_until(JOIN_LIMIT, || converged(&nodes.iter().collect::<Vec<_>>()))?;
+    let joined = wait_until(JOIN_LIMIT, || all_alive(&nodes.iter().collect::<Vec<_>>()))?;
     eprintln!("converged with K1 after {joined:?}");
 
     // One node at a time: step 1 adds K2 as accepted, step 2 makes it the primary with K1
@@ -203,7 +190,7 @@ fn keys_rotate_one_node_at_a_time_without_the_cluster_coming_apart() -> Result<(
             nodes[i] = WorkerProcess::start(spec)?;
             let back = wait_until(JOIN_LIMIT, || {
                 Ok(all_see_new_life(&nodes, &id, old_life)?
-                    && converged(&nodes.iter().collect::<Vec<_>>())?)
+                    && all_alive(&nodes.iter().collect::<Vec<_>>())?)
             })?;
             eprintln!(
                 "step {step}: {id} restarted with the new keyring, all converged after {back:?}"

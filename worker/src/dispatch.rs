@@ -486,11 +486,7 @@ impl Dispatcher {
         if self.is_leaving() {
             return Err(Refusal::Closed);
         }
-        let mut fences = self
-            .inner
-            .fences
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut fences = self.inner.fences();
         let now = Instant::now();
         if fences.holds(id, now) {
             return Err(Refusal::Fenced(id));
@@ -511,11 +507,7 @@ impl Dispatcher {
     /// node holds it; otherwise `None`, and the id is fenced off — an offer of it that arrives
     /// late is refused, so the entry node may place the job elsewhere.
     pub fn fence(&self, id: JobId) -> Option<JobOutcome> {
-        let mut fences = self
-            .inner
-            .fences
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut fences = self.inner.fences();
         let now = Instant::now();
         let outcome = self.inner.store.get(now, id);
         if outcome.is_none() {
@@ -748,6 +740,11 @@ impl Inner {
                 }
             }
         }
+    }
+
+    /// The fenced ids, locked.
+    fn fences(&self) -> std::sync::MutexGuard<'_, Fences> {
+        self.fences.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// After an offer to `node` whose answer was lost: asks the peer whether it holds the job.

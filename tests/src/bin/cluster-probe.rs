@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use clap::Parser;
-use hearsay_tests::cluster::{state_of, wait_until, WorkerProcess, WorkerSpec};
+use hearsay_tests::cluster::{start_cluster, state_of, WorkerProcess};
 
 #[derive(Debug, Parser)]
 #[command(about = "Measure failure detection and leave propagation on real worker processes")]
@@ -95,31 +95,13 @@ fn main() -> Result<()> {
         .split_whitespace()
         .map(str::to_owned)
         .collect();
-    let spec = |i: usize, seeds| {
-        let mut spec = WorkerSpec::new(format!("p{i}"), seeds);
-        spec.args = extra.clone();
-        spec
-    };
-    let first = spec(0, vec![]);
-    let seed = first.gossip();
-    let mut nodes = vec![WorkerProcess::start(first)?];
-    for i in 1..usize::from(args.nodes) {
-        nodes.push(WorkerProcess::start(spec(i, vec![seed]))?);
-    }
+    let mut nodes = start_cluster(
+        usize::from(args.nodes),
+        "p",
+        &extra,
+        Duration::from_secs(60),
+    )?;
     let n = nodes.len();
-    let joined = wait_until(Duration::from_secs(60), || {
-        for observer in &nodes {
-            let view = observer.cluster()?;
-            let alive = view["nodes"]
-                .as_array()
-                .map(|a| a.iter().filter(|e| e["state"] == "alive").count());
-            if alive != Some(n) {
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    })?;
-    println!("{n} workers: every node sees all {n} alive after {joined:?}");
 
     let mut false_alarms = BTreeMap::new();
     let mut last_peer = Vec::new();

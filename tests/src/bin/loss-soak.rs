@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use clap::Parser;
-use hearsay_tests::cluster::{wait_until, WorkerProcess, WorkerSpec};
+use hearsay_tests::cluster::{start_cluster, WorkerProcess};
 use hearsay_tests::netns::{drop_udp, dropped_udp, run_inside, Namespace};
-use serde_json::Value;
 
 /// Set in the run inside the namespace.
 const INSIDE: &str = "HEARSAY_LOSS_SOAK_NS";
@@ -95,19 +94,6 @@ fn totals(nodes: &[WorkerProcess]) -> Result<(u64, u64, u64)> {
     Ok(sum)
 }
 
-fn everyone_alive(nodes: &[WorkerProcess]) -> Result<bool> {
-    for observer in nodes {
-        let view: Value = observer.cluster()?;
-        let alive = view["nodes"]
-            .as_array()
-            .map(|a| a.iter().filter(|e| e["state"] == "alive").count());
-        if alive != Some(nodes.len()) {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
 fn soak(args: &Args) -> Result<()> {
     let extra: Vec<String> = args
         .worker_args
@@ -116,20 +102,13 @@ fn soak(args: &Args) -> Result<()> {
         .split_whitespace()
         .map(str::to_owned)
         .collect();
-    let spec = |i: usize, seeds| {
-        let mut spec = WorkerSpec::new(format!("s{i}"), seeds);
-        spec.args = extra.clone();
-        spec
-    };
-    let first = spec(0, vec![]);
-    let seed = first.gossip();
-    let mut nodes = vec![WorkerProcess::start(first)?];
-    for i in 1..usize::from(args.nodes) {
-        nodes.push(WorkerProcess::start(spec(i, vec![seed]))?);
-    }
+    let nodes = start_cluster(
+        usize::from(args.nodes),
+        "s",
+        &extra,
+        Duration::from_secs(60),
+    )?;
     let n = nodes.len();
-    let joined = wait_until(Duration::from_secs(60), || everyone_alive(&nodes))?;
-    println!("{n} workers: every node sees all {n} alive after {joined:?}");
     // Let the detectors learn the rhythm before the loss starts.
     std::thread::sleep(Duration::from_secs(5));
     let permille = (args.loss_percent * 10.0).round() as u32;
