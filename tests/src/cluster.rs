@@ -375,3 +375,12 @@ pub fn start_cluster(
     eprintln!("{n} workers: every one sees all {n} alive after {joined:?}");
     Ok(nodes)
 }
+
+/// Extra worker flags given as one string (`--worker-args "--gossip-interval 100"`), split at
+/// white space.
+pub fn split_args(text: Option<&str>) -> Vec<String> {
+    text.unwrap_or("")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}

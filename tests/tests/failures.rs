@@ -354,27 +354,19 @@ fn cut(rules: &[[String; 2]]) -> Result<()> {
     // Once per namespace: the local table after the blackholes, not before them.
     ip(&["rule", "add", "pref", "100", "lookup", "local"])?;
     ip(&["rule", "del", "pref", "0"])?;
-    for [from, to] in rules {
-        ip(&[
-            "rule",
-            "add",
-            "pref",
-            "10",
-            "from",
-            from,
-            "to",
-            to,
-            "blackhole",
-        ])?;
-    }
-    Ok(())
+    blackholes("add", rules)
 }
 
 fn heal(rules: &[[String; 2]]) -> Result<()> {
+    blackholes("del", rules)
+}
+
+/// `ip rule add|del pref 10 from A to B blackhole` for every rule.
+fn blackholes(op: &str, rules: &[[String; 2]]) -> Result<()> {
     for [from, to] in rules {
         ip(&[
             "rule",
-            "del",
+            op,
             "pref",
             "10",
             "from",

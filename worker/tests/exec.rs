@@ -6,11 +6,9 @@
 mod common;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use common::{http, request, Http, PATIENCE};
+use common::{http, request, Http};
 use hearsay_shared::offers::{command_bits, command_set};
-use hearsay_shared::Verdict;
 use hearsay_worker::{Node, NodeHandle};
 use hyper::Method;
 use serde_json::{json, Value};
@@ -271,21 +269,7 @@ async fn exec_jobs_go_only_to_the_node_that_declares_the_command() {
     let w2 = start(12, 1, None, vec![w1.gossip_addr()]).await;
     let w3 = start(13, 1, Some(w3_file.clone()), vec![w1.gossip_addr()]).await;
     let nodes = [w1, w2, w3];
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !nodes.iter().all(|n| {
-        n.cluster()
-            .nodes
-            .iter()
-            .filter(|v| v.state == Verdict::Alive)
-            .count()
-            == 3
-    }) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the nodes did not meet"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::await_all_alive(&nodes).await;
     let http = http();
     let w3_id = nodes[2].id().to_string();
 

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{config, http, leave_all, Http, PATIENCE};
-use hearsay_shared::Verdict;
 use hearsay_worker::auth::ApiToken;
 use hearsay_worker::{Node, NodeHandle};
 use http_body_util::{BodyExt, Full};
@@ -220,18 +219,7 @@ async fn a_guarded_cluster_forwards_and_follows_jobs_with_the_token() {
     let second = guarded_node(12, 1, Some(first.gossip_addr()), None).await;
     let third = guarded_node(13, 1, Some(first.gossip_addr()), None).await;
     let nodes = [first, second, third];
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !nodes.iter().all(|n| {
-        n.cluster()
-            .nodes
-            .iter()
-            .filter(|v| v.state == Verdict::Alive)
-            .count()
-            == 3
-    }) {
-        assert!(tokio::time::Instant::now() < deadline, "no convergence");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::await_all_alive(&nodes).await;
     let http = http();
     let entry = nodes[0].api_addr();
     // Six 300 ms jobs at once on three single-slot nodes: the entry node forwards some.
@@ -466,18 +454,7 @@ async fn an_entry_node_whose_polls_meet_429_asks_again_and_loses_nothing() {
     let entry = Node::start(entry).await.expect("start node");
     let peer = guarded_node(52, 4, Some(entry.gossip_addr()), Some(1)).await;
     let nodes = [entry, peer];
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !nodes.iter().all(|n| {
-        n.cluster()
-            .nodes
-            .iter()
-            .filter(|v| v.state == Verdict::Alive)
-            .count()
-            == 2
-    }) {
-        assert!(tokio::time::Instant::now() < deadline, "no convergence");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::await_all_alive(&nodes).await;
     let http = http();
     let api = nodes[0].api_addr();
     let auth = bearer();

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use clap::Parser;
-use hearsay_tests::cluster::{start_cluster, state_of, WorkerProcess};
+use hearsay_tests::cluster::{split_args, start_cluster, state_of, WorkerProcess};
 
 #[derive(Debug, Parser)]
 #[command(about = "Measure failure detection and leave propagation on real worker processes")]
@@ -88,13 +88,7 @@ fn summary(times: &[Duration]) -> String {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let extra: Vec<String> = args
-        .worker_args
-        .as_deref()
-        .unwrap_or("")
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect();
+    let extra = split_args(args.worker_args.as_deref());
     let mut nodes = start_cluster(
         usize::from(args.nodes),
         "p",

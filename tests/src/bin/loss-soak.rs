@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use clap::Parser;
-use hearsay_tests::cluster::{start_cluster, WorkerProcess};
+use hearsay_tests::cluster::{split_args, start_cluster, WorkerProcess};
 use hearsay_tests::netns::{drop_udp, dropped_udp, run_inside, Namespace};
 
 /// Set in the run inside the namespace.
@@ -95,13 +95,7 @@ fn totals(nodes: &[WorkerProcess]) -> Result<(u64, u64, u64)> {
 }
 
 fn soak(args: &Args) -> Result<()> {
-    let extra: Vec<String> = args
-        .worker_args
-        .as_deref()
-        .unwrap_or("")
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect();
+    let extra = split_args(args.worker_args.as_deref());
     let nodes = start_cluster(
         usize::from(args.nodes),
         "s",

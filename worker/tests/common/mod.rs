@@ -60,18 +60,21 @@ pub async fn cluster_gossiping_every(
         }
         nodes.push(Node::start(config).await.expect("start node"));
     }
+    await_all_alive(&nodes).await;
+    nodes
+}
+
+/// Waits (at most [`PATIENCE`]) until every node sees every one of `nodes` alive.
+pub async fn await_all_alive(nodes: &[NodeHandle]) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let alive = |node: &NodeHandle| {
-            node.cluster()
-                .nodes
-                .iter()
-                .filter(|v| v.state == Verdict::Alive)
-                .count()
-        };
-        if nodes.iter().all(|node| alive(node) == slots.len()) {
-            return nodes;
-        }
+    let alive = |node: &NodeHandle| {
+        node.cluster()
+            .nodes
+            .iter()
+            .filter(|v| v.state == Verdict::Alive)
+            .count()
+    };
+    while !nodes.iter().all(|node| alive(node) == nodes.len()) {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the nodes did not all see each other"
