@@ -308,18 +308,13 @@ fn lossy_inside_the_namespace() -> Result<()> {
         eprintln!("SKIPPED: the lossy test needs `nft` (nftables) ({e:#})");
         return Ok(());
     }
-    let deaths = |nodes: &[WorkerProcess]| -> Result<u64> {
-        nodes.iter().map(|n| gossip_counter(n, "deaths")).sum()
-    };
-    let suspicions = |nodes: &[WorkerProcess]| -> Result<u64> {
-        nodes.iter().map(|n| gossip_counter(n, "suspicions")).sum()
-    };
-    let (deaths_before, suspicions_before) = (deaths(&nodes)?, suspicions(&nodes)?);
+    let total = |name: &str| -> Result<u64> { nodes.iter().map(|n| gossip_counter(n, name)).sum() };
+    let (deaths_before, suspicions_before) = (total("deaths")?, total("suspicions")?);
     std::thread::sleep(Duration::from_secs(20));
     let dropped = dropped_udp()?;
     let (died, suspected) = (
-        deaths(&nodes)? - deaths_before,
-        suspicions(&nodes)? - suspicions_before,
+        total("deaths")? - deaths_before,
+        total("suspicions")? - suspicions_before,
     );
     eprintln!("20 s at 10% loss: {dropped} datagrams dropped, {suspected} false suspicions, {died} false deaths");
     assert!(

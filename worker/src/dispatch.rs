@@ -415,17 +415,18 @@ impl Dispatcher {
                     }
                 }
                 Placement::Forward { node, api } => {
-                    let mut offer = inner.forwarder.offer(api, id, &spec, &inner.me).await;
-                    if let Offer::Unconfirmed(reason) = offer {
-                        // The job went out and no answer came back: the peer may hold it.
-                        // Placing it elsewhere now could run it twice, so ask first.
-                        offer = inner.resolve(&node, api, id, reason).await;
-                    }
+                    let offer = inner.forwarder.offer(api, id, &spec, &inner.me).await;
                     let taken = match offer {
                         Offer::Accepted(status) => Ok(status),
-                        // `resolve` never leaves it so; following the job there is the reading
-                        // that cannot run it twice.
-                        Offer::Unconfirmed(_) => Ok(JobStatus::Queued),
+                        // The job went out and no answer came back: the peer may hold it.
+                        // Placing it elsewhere now could run it twice, so ask first.
+                        Offer::Unconfirmed(reason) => inner
+                            .resolve(&node, api, id, reason)
+                            .await
+                            .map_err(|reason| {
+                                offered_elsewhere = true;
+                                (ForwardFailure::Unreachable, reason)
+                            }),
                         Offer::Undeclared(reason) => Err((ForwardFailure::Refused, reason)),
                         Offer::Invalid { field, reason } => {
                             return Err(SubmitError::Invalid { field, reason });
@@ -748,16 +749,22 @@ impl Inner {
     }
 
     /// After an offer to `node` whose answer was lost: asks the peer whether it holds the job.
-    /// It does → the job is taken (its status); it does not → the id is now fenced off there
-    /// and the peer counts as unreachable, so the job is placed again; no answer after a few
-    /// tries → [`Offer::Accepted`] as queued all the same: the job is followed there, and
-    /// reported `lost` if the peer turns out dead, never run a second time elsewhere.
-    async fn resolve(&self, node: &NodeId, api: SocketAddr, id: JobId, reason: String) -> Offer {
+    /// It does → `Ok` with the job's status: the job is taken. It does not → `Err` with the
+    /// reason: the id is now fenced off there, and the job may be placed again. No answer after
+    /// a few tries → `Ok(Queued)` all the same: the job is followed there, and reported `lost`
+    /// if the peer turns out dead, never run a second time elsewhere.
+    async fn resolve(
+        &self,
+        node: &NodeId,
+        api: SocketAddr,
+        id: JobId,
+        reason: String,
+    ) -> Result<JobStatus, String> {
         for attempt in 0..RESOLVE_ATTEMPTS {
             match self.forwarder.resolve(api, id).await {
-                Poll::Outcome(outcome) => return Offer::Accepted(outcome.status),
+                Poll::Outcome(outcome) => return Ok(outcome.status),
                 Poll::Unknown => {
-                    return Offer::Unreachable(format!(
+                    return Err(format!(
                         "{reason}; it does not hold the job, which is fenced off there"
                     ))
                 }
@@ -768,7 +775,7 @@ impl Inner {
             }
         }
         warn!(peer = %node, %reason, "cannot tell whether the peer took a forwarded job; following it there rather than risk running it twice");
-        Offer::Accepted(JobStatus::Queued)
+        Ok(JobStatus::Queued)
     }
 
     fn fate(&self, job: &Forwarded) -> Fate {

@@ -6,29 +6,20 @@
 //! Every node is shut down at the end: explicitly when the test passes, by the handles' `Drop`
 //! (and the end of the test's runtime) when it fails.
 
+mod common;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::{http, leave_all, Http, PATIENCE};
 use hearsay_scheduler::Policy;
 use hearsay_worker::{Config, Node, NodeHandle};
 use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderMap, ALLOW, LOCATION, RETRY_AFTER};
 use hyper::{Method, Request};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
-
-/// The bound of every wait: generous for a busy machine, never a measurement.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-type Http = Client<HttpConnector, Full<Bytes>>;
-
-fn http() -> Http {
-    Client::builder(TokioExecutor::new()).build_http()
-}
 
 /// An answer: status, headers, and the body as JSON (`Null` if it is not JSON).
 #[derive(Debug)]
@@ -163,17 +154,6 @@ async fn cluster(n: usize, configure: impl Fn(usize, &mut Config)) -> Vec<NodeHa
             "the nodes did not all see each other"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn leave_all(nodes: &[NodeHandle]) {
-    for node in nodes {
-        node.shutdown();
-    }
-    for node in nodes {
-        tokio::time::timeout(PATIENCE, node.join())
-            .await
-            .expect("the node stops in time");
     }
 }
 
