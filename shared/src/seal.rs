@@ -1,23 +1,27 @@
 //! Sealed gossip: every datagram authenticated and encrypted with a cluster key
-//! (XChaCha20-Poly1305), replays refused. Sans-IO like the rest of this crate: the time and the
-//! rng come in as arguments.
+//! (XChaCha20-Poly1305), bound to the address it is sent to, replays refused. Sans-IO like the
+//! rest of this crate: the time and the rng come in as arguments.
 //!
 //! # The envelope
 //!
-//! A sealed datagram keeps the plain envelope's 4-byte header, with the [`SEALED_FLAG`] bit set,
-//! and carries the plain datagram's message encrypted behind it:
+//! A sealed datagram keeps the plain envelope's 4-byte header, with the [`SEALED_FLAG`] and
+//! [`DESTINATION_FLAG`] bits set, and carries the plain datagram's message encrypted behind it:
 //!
 //! ```text
 //! +-----------------+--------+-----------+---------------------------------------+---------+
 //! | 'H' 'S' ver flg | key id |   nonce   | ciphertext of: sent_at | message      |   tag   |
 //! |     4 bytes     | 4      |    24     |                 8 (LE)  | n            |   16    |
 //! +-----------------+--------+-----------+---------------------------------------+---------+
-//!  \___ associated data ___/
+//!  \___ associated data, with the destination address (not sent) ___/
 //! ```
 //!
-//! - The **header and key id** are authenticated (the AEAD's associated data) but not
-//!   encrypted: a receiver needs them to choose the key. Flipping the flag, the version or the
-//!   key id makes the tag fail.
+//! - The **associated data** is the header, the key id and the **destination**: the gossip
+//!   address the datagram is sent to, as the sender addresses it (18 bytes: the IPv6 address,
+//!   IPv4 as IPv4-mapped, then the port). The destination is not on the wire: the receiver
+//!   supplies its own address, so a datagram replayed to any other address fails
+//!   authentication, and the seal still adds [`OVERHEAD`] bytes. Flipping the flags, the version
+//!   or the key id makes the tag fail too. Which addresses a node opens with:
+//!   [`own_destinations`].
 //! - The **key id** is the first 4 bytes of SHA-256 of the key. The receiver looks the key up
 //!   directly instead of trying each; an id it does not know means another cluster, or a key it
 //!   has retired. Four bytes reveal nothing usable about a 256-bit key, and two different keys
@@ -30,22 +34,30 @@
 //!   messages and let an attacker forge.)
 //! - **`sent_at`** is the sender's wall clock in milliseconds since the UNIX epoch, encrypted
 //!   with the message, so it is authenticated: the receiver's [`ReplayGuard`] refuses
-//!   datagrams from outside its window and any it has already accepted.
+//!   datagrams from outside its window and any it has already accepted. With the destination
+//!   bound, a datagram is accepted at most once, and only at the address it was sent to.
 //!
 //! The seal adds [`OVERHEAD`] (52) bytes to the plain datagram: the header is shared, so a
 //! node whose datagrams must fit a budget `B` gives its gossip core a budget of `B - OVERHEAD`.
+//!
+//! [`DESTINATION_FLAG`] marks this seal format (the second; the first had no destination in
+//! its associated data and only [`SEALED_FLAG`]): a node of either format counts the other's
+//! datagrams as `malformed` rather than as forgeries. The plain format's version is unchanged.
 //!
 //! # What is refused
 //!
 //! [`Sealing::incoming`] says why a datagram is dropped with an [`OpenError`], whose
 //! [`OpenError::reason`] is the label of the worker's `gossip_receive_errors_total{reason}`:
-//! `authentication`, `unknown_key`, `replay`, `unsealed`, `sealed`, `malformed`. Nothing of a
-//! refused datagram reaches the gossip core, and a datagram that fails authentication leaves no
-//! trace in the replay guard either (so forgeries cannot fill it).
+//! `authentication` (which includes a datagram sealed for another destination: it cannot be
+//! told from a forgery without a destination on the wire), `unknown_key`, `replay`, `unsealed`,
+//! `sealed`, `malformed`. Nothing of a refused datagram reaches the gossip core, and a datagram
+//! that fails authentication leaves no trace in the replay guard either (so forgeries cannot
+//! fill it).
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
@@ -56,6 +68,12 @@ use crate::wire::{FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_DATAGRAM};
 
 /// The flag bit (in the envelope's fourth byte) of a sealed datagram.
 pub const SEALED_FLAG: u8 = 0b0000_0001;
+/// The flag bit of the seal format that binds a datagram to its destination. Every sealed
+/// datagram carries it beside [`SEALED_FLAG`]; one with [`SEALED_FLAG`] alone is of the first
+/// seal format, whose associated data held no destination, and is refused as malformed.
+pub const DESTINATION_FLAG: u8 = 0b0000_0010;
+/// The flags byte of a sealed datagram.
+const SEALED_FLAGS: u8 = SEALED_FLAG | DESTINATION_FLAG;
 /// Bytes of a key.
 pub const KEY_LEN: usize = 32;
 /// Bytes of a key id.
@@ -71,8 +89,13 @@ pub const TAG_LEN: usize = 16;
 pub const OVERHEAD: usize = KEY_ID_LEN + NONCE_LEN + TIMESTAMP_LEN + TAG_LEN;
 /// Bytes before the ciphertext: header, key id, nonce.
 const PREFIX_LEN: usize = HEADER_LEN + KEY_ID_LEN + NONCE_LEN;
-/// Bytes of associated data: header and key id.
-const AD_LEN: usize = HEADER_LEN + KEY_ID_LEN;
+/// Bytes of header and key id, the part of the associated data that is on the wire.
+const AD_WIRE_LEN: usize = HEADER_LEN + KEY_ID_LEN;
+/// Bytes of a destination in the associated data: an IPv6 address (IPv4 as IPv4-mapped) and
+/// the port, big-endian.
+const DESTINATION_LEN: usize = 16 + 2;
+/// Bytes of associated data: header, key id and destination.
+const AD_LEN: usize = AD_WIRE_LEN + DESTINATION_LEN;
 
 /// The default replay window: datagrams stamped more than this before or after the receiver's
 /// clock are refused.
@@ -297,11 +320,13 @@ impl Keyring {
     }
 
     /// Seals a plain datagram (as the wire encoders make it: header with no flags, then the
-    /// message) with the primary key, stamped `now_unix_ms`, with a nonce from `rng`. The result
-    /// is [`OVERHEAD`] bytes longer.
+    /// message) for the gossip address `to` it is about to be sent to, with the primary key,
+    /// stamped `now_unix_ms`, with a nonce from `rng`. The result is [`OVERHEAD`] bytes longer,
+    /// and opens only where the receiver opens with `to` (see [`own_destinations`]).
     pub fn seal<R: CryptoRng + ?Sized>(
         &self,
         datagram: &[u8],
+        to: SocketAddr,
         now_unix_ms: u64,
         rng: &mut R,
     ) -> Result<Vec<u8>, SealError> {
@@ -315,29 +340,28 @@ impl Keyring {
 
         let mut out = Vec::with_capacity(datagram.len() + OVERHEAD);
         out.extend_from_slice(&datagram[..HEADER_LEN]);
-        out[3] |= SEALED_FLAG;
+        out[3] = SEALED_FLAGS;
         out.extend_from_slice(&key.id.0);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&now_unix_ms.to_le_bytes());
         out.extend_from_slice(message);
-        let (ad_and_nonce, plaintext) = out.split_at_mut(PREFIX_LEN);
+        let ad = associated_data(&out[..AD_WIRE_LEN], to);
         let tag = key
             .cipher()
-            .encrypt_inout_detached(
-                &XNonce::from(nonce),
-                &ad_and_nonce[..AD_LEN],
-                plaintext.into(),
-            )
+            .encrypt_inout_detached(&XNonce::from(nonce), &ad, out[PREFIX_LEN..].as_mut().into())
             .map_err(|_| SealError::TooLong)?;
         out.extend_from_slice(&tag);
         Ok(out)
     }
 
-    /// Opens a sealed datagram: checks the envelope, finds the key by its id, authenticates and
-    /// decrypts. Returns the sender's timestamp, the nonce and the plain datagram (the header
-    /// with no flags, then the message), for the replay guard and the gossip core. Use
+    /// Opens a sealed datagram received at one of the addresses `at` (the receiver's own, see
+    /// [`own_destinations`]): checks the envelope, finds the key by its id, then authenticates
+    /// and decrypts it as sealed for each address of `at` in turn, until one succeeds. Returns
+    /// the sender's timestamp, the nonce, the destination it was sealed for and the plain
+    /// datagram (the header with no flags, then the message), for the replay guard and the
+    /// gossip core. A datagram sealed for an address not in `at` fails authentication. Use
     /// [`Sealing::incoming`], which also applies the guard.
-    pub fn open(&self, bytes: &[u8]) -> Result<Opened, OpenError> {
+    pub fn open(&self, bytes: &[u8], at: &[SocketAddr]) -> Result<Opened, OpenError> {
         if bytes.len() < HEADER_LEN || bytes[..2] != MAGIC || bytes.len() > MAX_DATAGRAM {
             return Err(OpenError::Malformed);
         }
@@ -345,28 +369,42 @@ impl Keyring {
             return Err(OpenError::Unsealed);
         }
         if bytes[2] != FORMAT_VERSION
-            || bytes[3] != SEALED_FLAG
+            || bytes[3] != SEALED_FLAGS
             || bytes.len() < PREFIX_LEN + TIMESTAMP_LEN + TAG_LEN
         {
             return Err(OpenError::Malformed);
         }
         let mut id = [0u8; KEY_ID_LEN];
-        id.copy_from_slice(&bytes[HEADER_LEN..AD_LEN]);
+        id.copy_from_slice(&bytes[HEADER_LEN..AD_WIRE_LEN]);
         let id = KeyId(id);
         let key = self.find(id).ok_or(OpenError::UnknownKey(id))?;
         let mut nonce = [0u8; NONCE_LEN];
-        nonce.copy_from_slice(&bytes[AD_LEN..PREFIX_LEN]);
+        nonce.copy_from_slice(&bytes[AD_WIRE_LEN..PREFIX_LEN]);
         let (body, tag) = bytes.split_at(bytes.len() - TAG_LEN);
         let tag = Tag::try_from(tag).map_err(|_| OpenError::Malformed)?;
+        let cipher = key.cipher();
         let mut plaintext = body[PREFIX_LEN..].to_vec();
-        key.cipher()
-            .decrypt_inout_detached(
+        // One tag check per address: a node has one, or up to three when it listens on an
+        // unspecified address. The tag is checked before anything is decrypted, but the buffer
+        // is restored anyway before the next try, so that no attempt can see another's output.
+        let mut destination = None;
+        for (i, &to) in at.iter().enumerate() {
+            if i > 0 {
+                plaintext.copy_from_slice(&body[PREFIX_LEN..]);
+            }
+            let ad = associated_data(&bytes[..AD_WIRE_LEN], to);
+            let opened = cipher.decrypt_inout_detached(
                 &XNonce::from(nonce),
-                &bytes[..AD_LEN],
+                &ad,
                 plaintext.as_mut_slice().into(),
                 &tag,
-            )
-            .map_err(|_| OpenError::Authentication)?;
+            );
+            if opened.is_ok() {
+                destination = Some(to);
+                break;
+            }
+        }
+        let destination = destination.ok_or(OpenError::Authentication)?;
         let mut sent_at = [0u8; TIMESTAMP_LEN];
         sent_at.copy_from_slice(&plaintext[..TIMESTAMP_LEN]);
         // The plain datagram: the header without the flag, then the message, written over the
@@ -377,8 +415,54 @@ impl Keyring {
         Ok(Opened {
             sent_at_unix_ms: u64::from_le_bytes(sent_at),
             nonce,
+            destination,
             datagram: plaintext,
         })
+    }
+}
+
+/// The associated data of a datagram: its header and key id as on the wire, then the
+/// destination, canonical (an IPv4-mapped IPv6 address is the IPv4 address it maps), so that a
+/// sender and a receiver that spell one address in two families agree.
+fn associated_data(header_and_id: &[u8], to: SocketAddr) -> [u8; AD_LEN] {
+    let mut ad = [0u8; AD_LEN];
+    ad[..AD_WIRE_LEN].copy_from_slice(header_and_id);
+    let ip = match to.ip().to_canonical() {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    };
+    ad[AD_WIRE_LEN..AD_WIRE_LEN + 16].copy_from_slice(&ip.octets());
+    ad[AD_WIRE_LEN + 16..].copy_from_slice(&to.port().to_be_bytes());
+    ad
+}
+
+/// The destinations a node whose gossip socket is bound at `bound` opens datagrams with: the
+/// addresses peers may seal for when they send to it.
+///
+/// - Bound to a specific address (`10.0.0.5:7946`, `127.0.0.2:7946`): that address alone. It
+///   is also the address the node advertises in its report, and the socket receives nothing
+///   sent to any other. Peers must name it by exactly that address in `--seeds` (not through
+///   a NAT or a port forward that changes it).
+/// - Bound to an unspecified address (`0.0.0.0:p`, `[::]:p`): the node cannot tell which of its
+///   addresses a datagram was sent to, so it opens only with the address it advertises (the
+///   bound one, `0.0.0.0:p`, which reaches it only from its own machine) and the loopback
+///   address with its port (`127.0.0.1:p`, and `[::1]:p` for `[::]`). Datagrams sent to those
+///   never leave the machine, so no one off it can capture one to replay at another node; but
+///   datagrams a peer on another machine seals for the node's network address are refused
+///   (`authentication`). Such a node can gossip sealed only with peers on its own machine.
+pub fn own_destinations(bound: SocketAddr) -> Vec<SocketAddr> {
+    let port = bound.port();
+    match bound.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            vec![bound, SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port)]
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => vec![
+            bound,
+            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), port),
+            // A dual-stack socket receives IPv4 too.
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port),
+        ],
+        _ => vec![bound],
     }
 }
 
@@ -389,6 +473,8 @@ pub struct Opened {
     pub sent_at_unix_ms: u64,
     /// The datagram's nonce.
     pub nonce: [u8; NONCE_LEN],
+    /// The destination it was sealed for: the address of `at` it opened with.
+    pub destination: SocketAddr,
     /// The plain datagram, for [`crate::Gossip::handle_datagram`].
     pub datagram: Vec<u8>,
 }
@@ -408,7 +494,8 @@ pub enum SealError {
 /// core nor the replay guard saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum OpenError {
-    /// The tag does not match: forged, altered, or sealed with a different key that happens to
+    /// The tag does not match: forged, altered, sealed for another destination (a datagram
+    /// replayed to a node it was not sent to), or sealed with a different key that happens to
     /// carry a known id.
     #[error("authentication failed")]
     Authentication,
@@ -425,7 +512,7 @@ pub enum OpenError {
     #[error("sealed datagram, and this node has no cluster key")]
     Sealed,
     /// Not a sealed Hearsay envelope at all: too short, bad magic, another version, unknown
-    /// flags.
+    /// flags (among them a seal of the first format, with no destination bound).
     #[error("malformed envelope")]
     Malformed,
 }
@@ -591,15 +678,19 @@ pub enum Sealing {
         keyring: Keyring,
         /// The replay guard of received datagrams.
         guard: ReplayGuard,
+        /// The node's own addresses: received datagrams open only if sealed for one of them.
+        destinations: Vec<SocketAddr>,
     },
 }
 
 impl Sealing {
-    /// Sealed with `keyring`, with the default replay guard.
-    pub fn keyed(keyring: Keyring) -> Self {
+    /// Sealed with `keyring`, with the default replay guard, for a node whose gossip socket is
+    /// bound at `bound` (it opens with [`own_destinations`] of it).
+    pub fn keyed(keyring: Keyring, bound: SocketAddr) -> Self {
         Sealing::Keyed {
             keyring,
             guard: ReplayGuard::default(),
+            destinations: own_destinations(bound),
         }
     }
 
@@ -616,16 +707,17 @@ impl Sealing {
         matches!(self, Sealing::Keyed { .. })
     }
 
-    /// A datagram to send, sealed if keyed.
+    /// A datagram to send to `to`, sealed for it if keyed.
     pub fn outgoing<R: CryptoRng + ?Sized>(
         &self,
         datagram: Vec<u8>,
+        to: SocketAddr,
         now_unix_ms: u64,
         rng: &mut R,
     ) -> Result<Vec<u8>, SealError> {
         match self {
             Sealing::Open => Ok(datagram),
-            Sealing::Keyed { keyring, .. } => keyring.seal(&datagram, now_unix_ms, rng),
+            Sealing::Keyed { keyring, .. } => keyring.seal(&datagram, to, now_unix_ms, rng),
         }
     }
 
@@ -645,8 +737,12 @@ impl Sealing {
                     Ok(Cow::Borrowed(bytes))
                 }
             }
-            Sealing::Keyed { keyring, guard } => {
-                let opened = keyring.open(bytes)?;
+            Sealing::Keyed {
+                keyring,
+                guard,
+                destinations,
+            } => {
+                let opened = keyring.open(bytes, destinations)?;
                 guard
                     .check(opened.sent_at_unix_ms, opened.nonce, now_unix_ms)
                     .map_err(OpenError::Replay)?;
@@ -695,18 +791,27 @@ mod tests {
             .0
     }
 
+    /// The gossip address of the node the tests' datagrams are sent to.
+    fn here() -> SocketAddr {
+        "127.0.0.2:7946".parse().unwrap()
+    }
+
+    /// A keyed node listening at [`here`].
     fn keyed(primary: u8, accepted: &[u8]) -> Sealing {
-        Sealing::keyed(Keyring::new(key(primary), accepted.iter().map(|&n| key(n))).unwrap())
+        let keyring = Keyring::new(key(primary), accepted.iter().map(|&n| key(n))).unwrap();
+        Sealing::keyed(keyring, here())
     }
 
     #[test]
     fn a_sealed_datagram_opens_to_the_same_plain_datagram() {
         let datagram = plain();
         let mut sealing = keyed(1, &[]);
-        let sealed = sealing.outgoing(datagram.clone(), NOW, &mut rng()).unwrap();
+        let sealed = sealing
+            .outgoing(datagram.clone(), here(), NOW, &mut rng())
+            .unwrap();
         assert_eq!(sealed.len(), datagram.len() + OVERHEAD);
         assert_eq!(&sealed[..3], &datagram[..3]);
-        assert_eq!(sealed[3], SEALED_FLAG);
+        assert_eq!(sealed[3], SEALED_FLAG | DESTINATION_FLAG);
         assert_eq!(&sealed[4..8], &key(1).id().0);
         // The message does not appear in the clear.
         let name = b"sealed-node";
@@ -719,12 +824,12 @@ mod tests {
     #[test]
     fn every_single_byte_flip_is_refused() {
         let keyring = Keyring::new(key(1), []).unwrap();
-        let sealed = keyring.seal(&plain(), NOW, &mut rng()).unwrap();
+        let sealed = keyring.seal(&plain(), here(), NOW, &mut rng()).unwrap();
         for i in 0..sealed.len() {
             for bit in 0..8 {
                 let mut bad = sealed.clone();
                 bad[i] ^= 1 << bit;
-                let result = keyring.open(&bad);
+                let result = keyring.open(&bad, &[here()]);
                 assert!(result.is_err(), "flip of bit {bit} of byte {i} opened");
                 if i >= PREFIX_LEN {
                     assert_eq!(result, Err(OpenError::Authentication), "byte {i}");
@@ -737,12 +842,15 @@ mod tests {
     fn a_wrong_key_is_unknown_and_a_forged_id_fails_authentication() {
         let a = Keyring::new(key(1), []).unwrap();
         let b = Keyring::new(key(2), []).unwrap();
-        let sealed = a.seal(&plain(), NOW, &mut rng()).unwrap();
-        assert_eq!(b.open(&sealed), Err(OpenError::UnknownKey(key(1).id())));
+        let sealed = a.seal(&plain(), here(), NOW, &mut rng()).unwrap();
+        assert_eq!(
+            b.open(&sealed, &[here()]),
+            Err(OpenError::UnknownKey(key(1).id()))
+        );
         // A stranger who learnt the id still cannot forge: sealed with key 2 under key 1's id.
-        let mut forged = b.seal(&plain(), NOW, &mut rng()).unwrap();
+        let mut forged = b.seal(&plain(), here(), NOW, &mut rng()).unwrap();
         forged[4..8].copy_from_slice(&key(1).id().0);
-        assert_eq!(a.open(&forged), Err(OpenError::Authentication));
+        assert_eq!(a.open(&forged, &[here()]), Err(OpenError::Authentication));
     }
 
     #[test]
@@ -750,8 +858,8 @@ mod tests {
         // Mid-rotation: A already sends with K2 and still accepts K1; B the other way round.
         let mut a = keyed(2, &[1]);
         let mut b = keyed(1, &[2]);
-        let from_a = a.outgoing(plain(), NOW, &mut rng()).unwrap();
-        let from_b = b.outgoing(plain(), NOW, &mut rng()).unwrap();
+        let from_a = a.outgoing(plain(), here(), NOW, &mut rng()).unwrap();
+        let from_b = b.outgoing(plain(), here(), NOW, &mut rng()).unwrap();
         assert_eq!(&from_a[4..8], &key(2).id().0);
         assert_eq!(
             b.incoming(&from_a, NOW).unwrap().as_ref(),
@@ -773,17 +881,17 @@ mod tests {
     #[test]
     fn a_replay_is_refused() {
         let mut sealing = keyed(1, &[]);
-        let sealed = sealing.outgoing(plain(), NOW, &mut rng()).unwrap();
+        let sealed = sealing.outgoing(plain(), here(), NOW, &mut rng()).unwrap();
         assert!(sealing.incoming(&sealed, NOW).is_ok());
         assert_eq!(
             sealing.incoming(&sealed, NOW + 10),
             Err(OpenError::Replay(Replay::Seen))
         );
         // The same message sealed again (a new nonce) is not a replay.
-        let again = sealing.outgoing(plain(), NOW, &mut rng()).unwrap();
+        let again = sealing.outgoing(plain(), here(), NOW, &mut rng()).unwrap();
         let again = if again == sealed {
             sealing
-                .outgoing(plain(), NOW, &mut StdRng::seed_from_u64(8))
+                .outgoing(plain(), here(), NOW, &mut StdRng::seed_from_u64(8))
                 .unwrap()
         } else {
             again
@@ -792,27 +900,137 @@ mod tests {
     }
 
     #[test]
+    fn a_datagram_sealed_for_one_node_opens_there_and_nowhere_else() {
+        let node =
+            |at: &str| Sealing::keyed(Keyring::new(key(1), []).unwrap(), at.parse().unwrap());
+        let (mut a, mut b, mut c) = (
+            node("127.0.0.2:7946"),
+            node("127.0.0.3:7946"),
+            node("127.0.0.2:7947"),
+        );
+        let sender = keyed(1, &[]);
+        let for_a = sender
+            .outgoing(plain(), "127.0.0.2:7946".parse().unwrap(), NOW, &mut rng())
+            .unwrap();
+        // Replayed to another node (another address, or the same address with another port):
+        // it does not authenticate, and leaves no trace in their replay guards.
+        assert_eq!(b.incoming(&for_a, NOW), Err(OpenError::Authentication));
+        assert_eq!(c.incoming(&for_a, NOW), Err(OpenError::Authentication));
+        for refused in [&b, &c] {
+            let Sealing::Keyed { guard, .. } = refused else {
+                unreachable!()
+            };
+            assert_eq!(guard.remembered(), 0);
+        }
+        // At its destination it opens, once.
+        assert_eq!(
+            a.incoming(&for_a, NOW).unwrap().as_ref(),
+            plain().as_slice()
+        );
+        assert_eq!(
+            a.incoming(&for_a, NOW),
+            Err(OpenError::Replay(Replay::Seen))
+        );
+        // The same size as before the destination was bound: it is not on the wire.
+        assert_eq!(for_a.len(), plain().len() + OVERHEAD);
+        // An IPv4-mapped IPv6 destination is the IPv4 address it maps.
+        let mapped = sender
+            .outgoing(
+                plain(),
+                "[::ffff:127.0.0.3]:7946".parse().unwrap(),
+                NOW,
+                &mut rng(),
+            )
+            .unwrap();
+        assert!(b.incoming(&mapped, NOW).is_ok());
+        // A node with several addresses tries each, and says which one opened it.
+        let keyring = Keyring::new(key(1), []).unwrap();
+        let b_and_c: Vec<SocketAddr> = vec![
+            "127.0.0.3:7946".parse().unwrap(),
+            "127.0.0.2:7947".parse().unwrap(),
+        ];
+        assert_eq!(
+            keyring.open(&for_a, &b_and_c),
+            Err(OpenError::Authentication)
+        );
+        let b_and_a = [b_and_c[0], "127.0.0.2:7946".parse().unwrap()];
+        assert_eq!(
+            keyring.open(&for_a, &b_and_a).unwrap().destination,
+            b_and_a[1]
+        );
+        let sealed = keyring.seal(&plain(), here(), NOW, &mut rng()).unwrap();
+        assert_eq!(keyring.open(&sealed, &[]), Err(OpenError::Authentication));
+    }
+
+    #[test]
+    fn a_seal_of_the_first_format_is_malformed() {
+        // The first format had the sealed flag alone, and no destination in the associated data.
+        let mut sealed = keyed(1, &[])
+            .outgoing(plain(), here(), NOW, &mut rng())
+            .unwrap();
+        sealed[3] = SEALED_FLAG;
+        assert_eq!(
+            keyed(1, &[]).incoming(&sealed, NOW),
+            Err(OpenError::Malformed)
+        );
+        assert!(is_sealed(&sealed));
+    }
+
+    #[test]
+    fn a_node_on_an_unspecified_address_opens_only_what_never_leaves_its_machine() {
+        let specific: SocketAddr = "10.0.0.5:7946".parse().unwrap();
+        assert_eq!(own_destinations(specific), vec![specific]);
+        let any: SocketAddr = "0.0.0.0:7946".parse().unwrap();
+        let loopback: SocketAddr = "127.0.0.1:7946".parse().unwrap();
+        assert_eq!(own_destinations(any), vec![any, loopback]);
+        let any6: SocketAddr = "[::]:7946".parse().unwrap();
+        assert_eq!(
+            own_destinations(any6),
+            vec![any6, "[::1]:7946".parse().unwrap(), loopback]
+        );
+        let mut node = Sealing::keyed(Keyring::new(key(1), []).unwrap(), any);
+        let sender = keyed(1, &[]);
+        let mut nonces = rng();
+        let mut to = |at: SocketAddr| sender.outgoing(plain(), at, NOW, &mut nonces).unwrap();
+        // Its advertised address and its loopback address open; its network address does not
+        // (it cannot tell a datagram sent there from one sent to another node's).
+        let (advertised, local, network) = (to(any), to(loopback), to(specific));
+        assert!(node.incoming(&advertised, NOW).is_ok());
+        assert!(node.incoming(&local, NOW).is_ok());
+        assert_eq!(node.incoming(&network, NOW), Err(OpenError::Authentication));
+        let other_port = to("127.0.0.1:7947".parse().unwrap());
+        assert_eq!(
+            node.incoming(&other_port, NOW),
+            Err(OpenError::Authentication)
+        );
+    }
+
+    #[test]
     fn old_and_future_stamps_are_refused() {
         let mut sealing = keyed(1, &[]);
         let window = DEFAULT_REPLAY_WINDOW_MS;
         let old = sealing
-            .outgoing(plain(), NOW - window - 1, &mut rng())
+            .outgoing(plain(), here(), NOW - window - 1, &mut rng())
             .unwrap();
         assert_eq!(
             sealing.incoming(&old, NOW),
             Err(OpenError::Replay(Replay::TooOld(window + 1)))
         );
         let future = sealing
-            .outgoing(plain(), NOW + window + 1, &mut rng())
+            .outgoing(plain(), here(), NOW + window + 1, &mut rng())
             .unwrap();
         assert_eq!(
             sealing.incoming(&future, NOW),
             Err(OpenError::Replay(Replay::TooNew(window + 1)))
         );
         // The edges of the window are inside it.
-        let edge = sealing.outgoing(plain(), NOW - window, &mut rng()).unwrap();
+        let edge = sealing
+            .outgoing(plain(), here(), NOW - window, &mut rng())
+            .unwrap();
         assert!(sealing.incoming(&edge, NOW).is_ok());
-        let edge = sealing.outgoing(plain(), NOW + window, &mut rng()).unwrap();
+        let edge = sealing
+            .outgoing(plain(), here(), NOW + window, &mut rng())
+            .unwrap();
         assert!(sealing.incoming(&edge, NOW).is_ok());
     }
 
@@ -820,7 +1038,7 @@ mod tests {
     fn plain_and_sealed_datagrams_reach_the_wrong_kind_of_node() {
         let mut open = Sealing::Open;
         let mut keyed = keyed(1, &[]);
-        let sealed = keyed.outgoing(plain(), NOW, &mut rng()).unwrap();
+        let sealed = keyed.outgoing(plain(), here(), NOW, &mut rng()).unwrap();
         assert_eq!(open.incoming(&sealed, NOW), Err(OpenError::Sealed));
         assert_eq!(keyed.incoming(&plain(), NOW), Err(OpenError::Unsealed));
         assert_eq!(keyed.incoming(b"HS", NOW), Err(OpenError::Malformed));

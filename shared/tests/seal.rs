@@ -1,5 +1,8 @@
 //! Properties of sealed datagrams: a sealed datagram never exceeds the budget its core was given
-//! room for, any change to one is refused, and opening any bytes never panics.
+//! room for, any change to one is refused, it opens only at the address it was sealed for, and
+//! opening any bytes never panics.
+
+use std::net::SocketAddr;
 
 use hearsay_shared::seal::{Key, Keyring, OpenError, ReplayGuard, Sealing, KEY_LEN, OVERHEAD};
 use hearsay_shared::{wire, LoadReport, LoadVector, NodeId};
@@ -24,6 +27,11 @@ fn report(i: usize) -> LoadReport {
     }
 }
 
+/// Where the datagrams of these tests are sent (and the receiving node listens).
+fn here() -> SocketAddr {
+    "10.0.0.1:7946".parse().unwrap()
+}
+
 fn keyring() -> Keyring {
     Keyring::new(Key::from_bytes([42; KEY_LEN]), []).unwrap()
 }
@@ -37,7 +45,7 @@ proptest! {
     ) {
         let others: Vec<LoadReport> = (1..=reports).map(report).collect();
         let (plain, _) = wire::encode_push(&report(0), &others, budget - OVERHEAD).unwrap();
-        let sealed = keyring().seal(&plain, NOW, &mut StdRng::seed_from_u64(seed)).unwrap();
+        let sealed = keyring().seal(&plain, here(), NOW, &mut StdRng::seed_from_u64(seed)).unwrap();
         prop_assert!(sealed.len() <= budget, "{} > {budget}", sealed.len());
         prop_assert_eq!(sealed.len(), plain.len() + OVERHEAD);
     }
@@ -49,9 +57,9 @@ proptest! {
         seed in any::<u64>(),
     ) {
         let plain = wire::encode_push(&report(0), &[report(1)], 1400).unwrap().0;
-        let mut sealing = Sealing::keyed(keyring());
+        let mut sealing = Sealing::keyed(keyring(), here());
         let mut sealed = sealing
-            .outgoing(plain, NOW, &mut StdRng::seed_from_u64(seed))
+            .outgoing(plain, here(), NOW, &mut StdRng::seed_from_u64(seed))
             .unwrap();
         let i = at.index(sealed.len());
         sealed[i] ^= xor;
@@ -59,8 +67,21 @@ proptest! {
     }
 
     #[test]
+    fn a_datagram_opens_only_at_the_address_it_was_sealed_for(
+        to in any::<SocketAddr>(),
+        at in any::<SocketAddr>(),
+        seed in any::<u64>(),
+    ) {
+        let plain = wire::encode_push(&report(0), &[], 1400).unwrap().0;
+        let sealed = keyring().seal(&plain, to, NOW, &mut StdRng::seed_from_u64(seed)).unwrap();
+        prop_assert!(keyring().open(&sealed, &[to]).is_ok());
+        let same = to.ip().to_canonical() == at.ip().to_canonical() && to.port() == at.port();
+        prop_assert_eq!(keyring().open(&sealed, &[at]).is_ok(), same, "sealed for {}, opened at {}", to, at);
+    }
+
+    #[test]
     fn opening_any_bytes_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..2000)) {
-        let mut sealing = Sealing::keyed(keyring());
+        let mut sealing = Sealing::keyed(keyring(), here());
         prop_assert!(sealing.incoming(&bytes, NOW).is_err());
         let mut open = Sealing::Open;
         let _ = open.incoming(&bytes, NOW);
@@ -87,10 +108,10 @@ proptest! {
 
 #[test]
 fn what_the_guard_refuses_is_a_replay() {
-    let mut sealing = Sealing::keyed(keyring());
+    let mut sealing = Sealing::keyed(keyring(), here());
     let plain = wire::encode_push(&report(0), &[], 1400).unwrap().0;
     let sealed = sealing
-        .outgoing(plain, NOW, &mut StdRng::seed_from_u64(1))
+        .outgoing(plain, here(), NOW, &mut StdRng::seed_from_u64(1))
         .unwrap();
     assert!(sealing.incoming(&sealed, NOW).is_ok());
     let e = sealing.incoming(&sealed, NOW).unwrap_err();

@@ -1,5 +1,6 @@
 //! Sealed gossip on real `worker` processes on loopback: a shared key keeps a stranger out, keys
-//! rotate without downtime, replays are refused, and open and keyed nodes refuse each other.
+//! rotate without downtime, replays are refused (at the node a datagram was sent to, and at every
+//! other node), and open and keyed nodes refuse each other.
 //!
 //! Every node is dropped, and so killed, whatever the outcome; every wait is bounded.
 
@@ -10,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{ensure, Context, Result};
 use hearsay_shared::seal::{Key, Keyring, KEY_LEN};
+use hearsay_shared::wire::DigestEntry;
 use hearsay_shared::{wire, LoadReport, LoadVector, NodeId};
 use hearsay_tests::cluster::{
     all_alive, all_see_new_life, fresh_loopback, incarnation_of, receive_errors, start_with_env,
@@ -77,6 +79,45 @@ fn knows(node: &WorkerProcess, id: &str) -> Result<bool> {
     Ok(state_of(&node.cluster()?, id).is_some())
 }
 
+/// A plain digest from one made-up node, listing nothing: a node that accepts it answers the
+/// sender's address with a push of its map.
+fn fake_digest(node: &str) -> Result<Vec<u8>> {
+    let ip = fresh_loopback();
+    let report = LoadReport {
+        node: NodeId::new(node)?,
+        incarnation: unix_ms(),
+        seq: 1,
+        load: LoadVector::idle(1),
+        api: SocketAddr::new(ip, 1),
+        gossip: SocketAddr::new(ip, 2),
+    };
+    Ok(wire::encode_digest(&report, false, Vec::<DigestEntry>::new(), 1200)?.0)
+}
+
+/// A UDP socket on a fresh loopback address that waits at most `patience` for a datagram.
+fn listening_socket(patience: Duration) -> Result<UdpSocket> {
+    let socket = UdpSocket::bind(SocketAddr::new(fresh_loopback(), 0))?;
+    socket.set_read_timeout(Some(patience))?;
+    Ok(socket)
+}
+
+/// The next datagram `socket` receives within its patience, if any.
+fn receive(socket: &UdpSocket) -> Result<Option<(Vec<u8>, SocketAddr)>> {
+    let mut buf = vec![0u8; 65_536];
+    match socket.recv_from(&mut buf) {
+        Ok((len, from)) => Ok(Some((buf[..len].to_vec(), from))),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 #[test]
 fn nodes_sharing_a_key_converge_and_a_node_with_another_key_never_joins() -> Result<()> {
     let shared = key_file("shared", &[&key(1)])?;
@@ -102,6 +143,7 @@ fn nodes_sharing_a_key_converge_and_a_node_with_another_key_never_joins() -> Res
     // A stranger who copies the cluster's key id still fails authentication.
     let mut forged = Keyring::new(key(2), [])?.seal(
         &fake_push("forger")?,
+        nodes[1].spec.gossip(),
         unix_ms(),
         &mut StdRng::from_os_rng(),
     )?;
@@ -229,7 +271,12 @@ fn a_replayed_or_stale_datagram_is_counted_and_never_merged() -> Result<()> {
     wait_until(JOIN_LIMIT, || Ok(node.cluster().is_ok()))?;
 
     // A valid sealed datagram: accepted once, and its node appears.
-    let sealed = keyring.seal(&fake_push("fake-1")?, unix_ms(), &mut rng)?;
+    let sealed = keyring.seal(
+        &fake_push("fake-1")?,
+        node.spec.gossip(),
+        unix_ms(),
+        &mut rng,
+    )?;
     send(node.spec.gossip(), &sealed)?;
     wait_until(COUNT_LIMIT, || knows(&node, "fake-1"))?;
     ensure!(receive_errors(node.spec.api(), "replay")? == 0.0);
@@ -241,16 +288,149 @@ fn a_replayed_or_stale_datagram_is_counted_and_never_merged() -> Result<()> {
     })?;
 
     // Authentic, but stamped a minute ago (outside the 30 s window): a replay, never merged.
-    let stale = keyring.seal(&fake_push("fake-stale")?, unix_ms() - 60_000, &mut rng)?;
+    let stale = keyring.seal(
+        &fake_push("fake-stale")?,
+        node.spec.gossip(),
+        unix_ms() - 60_000,
+        &mut rng,
+    )?;
     send(node.spec.gossip(), &stale)?;
     // And one stamped a minute ahead.
-    let ahead = keyring.seal(&fake_push("fake-ahead")?, unix_ms() + 60_000, &mut rng)?;
+    let ahead = keyring.seal(
+        &fake_push("fake-ahead")?,
+        node.spec.gossip(),
+        unix_ms() + 60_000,
+        &mut rng,
+    )?;
     send(node.spec.gossip(), &ahead)?;
     wait_until(COUNT_LIMIT, || {
         Ok(receive_errors(node.spec.api(), "replay")? == 3.0)
     })?;
     ensure!(!knows(&node, "fake-stale")?, "a stale datagram was merged");
     ensure!(!knows(&node, "fake-ahead")?, "a future datagram was merged");
+    Ok(())
+}
+
+#[test]
+fn datagrams_sealed_for_one_node_are_refused_by_the_others_and_never_answered() -> Result<()> {
+    let keys = key_file("misdirected", &[&key(41)])?;
+    let first = keyed_spec("m0", vec![], &keys);
+    let seed = first.gossip();
+    let mut nodes = vec![WorkerProcess::start(first)?];
+    for i in 1..3 {
+        nodes.push(WorkerProcess::start(keyed_spec(
+            &format!("m{i}"),
+            vec![seed],
+            &keys,
+        ))?);
+    }
+    let joined = wait_until(JOIN_LIMIT, || all_alive(&nodes.iter().collect::<Vec<_>>()))?;
+    eprintln!("3 keyed nodes converged after {joined:?}");
+    let (a, others) = (&nodes[0], &nodes[1..]);
+    let keyring = Keyring::new(key(41), [])?;
+    let mut rng = StdRng::from_os_rng();
+    let count = |node: &WorkerProcess, reason| receive_errors(node.spec.api(), reason);
+
+    // What a member sends to A, sealed for A's address: a push carrying a node's report, and a
+    // digest, which A answers.
+    let now = unix_ms();
+    let push = keyring.seal(
+        &fake_push("misdirected-push")?,
+        a.spec.gossip(),
+        now,
+        &mut rng,
+    )?;
+    let digest = keyring.seal(
+        &fake_digest("misdirected-digest")?,
+        a.spec.gossip(),
+        now,
+        &mut rng,
+    )?;
+    // The replayer resends them at once (well within the 30 s window) to B and C.
+    let replayer = listening_socket(Duration::from_secs(2))?;
+    let mut before = Vec::new();
+    for node in others {
+        before.push((count(node, "authentication")?, count(node, "replay")?));
+        replayer.send_to(&push, node.spec.gossip())?;
+        replayer.send_to(&digest, node.spec.gossip())?;
+    }
+    for (node, (auth, _)) in others.iter().zip(&before) {
+        wait_until(COUNT_LIMIT, || {
+            Ok(count(node, "authentication")? >= auth + 2.0)
+        })
+        .with_context(|| format!("{} did not refuse the replays", node.spec.node_id))?;
+    }
+    // Counted as failed authentication (not as replays: neither node had seen them), nothing
+    // merged, and nothing sent back to the replayer.
+    for (node, (auth, replay)) in others.iter().zip(&before) {
+        let id = &node.spec.node_id;
+        ensure!(
+            count(node, "authentication")? == auth + 2.0,
+            "{id}: other refusals"
+        );
+        ensure!(count(node, "replay")? == *replay, "{id} counted a replay");
+        ensure!(
+            !knows(node, "misdirected-push")?,
+            "{id} merged the replayed push"
+        );
+        ensure!(
+            !knows(node, "misdirected-digest")?,
+            "{id} merged the replayed digest"
+        );
+    }
+    ensure!(
+        receive(&replayer)?.is_none(),
+        "a node answered the replayer's address"
+    );
+
+    // The same datagrams do open at A, their destination: sent from the original sender's
+    // address, they are merged and the digest is answered, sealed for that address.
+    let sender = listening_socket(COUNT_LIMIT)?;
+    sender.send_to(&push, a.spec.gossip())?;
+    sender.send_to(&digest, a.spec.gossip())?;
+    wait_until(COUNT_LIMIT, || {
+        Ok(knows(a, "misdirected-push")? && knows(a, "misdirected-digest")?)
+    })?;
+    let (answer, from) = receive(&sender)?.context("A did not answer the digest")?;
+    ensure!(from == a.spec.gossip(), "answered from {from}");
+    let at_sender = [sender.local_addr()?];
+    ensure!(
+        keyring.open(&answer, &at_sender).is_ok(),
+        "the answer is not sealed for its sender"
+    );
+    ensure!(keyring.open(&answer, &[replayer.local_addr()?]).is_err());
+
+    // Replayed to A itself from the replayer's address: already seen, refused, not answered.
+    // And A's real answer, captured, replayed to B and C: refused as well.
+    let replays_at_a = count(a, "replay")?;
+    replayer.send_to(&push, a.spec.gossip())?;
+    replayer.send_to(&digest, a.spec.gossip())?;
+    for node in others {
+        replayer.send_to(&answer, node.spec.gossip())?;
+    }
+    wait_until(
+        COUNT_LIMIT,
+        || Ok(count(a, "replay")? >= replays_at_a + 2.0),
+    )?;
+    for (node, (auth, _)) in others.iter().zip(&before) {
+        wait_until(COUNT_LIMIT, || {
+            Ok(count(node, "authentication")? >= auth + 3.0)
+        })
+        .with_context(|| format!("{} did not refuse A's answer", node.spec.node_id))?;
+    }
+    ensure!(
+        receive(&replayer)?.is_none(),
+        "a node answered the replayer's address"
+    );
+    // Through all this, the cluster itself lost nothing: no other datagram was refused.
+    ensure!(
+        all_alive(&nodes.iter().collect::<Vec<_>>())?,
+        "the cluster came apart"
+    );
+    ensure!(
+        count(a, "authentication")? == 0.0,
+        "A refused a datagram of its peers"
+    );
     Ok(())
 }
 

@@ -7,9 +7,9 @@
 //! (with the leaving state) while the node drains its jobs, and at least a short linger, so that
 //! peers hear it from this node and from each other, before it returns.
 //!
-//! With a cluster key, the task seals every datagram the core wants sent and opens every
-//! datagram received before the core sees it ([`Sealing`]): one that fails (a forgery, another
-//! cluster, a replay, a plain datagram) is counted by reason in
+//! With a cluster key, the task seals every datagram the core wants sent, for the address it is
+//! sent to, and opens every datagram received before the core sees it ([`Sealing`]): one that
+//! fails (a forgery, another cluster, a replay, one sealed for another node, a plain datagram) is counted by reason in
 //! [`SharedGossip::receive_errors`] and dropped, and never reaches the core. The core's budget is
 //! the configured one less the seal's overhead, so sealed datagrams keep to the configured
 //! budget. Without a key, sealed datagrams are counted (`sealed`) and dropped, and plain ones go
@@ -159,7 +159,7 @@ async fn flush(
         log_change(change);
     }
     for transmit in transmits {
-        let bytes = match sealing.outgoing(transmit.bytes, unix_ms(), seal_rng) {
+        let bytes = match sealing.outgoing(transmit.bytes, transmit.to, unix_ms(), seal_rng) {
             Ok(bytes) => bytes,
             Err(e) => {
                 // Only a datagram that is not the core's own could fail: never sent in the open.

@@ -161,7 +161,17 @@ impl Node {
                     overhead_bytes = seal::OVERHEAD,
                     "gossip is sealed with the cluster key (XChaCha20-Poly1305)"
                 );
-                Sealing::keyed(keyring)
+                if gossip_addr.ip().is_unspecified() {
+                    warn!(
+                        "gossip listens on the unspecified address {gossip_addr}: a sealed \
+                         datagram opens only at the address it was sent to, and this node cannot \
+                         tell which of its addresses that was, so it accepts only those sent to \
+                         {:?}, which come from its own machine; give --gossip the address peers \
+                         reach it by",
+                        seal::own_destinations(gossip_addr)
+                    );
+                }
+                Sealing::keyed(keyring, gossip_addr)
             }
             None => {
                 warn!(

@@ -88,7 +88,7 @@ impl ReceiveErrors {
 pub struct ReceiveErrorCounts {
     /// Reached the core and did not decode.
     pub decode: u64,
-    /// The tag did not match.
+    /// The tag did not match: forged, altered, or sealed for another node's address.
     pub authentication: u64,
     /// Sealed with a key this node does not hold.
     pub unknown_key: u64,
