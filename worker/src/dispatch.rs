@@ -655,6 +655,8 @@ impl Inner {
             total_ms: None,
             output: None,
             error: None,
+            output_truncated: false,
+            output_original_bytes: None,
         };
         if let Err(e) = self.store.insert(Instant::now(), outcome) {
             // Ids are 64 random bits and checked when drawn: this cannot happen in practice.
@@ -812,6 +814,8 @@ impl Inner {
             o.queued_ms = peer.queued_ms;
             o.run_ms = peer.run_ms;
             o.output = peer.output;
+            o.output_truncated = peer.output_truncated;
+            o.output_original_bytes = peer.output_original_bytes;
             o.error = peer.error;
             if ended {
                 // From submission here to the end as learned here: the forwarding included.
