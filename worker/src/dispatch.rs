@@ -671,9 +671,14 @@ impl Inner {
             let fate = self.fate(&job);
             match fate {
                 Fate::Dead => {
+                    // Dead is the failure detector's verdict: the peer stopped answering. It
+                    // may be frozen or cut off rather than gone, and may finish the job yet.
                     return self.lose(
                         &job,
-                        format!("executing node {} died before finishing", job.node),
+                        format!(
+                            "executing node {} stopped answering (this node judged it dead); the job may have finished there",
+                            job.node
+                        ),
                     );
                 }
                 Fate::Restarted => {
@@ -729,7 +734,7 @@ impl Inner {
                         return self.lose(
                             &job,
                             format!(
-                                "executing node {} died before finishing (unreachable: {reason})",
+                                "executing node {} stopped answering (it did not answer {MAX_POLL_FAILURES} polls in a row: {reason}); the job may have finished there",
                                 job.node
                             ),
                         );
