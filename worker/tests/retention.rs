@@ -1,14 +1,15 @@
 //! What a node keeps of finished jobs, against a node started in-process on 127.0.0.1: outputs
 //! bigger than `--max-output-bytes` are kept cut and flagged, and the outcomes kept stay within
 //! `--retain-bytes`, the oldest forgotten first (then `GET /v1/jobs/{id}` is a 404, as for a job
-//! forgotten by count or by age).
+//! forgotten by count or by age); and an entry node keeps the cut, flagged output of a job it
+//! forwarded as the executing node gave it.
 //!
 //! Every wait is bounded by [`common::PATIENCE`]; nothing is asserted about how long anything
 //! took.
 
 mod common;
 
-use common::{config, http, leave_all, request, submit};
+use common::{await_all_alive, config, http, leave_all, request, submit};
 use hearsay_worker::Node;
 use hyper::Method;
 use serde_json::{json, Value};
@@ -95,4 +96,39 @@ async fn kept_outcomes_stay_within_the_byte_budget_oldest_forgotten_first() {
     assert_eq!(kept.len() as u64, outcomes);
 
     leave_all(&[node]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_node_keeps_the_flags_of_an_output_its_peer_cut() {
+    let entry = Node::start(config(1, 1, 50)).await.expect("start node");
+    let mut peer = config(2, 1, 50);
+    peer.seeds.0 = vec![entry.gossip_addr()];
+    peer.retain_bytes = RETAIN_BYTES;
+    peer.max_output_bytes = MAX_OUTPUT_BYTES;
+    let peer = Node::start(peer).await.expect("start node");
+    let nodes = [entry, peer];
+    await_all_alive(&nodes).await;
+    let (entry, peer) = (&nodes[0], &nodes[1]);
+    let http = http();
+    let api = entry.api_addr();
+
+    // The entry node's one slot is busy, so the echo goes to the peer, which cuts its output.
+    let busy = submit(&http, api, "/v1/jobs", &json!({"kind":"sleep","ms":600000})).await;
+    assert_eq!(busy["executing_node"], entry.id().as_str(), "{busy}");
+    let data = "y".repeat(DATA_BYTES);
+    let job = json!({"kind": "echo", "data": data});
+    let outcome = submit(&http, api, "/v1/jobs?wait=true", &job).await;
+    assert_eq!(outcome["executing_node"], peer.id().as_str(), "{outcome}");
+    let id = outcome["id"].as_str().unwrap();
+    let answer = request(&http, Method::GET, api, &format!("/v1/jobs/{id}"), "").await;
+    let kept: Value = serde_json::from_slice(&answer.body).unwrap();
+    for outcome in [&outcome, &kept] {
+        assert_eq!(outcome["status"], "succeeded", "{outcome}");
+        assert_eq!(outcome["hops"], 1);
+        assert_eq!(outcome["output"].as_str().unwrap().len(), MAX_OUTPUT_BYTES);
+        assert_eq!(outcome["output_truncated"], true);
+        assert_eq!(outcome["output_original_bytes"], DATA_BYTES);
+    }
+
+    leave_all(&nodes).await;
 }
