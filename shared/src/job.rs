@@ -390,7 +390,8 @@ pub enum JobStatus {
     Failed,
     /// Ran past its timeout and was stopped.
     TimedOut,
-    /// Will never finish: the node holding it died or left before it ran to the end.
+    /// Its end will not be known: the node holding it stopped answering, restarted or left
+    /// before it was known to finish. It may have run, in part or in full; never twice.
     Lost,
 }
 
