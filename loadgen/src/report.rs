@@ -516,6 +516,8 @@ mod tests {
             total_ms: Some(110),
             output: None,
             error: None,
+            output_truncated: false,
+            output_original_bytes: None,
         }
     }
 

@@ -391,6 +391,7 @@ mod tests {
         let store = Arc::new(JobStore::new(Retention {
             time: Duration::from_secs(60),
             jobs: 10,
+            ..Retention::default()
         }));
         let metrics = Metrics::new();
         let executor = Executor::new(

@@ -13,6 +13,7 @@ use hearsay_shared::seal::{self, Keyring};
 use hearsay_shared::{wire, GossipConfig, NodeId};
 
 use crate::auth::ApiToken;
+use crate::job_store::{DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_RETAIN_BYTES};
 use crate::limits::DEFAULT_MAX_WAITS_PER_CLIENT;
 use crate::sealing::{keyring_from_file, KeyText, CLUSTER_KEY_VAR};
 
@@ -88,6 +89,20 @@ pub struct Config {
     #[arg(long, env = "HEARSAY_RETAIN_JOBS", value_name = "N", default_value_t = 100_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub retain_jobs: u64,
+
+    /// Bytes of memory the finished outcomes kept may take at most (an estimate of each one's
+    /// heap size: its output, error text, ids and record); beyond it the oldest is forgotten
+    /// first.
+    #[arg(long, env = "HEARSAY_RETAIN_BYTES", value_name = "BYTES",
+          default_value_t = DEFAULT_RETAIN_BYTES, value_parser = at_least_one)]
+    pub retain_bytes: usize,
+
+    /// Bytes of text (its strings: an echo's data, an exec's stdout and stderr) a kept
+    /// outcome's output holds at most; beyond it the output is cut and flagged
+    /// (`output_truncated`, `output_original_bytes`). At most a quarter of --retain-bytes.
+    #[arg(long, env = "HEARSAY_MAX_OUTPUT_BYTES", value_name = "BYTES",
+          default_value_t = DEFAULT_MAX_OUTPUT_BYTES)]
+    pub max_output_bytes: usize,
 
     /// Milliseconds a leaving node waits for its queued and running jobs to finish; those left
     /// then are recorded as lost.
@@ -186,6 +201,8 @@ impl Default for Config {
             config_file: None,
             retain_ms: 600_000,
             retain_jobs: 100_000,
+            retain_bytes: DEFAULT_RETAIN_BYTES,
+            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
             drain_timeout: 30_000,
             gossip_interval: 200,
             fanout: 3,
@@ -255,6 +272,17 @@ impl Config {
                 flag: "--cluster-key-file",
                 value: self.key_file_name(),
                 reason: format!("give either it or {CLUSTER_KEY_VAR}, not both"),
+            });
+        }
+        if self.max_output_bytes > self.retain_bytes / 4 {
+            return Err(InvalidSetting {
+                flag: "--max-output-bytes",
+                value: self.max_output_bytes.to_string(),
+                reason: format!(
+                    "must be at most a quarter of --retain-bytes ({}), so that one outcome \
+                     never takes the whole budget",
+                    self.retain_bytes
+                ),
             });
         }
         let least = wire::MIN_BUDGET + self.seal_overhead();
@@ -472,6 +500,10 @@ mod tests {
             "10",
             "--drain-timeout",
             "250",
+            "--retain-bytes",
+            "4096",
+            "--max-output-bytes",
+            "1024",
         ])
         .unwrap();
         assert_eq!(c.node_id, Some(NodeId::new("n1").unwrap()));
@@ -492,6 +524,8 @@ mod tests {
         assert_eq!(c.retain(), Duration::from_secs(1));
         assert_eq!(c.retain_jobs, 10);
         assert_eq!(c.drain(), Duration::from_millis(250));
+        assert_eq!((c.retain_bytes, c.max_output_bytes), (4096, 1024));
+        assert!(c.validate().is_ok());
     }
 
     #[test]
@@ -509,6 +543,16 @@ mod tests {
         assert_eq!(e.flag, "--fanout");
         assert!(e.to_string().starts_with("invalid --fanout 0: "), "{e}");
         assert!(Config::default().validate().is_ok());
+        assert!(Config::try_parse_from(["worker", "--retain-bytes", "0"]).is_err());
+        let e = Config::try_parse_from(["worker", "--retain-bytes", "4096"])
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.flag, "--max-output-bytes");
+        assert!(
+            e.reason.contains("a quarter of --retain-bytes (4096)"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -655,6 +655,8 @@ impl Inner {
             total_ms: None,
             output: None,
             error: None,
+            output_truncated: false,
+            output_original_bytes: None,
         };
         if let Err(e) = self.store.insert(Instant::now(), outcome) {
             // Ids are 64 random bits and checked when drawn: this cannot happen in practice.
@@ -669,9 +671,14 @@ impl Inner {
             let fate = self.fate(&job);
             match fate {
                 Fate::Dead => {
+                    // Dead is the failure detector's verdict: the peer stopped answering. It
+                    // may be frozen or cut off rather than gone, and may finish the job yet.
                     return self.lose(
                         &job,
-                        format!("executing node {} died before finishing", job.node),
+                        format!(
+                            "executing node {} stopped answering (this node judged it dead); the job may have finished there",
+                            job.node
+                        ),
                     );
                 }
                 Fate::Restarted => {
@@ -727,7 +734,7 @@ impl Inner {
                         return self.lose(
                             &job,
                             format!(
-                                "executing node {} died before finishing (unreachable: {reason})",
+                                "executing node {} stopped answering (it did not answer {MAX_POLL_FAILURES} polls in a row: {reason}); the job may have finished there",
                                 job.node
                             ),
                         );
@@ -812,6 +819,8 @@ impl Inner {
             o.queued_ms = peer.queued_ms;
             o.run_ms = peer.run_ms;
             o.output = peer.output;
+            o.output_truncated = peer.output_truncated;
+            o.output_original_bytes = peer.output_original_bytes;
             o.error = peer.error;
             if ended {
                 // From submission here to the end as learned here: the forwarding included.

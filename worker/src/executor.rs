@@ -207,6 +207,8 @@ impl Executor {
                 total_ms: None,
                 output: None,
                 error: None,
+                output_truncated: false,
+                output_original_bytes: None,
             },
         )?;
         if starts_now {
@@ -535,6 +537,7 @@ mod tests {
         let store = Arc::new(JobStore::new(Retention {
             time: Duration::from_secs(60),
             jobs: 100,
+            ..Retention::default()
         }));
         let node = NodeId::new("me").unwrap();
         let executor = Executor::new(

@@ -3,27 +3,103 @@
 //!
 //! Each record is a [`watch`] channel of the job's [`JobOutcome`], so that a request waiting
 //! for the end (`?wait=true`) is woken by the update that ends it. Unfinished jobs are always
-//! kept (the executor's queue bounds them); finished ones are kept for [`Retention::time`] and
-//! at most [`Retention::jobs`] of them, the oldest forgotten first, and after that the id is
-//! unknown (a 404).
+//! kept (the executor's queue bounds them); finished ones are kept for [`Retention::time`], at
+//! most [`Retention::jobs`] of them and at most [`Retention::bytes`] of memory between them
+//! (by [`outcome_bytes`]), the oldest forgotten first; after that the id is unknown (a 404).
+//! Every outcome is bounded as it is kept: its output to [`Retention::max_output_bytes`] of
+//! text, cut and flagged beyond ([`JobOutcome::limit`]) — whether this node ran the job or
+//! learned its end from the peer that did.
 //!
 //! Every method takes `now`, so retention is tested without waiting.
 
 use std::collections::{HashMap, VecDeque};
+use std::mem::size_of;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use hearsay_shared::{JobId, JobOutcome};
+use serde_json::Value;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// How long and how many finished jobs are kept.
+/// How long, how many and how much of the finished jobs are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
     /// How long a finished job is kept.
     pub time: Duration,
     /// How many finished jobs are kept at most.
     pub jobs: usize,
+    /// How many bytes of memory the finished jobs kept take at most, by [`outcome_bytes`].
+    pub bytes: usize,
+    /// The most bytes of text an outcome's output keeps; beyond, it is cut and flagged.
+    pub max_output_bytes: usize,
+}
+
+impl Default for Retention {
+    /// The flags' defaults.
+    fn default() -> Self {
+        Retention {
+            time: Duration::from_secs(600),
+            jobs: 100_000,
+            bytes: DEFAULT_RETAIN_BYTES,
+            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+        }
+    }
+}
+
+/// The default of `--retain-bytes`: 256 MiB. At the default `--max-output-bytes` an outcome
+/// takes at most about 134 KiB, so at least 1,900 of the largest are kept; a job with a short
+/// output takes about 850 bytes, so the default `--retain-jobs` (100,000) of those fit in about
+/// 85 MB and the count, not the bytes, is what bounds them. (The figures are checked by a test
+/// below.)
+pub const DEFAULT_RETAIN_BYTES: usize = 256 * 1024 * 1024;
+
+/// The default of `--max-output-bytes`: 128 KiB, the most text a job run by this version can
+/// give (an `exec` job's `stdout` and `stderr`, 64 KiB each at most; an `echo` job's data, 64
+/// KiB), so by default no result is cut; what bounds memory is `--retain-bytes`. Outputs learned
+/// from peers are cut to it too.
+pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 128 * 1024;
+
+/// What a kept record costs beyond the outcome's own text, estimated: the outcome itself, the
+/// watch channel around it (its shared state: a lock, a version, nine wake-up lists), the hash
+/// table's slot with its slack (a table is at most 7/8 full, and may have just doubled), and
+/// the eviction queue's entry.
+const RECORD_BYTES: usize = size_of::<JobOutcome>()
+    + 512
+    + 2 * (size_of::<(JobId, watch::Sender<JobOutcome>)>() + 1)
+    + 2 * size_of::<(Instant, JobId, usize)>();
+
+/// An estimate of the heap memory that keeping `outcome` takes: [`RECORD_BYTES`], and what its
+/// strings and output own (by capacity, not length).
+pub fn outcome_bytes(outcome: &JobOutcome) -> usize {
+    RECORD_BYTES
+        + outcome.kind.capacity()
+        + outcome.entry_node.as_str().len()
+        + outcome
+            .executing_node
+            .as_ref()
+            .map_or(0, |n| n.as_str().len())
+        + outcome.error.as_ref().map_or(0, String::capacity)
+        + outcome.output.as_ref().map_or(0, value_bytes)
+}
+
+/// The heap memory a JSON value owns (its own `Value` is counted by whoever holds it).
+fn value_bytes(value: &Value) -> usize {
+    match value {
+        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+        Value::String(s) => s.capacity(),
+        Value::Array(items) => {
+            items.capacity() * size_of::<Value>() + items.iter().map(value_bytes).sum::<usize>()
+        }
+        // A B-tree: nodes of up to 11 entries with a header each; say half full.
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| {
+                2 * (size_of::<String>() + size_of::<Value>()) + k.capacity() + value_bytes(v)
+            })
+            .sum::<usize>()
+            .max(11 * (size_of::<String>() + size_of::<Value>())),
+    }
 }
 
 /// A job with this id is already held; nothing was changed.
@@ -41,8 +117,20 @@ pub struct JobStore {
 #[derive(Debug, Default)]
 struct Inner {
     jobs: HashMap<JobId, watch::Sender<JobOutcome>>,
-    /// Finished jobs, in the order they finished: the front is evicted first.
-    finished: VecDeque<(Instant, JobId)>,
+    /// Finished jobs, in the order they finished, with their [`outcome_bytes`]: the front is
+    /// evicted first.
+    finished: VecDeque<(Instant, JobId, usize)>,
+    /// The sum of the sizes in `finished`.
+    finished_bytes: usize,
+}
+
+/// What the store keeps of finished jobs now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retained {
+    /// Finished outcomes kept.
+    pub outcomes: usize,
+    /// Their estimated memory, by [`outcome_bytes`].
+    pub bytes: usize,
 }
 
 impl JobStore {
@@ -63,17 +151,20 @@ impl JobStore {
     }
 
     /// Adds a job. A finished one counts towards retention at once.
-    pub fn insert(&self, now: Instant, outcome: JobOutcome) -> Result<(), DuplicateJob> {
+    pub fn insert(&self, now: Instant, mut outcome: JobOutcome) -> Result<(), DuplicateJob> {
         let mut inner = self.lock(now);
         let id = outcome.id;
         if inner.jobs.contains_key(&id) {
             return Err(DuplicateJob(id));
         }
-        let terminal = outcome.status.is_terminal();
+        outcome.limit(self.retention.max_output_bytes);
+        let ended = outcome
+            .status
+            .is_terminal()
+            .then(|| outcome_bytes(&outcome));
         inner.jobs.insert(id, watch::Sender::new(outcome));
-        if terminal {
-            inner.finished.push_back((now, id));
-            inner.evict(now, self.retention);
+        if let Some(bytes) = ended {
+            inner.finished(now, id, bytes, self.retention);
         }
         Ok(())
     }
@@ -98,18 +189,20 @@ impl JobStore {
         let Some(sender) = inner.jobs.get(&id) else {
             return false;
         };
-        let mut ended = false;
+        let mut ended = None;
+        let max_output_bytes = self.retention.max_output_bytes;
         let changed = sender.send_if_modified(|outcome| {
             if outcome.status.is_terminal() {
                 return false;
             }
             change(outcome);
-            ended = outcome.status.is_terminal();
+            // Bounded before any watcher sees it, so a waiting submitter gets what is kept.
+            outcome.limit(max_output_bytes);
+            ended = outcome.status.is_terminal().then(|| outcome_bytes(outcome));
             true
         });
-        if ended {
-            inner.finished.push_back((now, id));
-            inner.evict(now, self.retention);
+        if let Some(bytes) = ended {
+            inner.finished(now, id, bytes, self.retention);
         }
         changed
     }
@@ -130,16 +223,36 @@ impl JobStore {
         let inner = self.lock(now);
         (inner.jobs.len(), inner.finished.len())
     }
+
+    /// What is kept of finished jobs now.
+    pub fn retained(&self, now: Instant) -> Retained {
+        let inner = self.lock(now);
+        Retained {
+            outcomes: inner.finished.len(),
+            bytes: inner.finished_bytes,
+        }
+    }
 }
 
 impl Inner {
+    /// Counts job `id`, just finished and taking `bytes`, towards retention.
+    fn finished(&mut self, now: Instant, id: JobId, bytes: usize, retention: Retention) {
+        self.finished.push_back((now, id, bytes));
+        self.finished_bytes += bytes;
+        self.evict(now, retention);
+    }
+
     fn evict(&mut self, now: Instant, retention: Retention) {
-        while let Some(&(finished_at, id)) = self.finished.front() {
+        while let Some(&(finished_at, id, bytes)) = self.finished.front() {
             let expired = now.saturating_duration_since(finished_at) >= retention.time;
-            if !expired && self.finished.len() <= retention.jobs {
+            if !expired
+                && self.finished.len() <= retention.jobs
+                && self.finished_bytes <= retention.bytes
+            {
                 break;
             }
             self.finished.pop_front();
+            self.finished_bytes -= bytes;
             self.jobs.remove(&id);
         }
     }
@@ -164,6 +277,8 @@ mod tests {
             total_ms: None,
             output: None,
             error: None,
+            output_truncated: false,
+            output_original_bytes: None,
         }
     }
 
@@ -174,7 +289,24 @@ mod tests {
     const RETENTION: Retention = Retention {
         time: Duration::from_secs(10),
         jobs: 2,
+        bytes: usize::MAX,
+        max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
     };
+
+    /// Ends job `id` with an output of `len` bytes of text.
+    fn finish_with(store: &JobStore, now: Instant, id: u64, len: usize) {
+        assert!(store.update(now, JobId(id), |o| {
+            o.status = JobStatus::Succeeded;
+            o.output = Some(Value::String("x".repeat(len)));
+        }));
+    }
+
+    /// What an outcome ended by [`finish_with`] takes.
+    fn size_with(len: usize) -> usize {
+        let mut ended = outcome(0, JobStatus::Succeeded);
+        ended.output = Some(Value::String("x".repeat(len)));
+        outcome_bytes(&ended)
+    }
 
     #[test]
     fn duplicates_are_refused_and_unknown_ids_are_none() {
@@ -247,6 +379,7 @@ mod tests {
         let store = JobStore::new(Retention {
             time: Duration::from_secs(1),
             jobs: 1,
+            ..RETENTION
         });
         store.insert(now, outcome(1, JobStatus::Running)).unwrap();
         let watcher = store.watch(now, JobId(1)).unwrap();
@@ -254,5 +387,131 @@ mod tests {
         store.insert(now, outcome(2, JobStatus::Succeeded)).unwrap();
         assert!(store.get(now, JobId(1)).is_none());
         assert_eq!(watcher.borrow().status, JobStatus::Succeeded);
+    }
+
+    #[test]
+    fn the_oldest_finished_jobs_go_first_beyond_the_bytes() {
+        let now = Instant::now();
+        let (big, small) = (size_with(10_000), size_with(10));
+        // Room for two big outcomes and a small one, by however many jobs.
+        let budget = 2 * big + small;
+        let store = JobStore::new(Retention {
+            jobs: 1000,
+            bytes: budget,
+            ..RETENTION
+        });
+        for id in 1..=5 {
+            store.insert(now, outcome(id, JobStatus::Running)).unwrap();
+        }
+        finish_with(&store, now, 3, 10_000);
+        finish_with(&store, now, 1, 10_000);
+        finish_with(&store, now, 2, 10);
+        assert_eq!(
+            store.retained(now),
+            Retained {
+                outcomes: 3,
+                bytes: budget
+            },
+            "exactly full"
+        );
+        finish_with(&store, now, 4, 10_000);
+        assert!(
+            store.get(now, JobId(3)).is_none(),
+            "finished first, evicted"
+        );
+        assert!(store.get(now, JobId(1)).is_some());
+        assert!(store.get(now, JobId(2)).is_some());
+        assert!(store.get(now, JobId(4)).is_some());
+        assert!(store.get(now, JobId(5)).is_some(), "still running");
+        assert_eq!(
+            store.retained(now),
+            Retained {
+                outcomes: 3,
+                bytes: budget
+            }
+        );
+        // One more small one: the oldest (1, big) goes, and room is left over.
+        finish_with(&store, now, 5, 10);
+        assert!(store.get(now, JobId(1)).is_none());
+        assert_eq!(
+            store.retained(now),
+            Retained {
+                outcomes: 3,
+                bytes: big + 2 * small
+            }
+        );
+    }
+
+    #[test]
+    fn an_outcome_larger_than_the_budget_is_forgotten_at_once_but_seen_by_its_watcher() {
+        let now = Instant::now();
+        let store = JobStore::new(Retention {
+            bytes: size_with(100) - 1,
+            ..RETENTION
+        });
+        store.insert(now, outcome(1, JobStatus::Running)).unwrap();
+        let watcher = store.watch(now, JobId(1)).unwrap();
+        finish_with(&store, now, 1, 100);
+        assert!(store.get(now, JobId(1)).is_none());
+        assert_eq!(
+            store.retained(now),
+            Retained {
+                outcomes: 0,
+                bytes: 0
+            }
+        );
+        assert_eq!(watcher.borrow().status, JobStatus::Succeeded);
+    }
+
+    #[test]
+    fn outputs_are_cut_to_the_limit_before_anyone_sees_them() {
+        let now = Instant::now();
+        let store = JobStore::new(Retention {
+            max_output_bytes: 100,
+            ..RETENTION
+        });
+        store.insert(now, outcome(1, JobStatus::Running)).unwrap();
+        let watcher = store.watch(now, JobId(1)).unwrap();
+        finish_with(&store, now, 1, 1000);
+        let kept = store.get(now, JobId(1)).unwrap();
+        assert_eq!(kept.output, Some(Value::String("x".repeat(100))));
+        assert!(kept.output_truncated);
+        assert_eq!(kept.output_original_bytes, Some(1000));
+        assert_eq!(
+            *watcher.borrow(),
+            kept,
+            "a waiting submitter gets what is kept"
+        );
+        assert_eq!(store.retained(now).bytes, size_with(100));
+        // A finished outcome added whole (a forwarded job's, say) is cut too.
+        let mut ended = outcome(2, JobStatus::Succeeded);
+        ended.output = Some(Value::String("y".repeat(1000)));
+        store.insert(now, ended).unwrap();
+        assert!(store.get(now, JobId(2)).unwrap().output_truncated);
+    }
+
+    #[test]
+    fn the_largest_outcome_is_about_134_kib() {
+        let mut largest = outcome(1, JobStatus::Failed);
+        largest.output = Some(serde_json::json!({
+            "exit_code": null, "signal": 9,
+            "stdout": "o".repeat(64 * 1024), "stderr": "e".repeat(64 * 1024),
+            "stdout_truncated": true, "stderr_truncated": true,
+        }));
+        largest.error = Some("e".repeat(hearsay_shared::job::MAX_ERROR_BYTES));
+        assert!(
+            !largest.limit(DEFAULT_MAX_OUTPUT_BYTES),
+            "nothing is cut by default"
+        );
+        let bytes = outcome_bytes(&largest);
+        assert!(
+            (132 * 1024..136 * 1024).contains(&bytes),
+            "{bytes} bytes: update the figures in DEFAULT_RETAIN_BYTES' comment"
+        );
+        let smallest = outcome_bytes(&outcome(1, JobStatus::Succeeded));
+        assert!(
+            (768..1024).contains(&smallest),
+            "{smallest} bytes: update the figures in DEFAULT_RETAIN_BYTES' comment"
+        );
     }
 }

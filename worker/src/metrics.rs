@@ -31,6 +31,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::job_store::JobStore;
 use crate::sampler::WorkGauge;
 use crate::sealing::ReceiveErrorCounts;
 use crate::SharedGossip;
@@ -445,6 +446,48 @@ pub struct Exposition {
     registry: Registry,
 }
 
+impl Exposition {
+    /// Adds the gauges of what `store` keeps of finished jobs, read at scrape time.
+    pub fn with_store(mut self, store: Arc<JobStore>) -> Self {
+        self.registry
+            .register_collector(Box::new(RetainedOutcomes { store }));
+        self
+    }
+}
+
+/// The finished outcomes a store keeps, read at scrape time (which also forgets the expired).
+#[derive(Debug)]
+struct RetainedOutcomes {
+    store: Arc<JobStore>,
+}
+
+impl Collector for RetainedOutcomes {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let retained = self.store.retained(tokio::time::Instant::now());
+        let gauges: [(&str, &str, Option<Unit>, usize); 2] = [
+            (
+                "jobs_retained",
+                "Finished jobs whose outcome this node keeps (bounded by --retain-jobs, --retain-bytes and --retain-ms).",
+                None,
+                retained.outcomes,
+            ),
+            (
+                "jobs_retained",
+                "Estimated memory of the finished outcomes this node keeps (bounded by --retain-bytes).",
+                Some(Unit::Bytes),
+                retained.bytes,
+            ),
+        ];
+        for (name, help, unit, value) in gauges {
+            let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+            let metric =
+                encoder.encode_descriptor(name, help, unit.as_ref(), gauge.metric_type())?;
+            gauge.encode(metric)?;
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Debug for Exposition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Exposition").finish_non_exhaustive()
@@ -701,6 +744,48 @@ mod tests {
                 (series.to_owned(), value.parse().expect("a number"))
             })
             .collect()
+    }
+
+    #[test]
+    fn the_outcomes_a_store_keeps_are_gauges() {
+        use crate::job_store::{outcome_bytes, Retention};
+        use hearsay_shared::{JobId, JobOutcome};
+
+        let store = Arc::new(JobStore::new(Retention::default()));
+        let exposition = exposition(&Metrics::new()).with_store(store.clone());
+        let before = samples(&exposition.encode(Format::Text));
+        assert_eq!(before["hearsay_jobs_retained"], 0.0);
+        assert_eq!(before["hearsay_jobs_retained_bytes"], 0.0);
+
+        let outcome = |id, status| JobOutcome {
+            id: JobId(id),
+            kind: "echo".into(),
+            status,
+            entry_node: NodeId::new("n").unwrap(),
+            executing_node: None,
+            hops: 0,
+            queued_ms: None,
+            run_ms: None,
+            total_ms: None,
+            output: Some(serde_json::Value::String("x".repeat(1000))),
+            error: None,
+            output_truncated: false,
+            output_original_bytes: None,
+        };
+        let now = tokio::time::Instant::now();
+        store.insert(now, outcome(1, JobStatus::Succeeded)).unwrap();
+        store.insert(now, outcome(2, JobStatus::Running)).unwrap();
+        let after = samples(&exposition.encode(Format::Text));
+        assert_eq!(after["hearsay_jobs_retained"], 1.0, "finished ones only");
+        assert_eq!(
+            after["hearsay_jobs_retained_bytes"],
+            outcome_bytes(&outcome(1, JobStatus::Succeeded)) as f64
+        );
+        let text = exposition.encode(Format::OpenMetrics);
+        assert!(
+            text.contains("# TYPE hearsay_jobs_retained_bytes gauge\n"),
+            "{text}"
+        );
     }
 
     #[test]

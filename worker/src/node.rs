@@ -209,6 +209,8 @@ impl Node {
         let store = Arc::new(JobStore::new(Retention {
             time: config.retain(),
             jobs: usize::try_from(config.retain_jobs).unwrap_or(usize::MAX),
+            bytes: config.retain_bytes,
+            max_output_bytes: config.max_output_bytes,
         }));
         let metrics = Metrics::new();
         let executor = Executor::with_commands(
@@ -223,7 +225,7 @@ impl Node {
         let jobs = Dispatcher::new(
             gossip.clone(),
             executor.clone(),
-            store,
+            store.clone(),
             metrics.clone(),
             PlacerConfig {
                 policy: config.policy,
@@ -252,7 +254,9 @@ impl Node {
                 drop(stop_api);
             }
         }));
-        let exposition = metrics.registry(gossip.clone(), Arc::new(executor.clone()), slots);
+        let exposition = metrics
+            .registry(gossip.clone(), Arc::new(executor.clone()), slots)
+            .with_store(store);
         tasks.push(tracker.spawn(sampler::run(
             gossip.clone(),
             work,
