@@ -198,7 +198,6 @@ fn a_rogue_member_forging_a_leave_is_refuted_within_a_few_rounds() -> Result<()>
     let to = nodes[1].spec.gossip();
     let incarnation = unix_ms() + MAX_AHEAD_MS - 1_000;
     let leave = forged_push(&victim, incarnation, 0, NodeState::Leaving)?;
-    let sent = Instant::now();
     send(to, &seal_as_member(&keyring, &leave, to)?)?;
     let back = wait_until(BACK_LIMIT, || {
         Ok(metric(victim.api(), REFUTATIONS)? >= 1.0
@@ -206,10 +205,8 @@ fn a_rogue_member_forging_a_leave_is_refuted_within_a_few_rounds() -> Result<()>
     })
     .with_context(|| format!("{} not back in every map", victim.node_id))?;
     eprintln!(
-        "{} refuted the forged leave and was alive in every map {back:?} after it was sent \
-         ({:?} since sending)",
-        victim.node_id,
-        sent.elapsed()
+        "{} refuted the forged leave and was alive in every map {back:?} after it was sent",
+        victim.node_id
     );
     ensure!(
         metric(nodes[1].spec.api(), IMPLAUSIBLE)? == 0.0,
