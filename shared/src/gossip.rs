@@ -40,10 +40,10 @@
 //!
 //! A forgery within those bounds (from a member holding the cluster key, or from anyone on an
 //! open cluster) is refuted like any newer report of oneself, and the refutation supersedes it
-//! everywhere. So that the node hears it soon: a report saying that a node is leaving, heard
-//! from another than that node, is also pushed straight to it — one that is in fact leaving
-//! ignores it, one that is not refutes it at once, rather than when the rumour happens to reach
-//! it rounds later.
+//! everywhere. So that the node hears it soon, a report that makes a known node `Left` here is
+//! also pushed straight to that node, at the address it was known by: one that is in fact
+//! leaving ignores it, one that is not refutes it at once, rather than when the rumour happens
+//! to reach it rounds later.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -463,7 +463,7 @@ impl Gossip {
         match message {
             Message::Push { reports } => {
                 for report in reports.0 {
-                    self.absorb(report, from, now);
+                    self.absorb(report, now);
                 }
             }
             Message::Digest {
@@ -473,7 +473,7 @@ impl Gossip {
             } => {
                 // Answer at the address the digest came from: that is where the sender listens
                 // (the address in its report may not be reachable from here).
-                self.absorb(sender, from, now);
+                self.absorb(sender, now);
                 // An entry at an implausible version would make this node ask for a report it
                 // will refuse, or hold back one the peer lacks: it is left out, as if unlisted.
                 let wall_ms = self.wall_ms(now);
@@ -487,8 +487,7 @@ impl Gossip {
         Ok(())
     }
 
-    /// Takes in one report that came in a datagram from `from`.
-    fn absorb(&mut self, report: LoadReport, from: SocketAddr, now: Instant) {
+    fn absorb(&mut self, report: LoadReport, now: Instant) {
         if !is_plausible(report.version(), self.wall_ms(now)) {
             // Out of any honest node's reach: taken in, it would outrank every report its node
             // can send for a long time (or, for this node, could not be refuted by a report its
@@ -510,22 +509,28 @@ impl Gossip {
             }
             return;
         }
-        let subject = report.gossip;
-        let told_leaving = report.load.state == NodeState::Leaving;
-        let echo = (told_leaving && subject != from).then(|| report.clone());
+        // Where the node was known to listen before this report: a forged one may name
+        // another address.
+        let known = self.map.get(&report.node).map(|e| e.report().gossip);
+        let echo = known
+            .filter(|_| report.load.state == NodeState::Leaving)
+            .map(|to| (to, report.clone()));
         let outcome = self.map.merge_report(report, now, &self.config.detector);
         self.count_merge(&outcome);
         if outcome.newer {
             self.stats.reports_merged += 1;
         }
-        if let (Some(report), Some(Verdict::Left)) =
+        if let (Some((to, report)), Some(Verdict::Left)) =
             (echo, outcome.change.as_ref().and_then(|c| c.to))
         {
-            // Word that a node is leaving, from someone else: tell the node. One that is in
-            // fact leaving ignores it; one that is not (the word is forged) refutes it at once,
-            // rather than when the rumour happens to reach it, rounds later.
+            // Word that a node is leaving: tell the node. One that is in fact leaving ignores
+            // it (its own announcement comes back once from each peer); one that is not (the
+            // word is forged) refutes it at once, rather than when the rumour happens to reach
+            // it, rounds later. The sender's address is not trusted to tell the two apart: it
+            // can be spoofed. Only a node already known is told, at its known address, so that
+            // forged leaves of made-up nodes cannot aim this node's answers anywhere.
             let own = self.own_report();
-            self.send_push(subject, &own, &[report]);
+            self.send_push(to, &own, &[report]);
         }
         if let Some(VerdictChange {
             from: Some(Verdict::Suspect),
@@ -941,6 +946,46 @@ mod tests {
         assert_eq!(me.incarnation(), u64::MAX);
         assert!(me.own_report().seq >= 1);
         assert_eq!(me.wall_ms(t0 + Duration::from_secs(2000)), u64::MAX);
+    }
+
+    #[test]
+    fn word_of_a_leave_goes_to_the_leaver_at_its_known_address_only() {
+        let t0 = Instant::now();
+        let mut me = core(0, WALL, vec![], t0);
+        let mut rng = StdRng::seed_from_u64(1);
+        me.handle_datagram(t0, addr(3), &forged(3, WALL, 5, NodeState::Alive), &mut rng)
+            .unwrap();
+        assert!(me.poll_transmit().is_none());
+        // A forged leave of node 3 that names another address, and one of a node never seen.
+        let mut leave = LoadReport {
+            node: id(3),
+            incarnation: WALL,
+            seq: 6,
+            load: LoadVector {
+                state: NodeState::Leaving,
+                ..LoadVector::idle(2)
+            },
+            api: addr(8),
+            gossip: addr(8),
+        };
+        let ghost = LoadReport {
+            node: id(7),
+            ..leave.clone()
+        };
+        let (bytes, _) = wire::encode_push(&leave, [&ghost], 1400).unwrap();
+        me.handle_datagram(t0, addr(9), &bytes, &mut rng).unwrap();
+        let sent: Vec<Transmit> = std::iter::from_fn(|| me.poll_transmit()).collect();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert_eq!(sent[0].to, addr(3));
+        let Ok(Message::Push { reports }) = wire::decode(&sent[0].bytes) else {
+            panic!("not a push");
+        };
+        assert!(reports.0.contains(&leave), "{reports:?}");
+        // Heard again, or newer while still leaving: no change of verdict, nothing sent.
+        leave.seq = 7;
+        let (bytes, _) = wire::encode_push(&leave, [], 1400).unwrap();
+        me.handle_datagram(t0, addr(9), &bytes, &mut rng).unwrap();
+        assert!(me.poll_transmit().is_none());
     }
 
     #[test]

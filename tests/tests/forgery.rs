@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 const JOIN_LIMIT: Duration = Duration::from_secs(20);
 const COUNT_LIMIT: Duration = Duration::from_secs(10);
 /// How long the victim of a believable forgery may stay out: 15 rounds of 200 ms. In the
-/// simulation it is back everywhere within 1 to 3.5 rounds.
+/// simulation it is back everywhere within 1 to 3.6 rounds.
 const BACK_LIMIT: Duration = Duration::from_secs(3);
 /// How long the open cluster may take to forward a job to the victim.
 const WORK_LIMIT: Duration = Duration::from_secs(30);
