@@ -499,8 +499,8 @@ impl Gossip {
             // Someone holds a report of this node newer than the one it sends now: a previous
             // life with a clock that ran ahead, or a forgery. Move past it, and not below the
             // wall clock, so that the new life's samples start afresh. The report is plausible
-            // here, so the new incarnation (at most one above it) is plausible from the next
-            // millisecond on to every peer whose clock is not behind this one's.
+            // here, so the new incarnation (one above it, or the wall clock) is plausible from
+            // the next millisecond on to every peer whose clock is not behind this one's.
             if report.version() > self.own_report().version() {
                 self.incarnation = report.incarnation.saturating_add(1).max(self.wall_ms(now));
                 self.seq = 0;
