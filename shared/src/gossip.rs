@@ -25,6 +25,25 @@
 //! Suspicion stays local: each node judges from the arrivals it sees itself (phi accrual), and
 //! a suspicion is never taken on hearsay, so one node's bad link cannot get a healthy node
 //! shunned by the rest. Any newer report of the suspect, direct or relayed, clears it.
+//!
+//! # Versions no one can push out of reach
+//! An incarnation is a node's start time in milliseconds of the wall clock, and a node takes at
+//! most one sample (one `seq`) per round. The core has no clock, but it is told the wall-clock
+//! time at its creation ([`Gossip::with_wall_clock`]), so it knows the wall clock at any `now`
+//! it is given. A report whose version no honest node could have reached by then — an
+//! incarnation more than [`MAX_AHEAD_MS`] ahead of the wall clock, or more samples than one a
+//! millisecond since that incarnation began ([`is_plausible`]) — is refused and counted
+//! (`implausible_reports`), whoever it names, this node included. Whatever a peer may accept,
+//! this node may accept of itself too, so it can always refute it: it moves to an incarnation
+//! above the report's (and not below its wall clock), and the arithmetic saturates rather than
+//! wraps.
+//!
+//! A forgery within those bounds (from a member holding the cluster key, or from anyone on an
+//! open cluster) is refuted like any newer report of oneself, and the refutation supersedes it
+//! everywhere. So that the node hears it soon, a report that makes a known node `Left` here is
+//! also pushed straight to that node, at the address it was known by: one that is in fact
+//! leaving ignores it, one that is not refutes it at once, rather than when the rumour happens
+//! to reach it rounds later.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -37,6 +56,19 @@ use crate::detector::DetectorConfig;
 use crate::map::{Entry, LoadMap, MergeOutcome, Verdict, VerdictChange};
 use crate::wire::{self, DecodeError, DigestEntry, DigestEntryRef, EncodeError, Message};
 use crate::{LoadReport, LoadVector, NodeId, NodeState, Version};
+
+/// How far ahead of this node's wall clock a report's incarnation may be: the clock skew between
+/// nodes that is tolerated (NTP keeps real clocks within milliseconds of each other).
+pub const MAX_AHEAD_MS: u64 = 60_000;
+
+/// Whether an honest node could have sent a report at `version` by wall-clock time `wall_ms`
+/// (milliseconds since the UNIX epoch, as incarnations are): its incarnation is at most
+/// [`MAX_AHEAD_MS`] ahead, and its `seq` is no more than one per millisecond since that
+/// incarnation began, with the same allowance. No sum here can wrap.
+pub fn is_plausible(version: Version, wall_ms: u64) -> bool {
+    let horizon = wall_ms.saturating_add(MAX_AHEAD_MS);
+    version.incarnation <= horizon && version.seq <= horizon - version.incarnation
+}
 
 /// How a node gossips.
 #[derive(Debug, Clone, PartialEq)]
@@ -173,6 +205,9 @@ pub struct GossipStats {
     pub map_evictions: u64,
     /// Reports of nodes new to a map full of live nodes, not taken in.
     pub map_refusals: u64,
+    /// Reports (and digest entries) refused because no honest node could have reached their
+    /// version yet (see [`is_plausible`]): forgeries, or corruption that decoded.
+    pub implausible_reports: u64,
 }
 
 /// The gossip core of one node.
@@ -189,12 +224,20 @@ pub struct Gossip {
     next_tick: Instant,
     round: u64,
     stats: GossipStats,
+    /// The instant the core was created at, and the wall-clock time then (ms since the UNIX
+    /// epoch): the wall clock at `now` is `wall_at_start + (now - created)`.
+    created: Instant,
+    wall_at_start: u64,
 }
 
 impl Gossip {
     /// A node starting at `now` with the given incarnation (larger than any earlier start of the
-    /// same node, e.g. the start time in milliseconds) and seed gossip addresses. It wants its
+    /// same node: the start time in milliseconds) and seed gossip addresses. It wants its
     /// first tick at once.
+    ///
+    /// Its wall clock at `now` is taken to be `incarnation` milliseconds; a caller whose
+    /// incarnation is not the wall clock (a restart in the same millisecond, a test) says what
+    /// the clock reads with [`Gossip::with_wall_clock`].
     pub fn new(
         config: GossipConfig,
         incarnation: u64,
@@ -217,10 +260,28 @@ impl Gossip {
             next_tick: now,
             round: 0,
             stats: GossipStats::default(),
+            created: now,
+            wall_at_start: incarnation,
         };
         gossip.publish_own(now);
         gossip.events.clear();
         Ok(gossip)
+    }
+
+    /// The same core, told that the wall clock read `wall_ms` (milliseconds since the UNIX
+    /// epoch) at the `now` it was created at. The core reads no clock: this is how it knows
+    /// which versions are plausible (see [`is_plausible`]).
+    pub fn with_wall_clock(mut self, wall_ms: u64) -> Self {
+        self.wall_at_start = wall_ms;
+        self
+    }
+
+    /// The wall-clock time at `now`, in milliseconds since the UNIX epoch, as the core counts
+    /// it from its creation.
+    pub fn wall_ms(&self, now: Instant) -> u64 {
+        let elapsed = now.saturating_duration_since(self.created).as_millis();
+        self.wall_at_start
+            .saturating_add(u64::try_from(elapsed).unwrap_or(u64::MAX))
     }
 
     /// The settings.
@@ -413,28 +474,63 @@ impl Gossip {
                 // Answer at the address the digest came from: that is where the sender listens
                 // (the address in its report may not be reachable from here).
                 self.absorb(sender, now);
-                self.answer_digest(from, reply, &entries.0);
+                // An entry at an implausible version would make this node ask for a report it
+                // will refuse, or hold back one the peer lacks: it is left out, as if unlisted.
+                let wall_ms = self.wall_ms(now);
+                let mut entries = entries.0;
+                let listed = entries.len();
+                entries.retain(|e| is_plausible(e.version, wall_ms));
+                self.stats.implausible_reports += (listed - entries.len()) as u64;
+                self.answer_digest(from, reply, &entries);
             }
         }
         Ok(())
     }
 
     fn absorb(&mut self, report: LoadReport, now: Instant) {
+        if !is_plausible(report.version(), self.wall_ms(now)) {
+            // Out of any honest node's reach: taken in, it would outrank every report its node
+            // can send for a long time (or, for this node, could not be refuted by a report its
+            // peers would take). Refused here as it is everywhere else.
+            self.stats.implausible_reports += 1;
+            return;
+        }
         if report.node == self.config.node {
             // Someone holds a report of this node newer than the one it sends now: a previous
-            // life with a clock that ran ahead, or a forgery. Move past it.
+            // life with a clock that ran ahead, or a forgery. Move past it, and not below the
+            // wall clock, so that the new life's samples start afresh. The report is plausible
+            // here, so the new incarnation (one above it, or the wall clock) is plausible from
+            // the next millisecond on to every peer whose clock is not behind this one's.
             if report.version() > self.own_report().version() {
-                self.incarnation = report.incarnation + 1;
+                self.incarnation = report.incarnation.saturating_add(1).max(self.wall_ms(now));
                 self.seq = 0;
                 self.stats.refutations += 1;
                 self.publish_own(now);
             }
             return;
         }
+        // Where the node was known to listen before this report: a forged one may name
+        // another address.
+        let known = self.map.get(&report.node).map(|e| e.report().gossip);
+        let echo = known
+            .filter(|_| report.load.state == NodeState::Leaving)
+            .map(|to| (to, report.clone()));
         let outcome = self.map.merge_report(report, now, &self.config.detector);
         self.count_merge(&outcome);
         if outcome.newer {
             self.stats.reports_merged += 1;
+        }
+        if let (Some((to, report)), Some(Verdict::Left)) =
+            (echo, outcome.change.as_ref().and_then(|c| c.to))
+        {
+            // Word that a node is leaving: tell the node. One that is in fact leaving ignores
+            // it (its own announcement comes back once from each peer); one that is not (the
+            // word is forged) refutes it at once, rather than when the rumour happens to reach
+            // it, rounds later. The sender's address is not trusted to tell the two apart: it
+            // can be spoofed. Only a node already known is told, at its known address, so that
+            // forged leaves of made-up nodes cannot aim this node's answers anywhere.
+            let own = self.own_report();
+            self.send_push(to, &own, &[report]);
         }
         if let Some(VerdictChange {
             from: Some(Verdict::Suspect),
@@ -449,7 +545,7 @@ impl Gossip {
     }
 
     fn publish_own(&mut self, now: Instant) {
-        self.seq += 1;
+        self.seq = self.seq.saturating_add(1);
         let own = self.own_report();
         let outcome = self.map.merge_report(own, now, &self.config.detector);
         self.count_merge(&outcome);
@@ -626,5 +722,316 @@ impl Gossip {
         // happen with a valid configuration; count it (`encode_errors`) rather than crash a
         // node, in debug builds too.
         self.stats.encode_errors += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    use super::*;
+
+    /// A wall-clock time in ms, as a real incarnation is.
+    const WALL: u64 = 1_790_000_000_000;
+
+    fn addr(i: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 7000 + i as u16))
+    }
+
+    fn id(i: usize) -> NodeId {
+        NodeId::new(format!("n{i}")).unwrap()
+    }
+
+    /// Node `i`, started at `now` with the wall clock at `wall` (its incarnation).
+    fn core(i: usize, wall: u64, seeds: Vec<SocketAddr>, now: Instant) -> Gossip {
+        let config = GossipConfig::new(id(i), addr(i), addr(i));
+        Gossip::new(config, wall, LoadVector::idle(2), seeds, now).unwrap()
+    }
+
+    fn forged(i: usize, incarnation: u64, seq: u64, state: NodeState) -> Vec<u8> {
+        let report = LoadReport {
+            node: id(i),
+            incarnation,
+            seq,
+            load: LoadVector {
+                state,
+                ..LoadVector::idle(2)
+            },
+            api: addr(i),
+            gossip: addr(i),
+        };
+        wire::encode_push(&report, [], wire::DEFAULT_BUDGET)
+            .unwrap()
+            .0
+    }
+
+    /// Cores that hear each other at once, driven in steps of 10 ms.
+    struct Net {
+        cores: Vec<Gossip>,
+        now: Instant,
+        rng: StdRng,
+    }
+
+    impl Net {
+        fn new(n: usize, wall: u64) -> Self {
+            let now = Instant::now();
+            let cores = (0..n).map(|i| core(i, wall, vec![addr(0)], now)).collect();
+            Net {
+                cores,
+                now,
+                rng: StdRng::seed_from_u64(7),
+            }
+        }
+
+        /// Hands `bytes` to core `to` as if a rogue at `from` had sent them, and delivers what
+        /// follows.
+        fn inject(&mut self, to: usize, bytes: &[u8]) {
+            let rogue = SocketAddr::from(([127, 0, 0, 9], 9));
+            let _ = self.cores[to].handle_datagram(self.now, rogue, bytes, &mut self.rng);
+            self.deliver();
+        }
+
+        fn deliver(&mut self) {
+            loop {
+                let mut sent = Vec::new();
+                for core in &mut self.cores {
+                    let from = core.config().gossip;
+                    sent.extend(std::iter::from_fn(|| core.poll_transmit()).map(|t| (from, t)));
+                }
+                if sent.is_empty() {
+                    return;
+                }
+                for (from, t) in sent {
+                    if let Some(core) = self.cores.iter_mut().find(|c| c.config().gossip == t.to) {
+                        core.handle_datagram(self.now, from, &t.bytes, &mut self.rng)
+                            .unwrap();
+                    }
+                }
+            }
+        }
+
+        fn run(&mut self, duration: Duration) {
+            let end = self.now + duration;
+            while self.now < end {
+                self.now += Duration::from_millis(10);
+                for core in &mut self.cores {
+                    core.handle_tick(self.now, &mut self.rng);
+                }
+                self.deliver();
+            }
+        }
+
+        /// Whether every other core holds node `i` alive, taking work, at a version newer
+        /// than `than`.
+        fn all_hold_alive(&self, i: usize, than: Version) -> bool {
+            self.cores
+                .iter()
+                .enumerate()
+                .filter(|(o, _)| *o != i)
+                .all(|(_, c)| {
+                    c.map()
+                        .get(&id(i))
+                        .is_some_and(|e| e.takes_work() && e.report().version() > than)
+                })
+        }
+    }
+
+    #[test]
+    fn plausibility_allows_the_clock_skew_and_one_sample_a_millisecond() {
+        let v = |incarnation, seq| Version { incarnation, seq };
+        assert!(is_plausible(v(WALL, 0), WALL));
+        assert!(is_plausible(v(WALL + MAX_AHEAD_MS, 0), WALL));
+        assert!(!is_plausible(v(WALL + MAX_AHEAD_MS + 1, 0), WALL));
+        // Started a second ago: a thousand samples and the allowance, no more.
+        assert!(is_plausible(v(WALL - 1000, 1000 + MAX_AHEAD_MS), WALL));
+        assert!(!is_plausible(v(WALL - 1000, 1001 + MAX_AHEAD_MS), WALL));
+        assert!(!is_plausible(v(u64::MAX, u64::MAX), WALL));
+        assert!(!is_plausible(v(0, u64::MAX), WALL));
+        // At the end of time nothing wraps: the horizon stops at u64::MAX.
+        assert!(is_plausible(v(u64::MAX, 0), u64::MAX));
+        assert!(!is_plausible(v(u64::MAX, 1), u64::MAX));
+    }
+
+    #[test]
+    fn a_report_at_the_top_of_u64_is_refused_and_counted_whoever_it_names() {
+        let t0 = Instant::now();
+        let mut me = core(0, WALL, vec![], t0);
+        let mut rng = StdRng::seed_from_u64(1);
+        // A peer, heard honestly, then forged at the top of u64.
+        me.handle_datagram(t0, addr(3), &forged(3, WALL, 5, NodeState::Alive), &mut rng)
+            .unwrap();
+        let t1 = t0 + Duration::from_millis(100);
+        me.handle_datagram(
+            t1,
+            addr(9),
+            &forged(3, u64::MAX, u64::MAX, NodeState::Alive),
+            &mut rng,
+        )
+        .unwrap();
+        let entry = me.map().get(&id(3)).unwrap();
+        assert_eq!(
+            entry.report().version(),
+            Version {
+                incarnation: WALL,
+                seq: 5
+            }
+        );
+        assert!(entry.takes_work());
+        // This node itself: refused too, not refuted (a refutation could not be believed).
+        me.handle_datagram(
+            t1,
+            addr(9),
+            &forged(0, u64::MAX, u64::MAX, NodeState::Leaving),
+            &mut rng,
+        )
+        .unwrap();
+        assert_eq!(me.incarnation(), WALL);
+        assert_eq!(me.stats().refutations, 0);
+        assert_eq!(me.stats().implausible_reports, 2);
+        // The same in a digest: its sender and its entries.
+        let sender = LoadReport {
+            node: id(4),
+            incarnation: u64::MAX,
+            seq: 0,
+            load: LoadVector::idle(1),
+            api: addr(4),
+            gossip: addr(4),
+        };
+        let entries = [DigestEntry {
+            node: id(3),
+            version: Version {
+                incarnation: WALL,
+                seq: u64::MAX,
+            },
+        }];
+        let (bytes, _) = wire::encode_digest(&sender, false, entries, 1400).unwrap();
+        me.handle_datagram(t1, addr(4), &bytes, &mut rng).unwrap();
+        assert_eq!(me.stats().implausible_reports, 4);
+        assert!(me.map().get(&id(4)).is_none());
+        // Left out of the digest, the entry counts as unlisted: this node's report of n3 is
+        // pushed back, and nothing is asked for.
+        let answers: Vec<Message> = std::iter::from_fn(|| me.poll_transmit())
+            .map(|t| wire::decode(&t.bytes).unwrap())
+            .collect();
+        assert_eq!(answers.len(), 1, "{answers:?}");
+        assert!(
+            matches!(&answers[0], Message::Push { reports } if reports.0.iter().any(|r| r.node == id(3))),
+            "{answers:?}"
+        );
+    }
+
+    #[test]
+    fn a_refutation_at_the_top_of_u64_saturates_and_never_wraps() {
+        let t0 = Instant::now();
+        let start = u64::MAX - 1000;
+        let mut me = core(0, start, vec![], t0);
+        let mut rng = StdRng::seed_from_u64(1);
+        let forgery = forged(0, u64::MAX, 0, NodeState::Leaving);
+        me.handle_datagram(t0, addr(9), &forgery, &mut rng).unwrap();
+        assert_eq!(me.stats().refutations, 1);
+        assert_eq!(me.incarnation(), u64::MAX, "wrapped");
+        assert!(
+            me.own_report().version()
+                > Version {
+                    incarnation: u64::MAX,
+                    seq: 0
+                }
+        );
+        assert!(!me.is_leaving());
+        // And the samples that follow saturate as well.
+        for round in 1..=3 {
+            me.handle_tick(t0 + me.config().interval * round, &mut rng);
+        }
+        assert_eq!(me.incarnation(), u64::MAX);
+        assert!(me.own_report().seq >= 1);
+        assert_eq!(me.wall_ms(t0 + Duration::from_secs(2000)), u64::MAX);
+    }
+
+    #[test]
+    fn word_of_a_leave_goes_to_the_leaver_at_its_known_address_only() {
+        let t0 = Instant::now();
+        let mut me = core(0, WALL, vec![], t0);
+        let mut rng = StdRng::seed_from_u64(1);
+        me.handle_datagram(t0, addr(3), &forged(3, WALL, 5, NodeState::Alive), &mut rng)
+            .unwrap();
+        assert!(me.poll_transmit().is_none());
+        // A forged leave of node 3 that names another address, and one of a node never seen.
+        let mut leave = LoadReport {
+            node: id(3),
+            incarnation: WALL,
+            seq: 6,
+            load: LoadVector {
+                state: NodeState::Leaving,
+                ..LoadVector::idle(2)
+            },
+            api: addr(8),
+            gossip: addr(8),
+        };
+        let ghost = LoadReport {
+            node: id(7),
+            ..leave.clone()
+        };
+        let (bytes, _) = wire::encode_push(&leave, [&ghost], 1400).unwrap();
+        me.handle_datagram(t0, addr(9), &bytes, &mut rng).unwrap();
+        let sent: Vec<Transmit> = std::iter::from_fn(|| me.poll_transmit()).collect();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert_eq!(sent[0].to, addr(3));
+        let Ok(Message::Push { reports }) = wire::decode(&sent[0].bytes) else {
+            panic!("not a push");
+        };
+        assert!(reports.0.contains(&leave), "{reports:?}");
+        // Heard again, or newer while still leaving: no change of verdict, nothing sent.
+        leave.seq = 7;
+        let (bytes, _) = wire::encode_push(&leave, [], 1400).unwrap();
+        me.handle_datagram(t0, addr(9), &bytes, &mut rng).unwrap();
+        assert!(me.poll_transmit().is_none());
+    }
+
+    #[test]
+    fn a_plausible_forgery_of_a_node_is_refuted_and_the_refutation_supersedes_it_everywhere() {
+        let mut net = Net::new(4, WALL);
+        net.run(Duration::from_secs(10));
+        assert!(net.all_hold_alive(
+            3,
+            Version {
+                incarnation: 0,
+                seq: 0
+            }
+        ));
+        let life = net.cores[3].incarnation();
+        // A rogue tells node 1 that node 3 is leaving, at node 3's own incarnation with as
+        // many samples as 1 can believe: what a member holding the key could forge.
+        let wall = net.cores[1].wall_ms(net.now);
+        let seq = wall + MAX_AHEAD_MS - life;
+        net.inject(1, &forged(3, life, seq, NodeState::Leaving));
+        let forgery = Version {
+            incarnation: life,
+            seq,
+        };
+        assert_eq!(
+            net.cores[1].map().get(&id(3)).unwrap().verdict(),
+            Verdict::Left,
+            "a plausible report is taken"
+        );
+        let mut rounds = 0;
+        while !net.all_hold_alive(3, forgery) {
+            assert!(rounds < 10, "not refuted everywhere within 10 rounds");
+            net.run(Duration::from_millis(200));
+            rounds += 1;
+        }
+        let core3 = &net.cores[3];
+        assert_eq!(core3.stats().refutations, 1);
+        // The new life starts at the wall clock, not just above the forgery's incarnation.
+        assert!(
+            core3.incarnation() >= WALL + 10_000,
+            "{}",
+            core3.incarnation()
+        );
+        assert!(!core3.is_leaving());
+        for core in &net.cores {
+            assert_eq!(core.stats().implausible_reports, 0);
+            assert_eq!(core.stats().deaths, 0);
+        }
     }
 }

@@ -28,6 +28,10 @@
 //!   that arrive for it vanish. Datagrams it sent before the crash are still delivered, as they
 //!   would be on a real wire. [`Sim::restart`] starts a fresh core with the same [`NodeId`] and
 //!   address and a higher incarnation; [`Sim::leave`] is a graceful leave.
+//! - [`Sim::inject`] hands a node a datagram of the test's making, as a rogue peer would.
+//!
+//! Every core is told that the wall clock at its start reads [`EPOCH_MS`] plus the virtual time,
+//! the same clock its incarnation is taken from, so all nodes' clocks agree.
 //!
 //! Addresses are fake (`10.0.x.y`): nothing here touches a real network.
 //!
@@ -458,7 +462,8 @@ impl Sim {
             self.seeds.clone(),
             now,
         )
-        .expect("the template is a valid gossip configuration");
+        .expect("the template is a valid gossip configuration")
+        .with_wall_clock(now_ms);
         node.core = Some(core);
         self.after_call(i);
     }
@@ -546,6 +551,21 @@ impl Sim {
     }
 
     // ---- faults and operations -----------------------------------------------------------
+
+    /// Hands node `i` a datagram at once, as if `from` had sent it: what a rogue peer (or one
+    /// holding the cluster key, since nothing here is sealed) can do. It need not decode.
+    pub fn inject(&mut self, i: usize, from: SocketAddr, bytes: &[u8]) {
+        let now = self.instant();
+        let node = &mut self.nodes[i];
+        let Some(core) = node.core.as_mut() else {
+            return;
+        };
+        node.traffic.datagrams_received += 1;
+        node.traffic.bytes_received += bytes.len() as u64;
+        // A datagram that does not decode is counted by the core; that is all.
+        let _ = core.handle_datagram(now, from, bytes, &mut node.rng);
+        self.after_call(i);
+    }
 
     /// Stops node `i` at once, as `kill -9` would.
     pub fn crash(&mut self, i: usize) {

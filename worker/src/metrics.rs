@@ -564,7 +564,8 @@ impl Collector for ScrapeTime {
             entries: g.map().len(),
         });
         let receive_errors = ReceiveErrorCounts::of(&g.stats, self.gossip.receive_errors());
-        let counters: [(&str, &str, Option<Unit>, u64); 13] = [
+        let stats = crate::view::socket_counters(g.stats, self.gossip.receive_errors());
+        let counters: [(&str, &str, Option<Unit>, u64); 14] = [
             ("gossip_rounds", "Gossip rounds run.", None, g.rounds),
             (
                 "gossip_datagrams_sent",
@@ -582,7 +583,7 @@ impl Collector for ScrapeTime {
                 "gossip_datagrams_received",
                 "Gossip datagrams received, whether or not they decoded or opened.",
                 None,
-                g.stats.datagrams_received + self.gossip.receive_errors().total(),
+                stats.datagrams_received,
             ),
             (
                 "gossip_received",
@@ -637,6 +638,12 @@ impl Collector for ScrapeTime {
                 "Reports of nodes new to a load map full of live nodes, not taken in.",
                 None,
                 g.stats.map_refusals,
+            ),
+            (
+                "gossip_implausible_reports",
+                "Load reports and digest entries refused because no honest node could have reached their version yet.",
+                None,
+                g.stats.implausible_reports,
             ),
         ];
         for (name, help, unit, value) in counters {

@@ -120,6 +120,8 @@ impl Node {
         let incarnation = next_incarnation();
         let seed = config.seed.unwrap_or_else(rand::random);
         let slots = config.slots();
+        // The core reads no clock: it is told the wall clock at its creation, and counts on
+        // from there on the clock it is driven with, to tell which versions are plausible.
         let core = Gossip::new(
             config.gossip_config(id.clone(), api_addr, gossip_addr),
             incarnation,
@@ -129,7 +131,8 @@ impl Node {
             },
             config.seeds.0.clone(),
             tokio::time::Instant::now().into_std(),
-        )?;
+        )?
+        .with_wall_clock(unix_ms());
         let gossip = SharedGossip::new(core);
 
         info!(
@@ -401,15 +404,20 @@ fn placement_seed(seed: u64) -> u64 {
 /// strictly, so that nodes restarted in the same millisecond still supersede.
 fn next_incarnation() -> u64 {
     static LAST: AtomicU64 = AtomicU64::new(0);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let now = unix_ms().max(1);
     let previous = LAST
         .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
-            Some(now.max(last + 1))
+            Some(now.max(last.saturating_add(1)))
         })
         .unwrap_or_else(|last| last);
-    now.max(previous + 1)
+    now.max(previous.saturating_add(1))
+}
+
+/// The wall clock, in milliseconds since the UNIX epoch.
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

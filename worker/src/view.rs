@@ -14,7 +14,7 @@ use hearsay_shared::{Gossip, GossipStats, LoadVector, NodeId, Verdict};
 use serde::Serialize;
 
 use crate::metrics::PlacementCounts;
-use crate::sealing::ReceiveErrorCounts;
+use crate::sealing::{ReceiveErrorCounts, ReceiveErrors};
 use crate::SharedGossip;
 
 /// One event of `GET /v1/cluster/stream`: the `GET /v1/cluster` view, with what this node has
@@ -79,7 +79,9 @@ pub struct NodeView {
 pub struct StatsView {
     /// Gossip rounds run.
     pub rounds: u64,
-    /// The core's counters, as fields of this object.
+    /// The core's counters, as fields of this object; `datagrams_received` counts every
+    /// datagram the gossip socket received, those the seal refused included (see
+    /// [`socket_counters`]).
     #[serde(flatten)]
     pub counters: GossipStats,
     /// Received datagrams dropped, by reason (as `gossip_receive_errors_total{reason}`): `decode`
@@ -149,7 +151,19 @@ impl ClusterView {
         let mut view = gossip.with(|g| ClusterView::of(g, now));
         view.gossip.receive_errors =
             ReceiveErrorCounts::of(&view.gossip.counters, gossip.receive_errors());
+        view.gossip.counters = socket_counters(view.gossip.counters, gossip.receive_errors());
         view
+    }
+}
+
+/// The core's counters as the node's gossip socket saw them: `datagrams_received` is every
+/// datagram received, whether or not it opened and decoded — the core's count and those the
+/// seal refused before the core saw them. `GET /v1/cluster` and
+/// `hearsay_gossip_datagrams_received_total` both show this one count.
+pub(crate) fn socket_counters(core: GossipStats, refused: &ReceiveErrors) -> GossipStats {
+    GossipStats {
+        datagrams_received: core.datagrams_received.saturating_add(refused.total()),
+        ..core
     }
 }
 
@@ -282,11 +296,36 @@ mod tests {
                     "decode_errors": 0, "reports_merged": 1, "refutations": 0,
                     "encode_errors": 0, "suspicions": 0, "deaths": 0, "suspect_probes": 0,
                     "suspicions_refuted": 0, "map_evictions": 0, "map_refusals": 0,
+                    "implausible_reports": 0,
                     "receive_errors": {"decode": 0, "authentication": 0, "unknown_key": 0,
                                        "replay": 0, "unsealed": 0, "sealed": 0, "malformed": 0}
                 }
             })
         );
+    }
+
+    #[test]
+    fn datagrams_received_counts_those_the_seal_refused() {
+        let t0 = Instant::now();
+        let me = NodeId::new("me-1").unwrap();
+        let config = GossipConfig::new(me, addr("127.0.0.1:8001"), addr("127.0.0.1:7001"));
+        let gossip = Gossip::new(config, 42, LoadVector::idle(4), vec![], t0).unwrap();
+        let shared = SharedGossip::new(gossip);
+        let mut rng = StdRng::seed_from_u64(1);
+        shared
+            .with(|g| g.handle_datagram(t0, addr("127.0.0.1:7002"), b"junk", &mut rng))
+            .unwrap_err();
+        shared
+            .receive_errors()
+            .count(&hearsay_shared::seal::OpenError::Unsealed);
+        shared
+            .receive_errors()
+            .count(&hearsay_shared::seal::OpenError::Malformed);
+        let view = ClusterView::of_shared(&shared, t0);
+        assert_eq!(view.gossip.counters.datagrams_received, 3);
+        assert_eq!(view.gossip.receive_errors.decode, 1);
+        assert_eq!(view.gossip.receive_errors.unsealed, 1);
+        assert_eq!(view.gossip.receive_errors.malformed, 1);
     }
 
     #[test]
