@@ -65,8 +65,7 @@ fn forged_push(
 /// place that seals here: a seal bound to its destination needs `to`, which the present seal
 /// does not use.
 fn seal_as_member(keyring: &Keyring, plain: &[u8], to: SocketAddr) -> Result<Vec<u8>> {
-    let _ = to;
-    Ok(keyring.seal(plain, unix_ms(), &mut StdRng::from_os_rng())?)
+    Ok(keyring.seal(plain, to, unix_ms(), &mut StdRng::from_os_rng())?)
 }
 
 fn send(to: SocketAddr, bytes: &[u8]) -> Result<()> {
