@@ -24,7 +24,12 @@
 //!
 //! Connections: request heads must arrive within [`HEADER_READ_TIMEOUT`] and fit in
 //! [`MAX_HEAD_BYTES`] (else hyper answers `431` and closes); a request hyper cannot parse gets
-//! hyper's bare `400` and is counted as `malformed`.
+//! hyper's bare `400` and is counted as `malformed`. Bodies are timed ([`TimedBody`]: whole
+//! within `--body-timeout`, at `--body-min-rate` after `--body-rate-grace`), else `408
+//! body_timeout` and the connection is closed. Connections are counted per client IP and in all
+//! ([`ConnectionLimiter`]); one over a cap is answered by [`refuse`] and closed, and counted in
+//! `hearsay_http_connections_refused_total{reason}`; for [`crate::limits::REFUSING_WINDOW`]
+//! after such a refusal `/healthz` says `refusing_connections` (still `200`: see [`health`]).
 
 use std::convert::Infallible;
 use std::error::Error as StdError;
@@ -609,6 +614,25 @@ mod tests {
         let (status, _, body) = call(&state(), Method::GET, "/healthz", "").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body, serde_json::json!({"status": "ok"}));
+    }
+
+    #[tokio::test]
+    async fn healthz_says_when_connections_were_refused() {
+        let state = state();
+        let ip = "127.0.0.1".parse().unwrap();
+        let now = tokio::time::Instant::now();
+        let held: Vec<_> = (0..4).map(|_| state.connections.admit(ip, now)).collect();
+        assert!(matches!(
+            state.connections.admit(ip, now),
+            Admission::Refused { .. }
+        ));
+        let (status, _, body) = call(&state, Method::GET, "/healthz", "").await;
+        assert_eq!(status, StatusCode::OK, "a busy node is alive");
+        assert_eq!(body["status"], "refusing_connections");
+        assert_eq!(body["connections"]["open"], 4);
+        assert_eq!(body["connections"]["max_per_client"], 4);
+        assert_eq!(body["connections"]["refused"], 1);
+        drop(held);
     }
 
     #[tokio::test]

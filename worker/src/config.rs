@@ -586,6 +586,49 @@ mod tests {
     }
 
     #[test]
+    fn connection_and_body_limits_are_parsed_and_capped() {
+        let c = Config::try_parse_from([
+            "worker",
+            "--body-timeout",
+            "500",
+            "--body-min-rate",
+            "0",
+            "--body-rate-grace",
+            "100",
+            "--max-connections",
+            "10",
+            "--max-connections-per-client",
+            "50",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.body_limits(),
+            BodyLimits {
+                timeout: Duration::from_millis(500),
+                min_rate: 0,
+                grace: Duration::from_millis(100),
+            }
+        );
+        assert_eq!(
+            c.connection_limits(1),
+            ConnectionLimits {
+                total: 10,
+                per_client: 10
+            },
+            "the per-client cap is at most the total"
+        );
+        assert_eq!(Config::default().body_limits(), BodyLimits::default());
+        // The default follows this process's open-file limit.
+        let limit = open_file_limit().unwrap_or(1024);
+        assert_eq!(
+            Config::default().connection_limits(2).total,
+            ConnectionLimits::from_descriptors(limit, 2)
+        );
+        assert!(Config::try_parse_from(["worker", "--max-connections", "0"]).is_err());
+        assert!(Config::try_parse_from(["worker", "--body-timeout", "0"]).is_err());
+    }
+
+    #[test]
     fn bad_values_are_refused() {
         assert!(Config::try_parse_from(["worker", "--slots", "0"]).is_err());
         assert!(Config::try_parse_from(["worker", "--node-id", "a b"]).is_err());

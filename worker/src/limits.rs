@@ -599,4 +599,190 @@ mod tests {
         assert!(limiter.acquire(a).is_err());
         assert_eq!(limiter.clients(), 0);
     }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn the_default_connection_cap_leaves_room_below_the_descriptor_limit() {
+        // 1024 - (32 + 2 * 4 + 256 + 32).
+        assert_eq!(ConnectionLimits::from_descriptors(1024, 2), 696);
+        // 128 - (32 + 4 + 32 + 32): what the low-limit test of tests/tests/connections.rs uses.
+        assert_eq!(ConnectionLimits::from_descriptors(128, 1), 28);
+        assert_eq!(
+            ConnectionLimits::from_descriptors(16, 1),
+            MIN_DEFAULT_CONNECTIONS
+        );
+        assert_eq!(
+            ConnectionLimits::from_descriptors(1 << 20, 64),
+            MAX_DEFAULT_CONNECTIONS
+        );
+        for descriptors in [64, 100, 256, 1024, 4096, 65_536] {
+            let total = ConnectionLimits::from_descriptors(descriptors, 8) as u64;
+            assert!(
+                total + REFUSAL_ANSWERS as u64 + descriptors / 4 < descriptors,
+                "{descriptors}: {total}"
+            );
+        }
+    }
+
+    #[test]
+    fn connections_are_capped_per_client_and_in_all_then_shed() {
+        let now = Instant::now();
+        let limiter = ConnectionLimiter::new(ConnectionLimits {
+            total: 3,
+            per_client: 2,
+        });
+        let (a, b, c) = (ip("127.0.0.1"), ip("127.0.0.2"), ip("127.0.0.3"));
+        let admitted = |admission: Admission| match admission {
+            Admission::Admitted(permit) => permit,
+            other => panic!("refused: {other:?}"),
+        };
+        let a1 = admitted(limiter.admit(a, now));
+        let a2 = admitted(limiter.admit(a, now));
+        assert!(!limiter.health(now).refusing);
+        let Admission::Refused { refusal, first, .. } = limiter.admit(a, now) else {
+            panic!("a third from one client is refused")
+        };
+        assert_eq!(refusal, ConnectionRefusal::PerClient { ip: a, limit: 2 });
+        assert_eq!(refusal.reason(), "per_client");
+        assert!(first, "the first refusal of a window is logged");
+        let b1 = admitted(limiter.admit(b, now));
+        let Admission::Refused { refusal, first, .. } = limiter.admit(c, now) else {
+            panic!("a fourth in all is refused")
+        };
+        assert_eq!(refusal, ConnectionRefusal::Total { limit: 3 });
+        assert!(!first);
+        let health = limiter.health(now);
+        assert!(health.refusing);
+        assert_eq!(
+            (health.open, health.refused, health.refused_unanswered),
+            (3, 2, 0)
+        );
+        // Every refusal answer taken (the ones above were given back on drop): the next
+        // refusals are shed.
+        let answers: Vec<_> = (0..REFUSAL_ANSWERS)
+            .map(|_| match limiter.admit(c, now) {
+                Admission::Refused { answer, .. } => answer,
+                other => panic!("answered: {other:?}"),
+            })
+            .collect();
+        assert!(matches!(limiter.admit(c, now), Admission::Shed(_)));
+        drop(answers);
+        assert!(matches!(limiter.admit(c, now), Admission::Refused { .. }));
+        drop((a1, a2, b1));
+        assert_eq!(limiter.clients(), 0, "no entry is kept for gone clients");
+        let later = now + REFUSING_WINDOW;
+        let health = limiter.health(later);
+        assert!(!health.refusing, "quiet for the window: {health:?}");
+        assert_eq!(health.refused_unanswered, 1);
+        assert_eq!(
+            health.last_refused_ms_ago,
+            Some(REFUSING_WINDOW.as_millis())
+        );
+        let _again = admitted(limiter.admit(a, later));
+    }
+
+    #[test]
+    fn the_per_client_cap_is_never_more_than_the_total() {
+        let limiter = ConnectionLimiter::new(ConnectionLimits {
+            total: 2,
+            per_client: 10,
+        });
+        assert_eq!(limiter.limits().per_client, 2);
+    }
+
+    #[test]
+    fn a_body_deadline_follows_the_rate_until_the_whole_bound() {
+        let limits = BodyLimits {
+            timeout: Duration::from_secs(30),
+            min_rate: 1000,
+            grace: Duration::from_secs(5),
+        };
+        let start = Instant::now();
+        assert_eq!(
+            limits.deadline(start, 0),
+            (start + Duration::from_secs(5), BodyBound::Rate)
+        );
+        assert_eq!(
+            limits.deadline(start, 2000),
+            (start + Duration::from_secs(7), BodyBound::Rate)
+        );
+        assert_eq!(
+            limits.deadline(start, 25_000),
+            (start + Duration::from_secs(30), BodyBound::Whole)
+        );
+        let no_rate = BodyLimits {
+            min_rate: 0,
+            ..limits
+        };
+        assert_eq!(
+            no_rate.deadline(start, 0),
+            (start + Duration::from_secs(30), BodyBound::Whole)
+        );
+    }
+
+    /// A body fed by hand: frames sent on a channel, the end when it closes.
+    #[derive(Debug)]
+    struct Fed(tokio::sync::mpsc::UnboundedReceiver<bytes::Bytes>);
+
+    impl Body for Fed {
+        type Data = bytes::Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<bytes::Bytes>, Self::Error>>> {
+            self.0.poll_recv(cx).map(|d| d.map(|d| Ok(Frame::data(d))))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_stops_is_cut_by_the_rate_and_one_that_flows_is_not() {
+        use http_body_util::BodyExt;
+        let limits = BodyLimits {
+            timeout: Duration::from_secs(30),
+            min_rate: 100,
+            grace: Duration::from_secs(1),
+        };
+        // One byte, then silence: cut at 1 s + 1/100 s, by the rate.
+        let (feed, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (body, clock) = TimedBody::new(Fed(rx), limits);
+        let started = Instant::now();
+        feed.send(bytes::Bytes::from_static(b"x")).unwrap();
+        let e = body.collect().await.unwrap_err();
+        assert_eq!(started.elapsed(), Duration::from_millis(1010));
+        assert!(e.to_string().contains("slower than 100 bytes/s"), "{e}");
+        assert!(matches!(
+            clock.expired(),
+            Some(BodyTimeout::Rate { received: 1, .. })
+        ));
+
+        // 200 bytes/s for 40 s: fast enough for the rate, too long for the whole bound.
+        let (feed, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (body, clock) = TimedBody::new(Fed(rx), limits);
+        let sender = tokio::spawn(async move {
+            for _ in 0..400 {
+                if feed.send(bytes::Bytes::from_static(&[b'x'; 20])).is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        let started = Instant::now();
+        let e = body.collect().await.unwrap_err();
+        assert_eq!(started.elapsed(), Duration::from_secs(30));
+        assert!(e.to_string().contains("within 30000 ms"), "{e}");
+        assert!(matches!(clock.expired(), Some(BodyTimeout::Whole { .. })));
+        sender.abort();
+
+        // A body that ends in time is whole, and the clock says nothing.
+        let (feed, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (body, clock) = TimedBody::new(Fed(rx), limits);
+        feed.send(bytes::Bytes::from_static(b"{}")).unwrap();
+        drop(feed);
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "{}");
+        assert!(clock.expired().is_none());
+    }
 }
