@@ -27,9 +27,9 @@
 //! hyper's bare `400` and is counted as `malformed`. Bodies are timed ([`TimedBody`]: whole
 //! within `--body-timeout`, at `--body-min-rate` after `--body-rate-grace`), else `408
 //! body_timeout` and the connection is closed. Connections are counted per client IP and in all
-//! ([`ConnectionLimiter`]); one over a cap is answered by [`refuse`] and closed, and counted in
+//! ([`ConnectionLimiter`]); one over a cap is answered by `refuse` and closed, and counted in
 //! `hearsay_http_connections_refused_total{reason}`; for [`crate::limits::REFUSING_WINDOW`]
-//! after such a refusal `/healthz` says `refusing_connections` (still `200`: see [`health`]).
+//! after such a refusal `/healthz` says `refusing_connections` (still `200`: see `health`).
 
 use std::convert::Infallible;
 use std::error::Error as StdError;
@@ -104,7 +104,7 @@ pub(crate) struct ApiState {
 /// [`SHUTDOWN_GRACE`] before closing them. Connection tasks are spawned on `tracker`.
 ///
 /// Each new connection is first admitted by [`ApiState::connections`]; one over a cap is
-/// answered `503` by [`refuse`] (or closed at once when [`REFUSAL_ANSWERS`] are already being
+/// answered `503` by `refuse` (or closed at once when [`REFUSAL_ANSWERS`] are already being
 /// answered), so that the node never runs out of descriptors.
 pub(crate) async fn serve(
     listener: TcpListener,
