@@ -24,7 +24,12 @@
 //!
 //! Connections: request heads must arrive within [`HEADER_READ_TIMEOUT`] and fit in
 //! [`MAX_HEAD_BYTES`] (else hyper answers `431` and closes); a request hyper cannot parse gets
-//! hyper's bare `400` and is counted as `malformed`.
+//! hyper's bare `400` and is counted as `malformed`. Bodies are timed ([`TimedBody`]: whole
+//! within `--body-timeout`, at `--body-min-rate` after `--body-rate-grace`), else `408
+//! body_timeout` and the connection is closed. Connections are counted per client IP and in all
+//! ([`ConnectionLimiter`]); one over a cap is answered by `refuse` and closed, and counted in
+//! `hearsay_http_connections_refused_total{reason}`; for [`crate::limits::REFUSING_WINDOW`]
+//! after such a refusal `/healthz` says `refusing_connections` (still `200`: see `health`).
 
 use std::convert::Infallible;
 use std::error::Error as StdError;
@@ -37,8 +42,8 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Body;
 use hyper::header::{
-    HeaderValue, ACCEPT, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER,
-    WWW_AUTHENTICATE,
+    HeaderValue, ACCEPT, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONNECTION, CONTENT_TYPE,
+    RETRY_AFTER, WWW_AUTHENTICATE,
 };
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -46,16 +51,20 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use serde::Serialize;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::auth::ApiToken;
 use crate::dashboard;
 use crate::dispatch::Dispatcher;
 use crate::job_api;
-use crate::limits::{ClientAddr, WaitLimiter};
+use crate::limits::{
+    Admission, BodyClock, BodyLimits, ClientAddr, ConnectionLimiter, ConnectionRefusal, TimedBody,
+    WaitLimiter, CONNECTION_RETRY_AFTER_SECS, REFUSAL_ANSWERS, REFUSAL_HEAD_TIMEOUT,
+};
 use crate::metrics::{refusal_reason, Exposition, Format};
 use crate::stream::ClusterStream;
 use crate::view::{ClusterView, ErrorBody};
@@ -85,16 +94,34 @@ pub(crate) struct ApiState {
     pub token: Option<ApiToken>,
     /// Open waits per client.
     pub waits: WaitLimiter,
+    /// Open connections, per client and in all.
+    pub connections: ConnectionLimiter,
+    /// How fast request bodies must arrive.
+    pub body: BodyLimits,
 }
 
 /// Serves `listener` until `stop` is cancelled, then lets open connections finish for at most
 /// [`SHUTDOWN_GRACE`] before closing them. Connection tasks are spawned on `tracker`.
+///
+/// Each new connection is first admitted by [`ApiState::connections`]; one over a cap is
+/// answered `503` by `refuse` (or closed at once when [`REFUSAL_ANSWERS`] are already being
+/// answered), so that the node never runs out of descriptors.
 pub(crate) async fn serve(
     listener: TcpListener,
     state: ApiState,
     stop: CancellationToken,
     tracker: TaskTracker,
 ) {
+    let limits = state.connections.limits();
+    info!(
+        max_connections = limits.total,
+        max_connections_per_client = limits.per_client,
+        refusal_answers = REFUSAL_ANSWERS,
+        body_timeout_ms = state.body.timeout.as_millis(),
+        body_min_rate = state.body.min_rate,
+        body_rate_grace_ms = state.body.grace.as_millis(),
+        "HTTP connection and body limits"
+    );
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -128,16 +155,52 @@ pub(crate) async fn serve(
             },
         };
         let metrics = state.jobs.metrics().clone();
+        let permit = match state.connections.admit(peer.ip(), Instant::now()) {
+            Admission::Admitted(permit) => permit,
+            Admission::Refused {
+                answer,
+                refusal,
+                first,
+            } => {
+                metrics.connection_refused(refusal.reason());
+                if first {
+                    warn!(%peer, reason = %refusal, "refusing HTTP connections (503)");
+                } else {
+                    debug!(%peer, reason = %refusal, "HTTP connection refused (503)");
+                }
+                let connections = state.connections.clone();
+                let hard_stop = hard_stop.clone();
+                tracker.spawn(async move {
+                    tokio::select! {
+                        () = refuse(stream, refusal, connections) => {}
+                        () = hard_stop.cancelled() => {}
+                    }
+                    drop(answer);
+                });
+                continue;
+            }
+            Admission::Shed(refusal) => {
+                // Answering would take one more descriptor and task for up to
+                // REFUSAL_HEAD_TIMEOUT: with that many answers under way, closing is cheaper.
+                metrics.connection_refused("unanswered");
+                debug!(%peer, reason = %refusal, "HTTP connection closed unanswered");
+                drop(stream);
+                continue;
+            }
+        };
         let state = state.clone();
         // Set by the first request: until then, neither hyper's head timeout (it starts once the
         // protocol is known) nor anything else would close a connection that sends nothing.
         let started = Arc::new(AtomicBool::new(false));
         let first_request = started.clone();
-        let service = service_fn(move |mut req: Request<hyper::body::Incoming>| {
+        let service = service_fn(move |req: Request<hyper::body::Incoming>| {
             let state = state.clone();
             first_request.store(true, Ordering::Relaxed);
+            let (parts, body) = req.into_parts();
+            let (body, clock) = TimedBody::new(body, state.body);
+            let mut req = Request::from_parts(parts, body);
             req.extensions_mut().insert(ClientAddr(peer));
-            async move { Ok::<_, Infallible>(route(req, &state).await) }
+            async move { Ok::<_, Infallible>(route_timed(req, clock, &state).await) }
         });
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
@@ -161,6 +224,8 @@ pub(crate) async fn serve(
                     debug!(%peer, "no request within the head timeout; connection closed");
                 }
             }
+            // The connection's place is given back only once its socket is closed.
+            drop(permit);
         });
     }
     // Stop accepting at once: a client connecting now is refused instead of left waiting.
@@ -175,6 +240,61 @@ pub(crate) async fn serve(
     debug!("HTTP server stopped");
 }
 
+/// Answers a connection over a cap and closes it: `GET /healthz` with the node's health (the
+/// probe learns the node is refusing), anything else `503 too_many_connections` with
+/// `Retry-After`. HTTP/1 only, one request, and the head must come within
+/// [`REFUSAL_HEAD_TIMEOUT`]; else the connection is closed unanswered.
+async fn refuse(stream: TcpStream, refusal: ConnectionRefusal, connections: ConnectionLimiter) {
+    let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+        let response = if matches!(*req.method(), Method::GET | Method::HEAD)
+            && req.uri().path() == "/healthz"
+        {
+            health(&connections)
+        } else {
+            let mut response = json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &ErrorBody::new("too_many_connections", refusal.to_string()),
+            );
+            response.headers_mut().insert(
+                RETRY_AFTER,
+                HeaderValue::from_static(CONNECTION_RETRY_AFTER_SECS),
+            );
+            response
+        };
+        async move { Ok::<_, Infallible>(response) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(REFUSAL_HEAD_TIMEOUT)
+        .keep_alive(false)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .serve_connection(TokioIo::new(stream), service);
+    // hyper's head timeout starts with the first read; this bounds the whole exchange.
+    if tokio::time::timeout(REFUSAL_HEAD_TIMEOUT * 2, connection)
+        .await
+        .is_err()
+    {
+        debug!("refused connection sent no request in time; closed unanswered");
+    }
+}
+
+/// `GET /healthz`: `{"status":"ok"}`, or, when connections were refused for capacity within
+/// [`crate::limits::REFUSING_WINDOW`], `{"status":"refusing_connections","connections":{..}}`
+/// with the counts. Always `200`: the process is alive and serving what it holds, and a
+/// liveness probe that restarted a merely busy node would throw away its queued jobs and push
+/// its load onto its peers.
+fn health(connections: &ConnectionLimiter) -> Response<Full<Bytes>> {
+    let health = connections.health(Instant::now());
+    if health.refusing {
+        json(
+            StatusCode::OK,
+            &serde_json::json!({"status": "refusing_connections", "connections": health}),
+        )
+    } else {
+        json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+    }
+}
+
 /// Resolves after `limit` if no request has `started` by then; otherwise never.
 async fn silent_for(limit: Duration, started: &AtomicBool) {
     tokio::time::sleep(limit).await;
@@ -183,17 +303,49 @@ async fn silent_for(limit: Duration, started: &AtomicBool) {
     }
 }
 
-/// Answers one request, and counts it if it is refused (`4xx`).
+/// Answers one request whose body is not timed (the unit tests' requests), and counts it if
+/// it is refused (`4xx`).
+#[cfg(test)]
 pub(crate) async fn route<B>(req: Request<B>, state: &ApiState) -> Response<ApiBody>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
-    let response = answer(req, state).await;
+    route_timed(req, BodyClock::default(), state).await
+}
+
+/// Answers one request, and counts it if it is refused (`4xx`). If its body was cut by its
+/// [`BodyClock`], whatever the handler made of the error, the answer is `408 body_timeout`
+/// naming the bound, and the connection is closed after it.
+async fn route_timed<B>(req: Request<B>, clock: BodyClock, state: &ApiState) -> Response<ApiBody>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let version = req.version();
+    let mut response = answer(req, state).await;
+    if let Some(cut) = clock.expired() {
+        let mut timeout = json(
+            StatusCode::REQUEST_TIMEOUT,
+            &ErrorBody::new("body_timeout", cut.to_string()).with_field("body"),
+        );
+        // HTTP/2 has no `Connection` header; its stream is reset by hyper instead.
+        if version < hyper::Version::HTTP_2 {
+            timeout
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        response = timeout.map(BodyExt::boxed);
+    }
+    count_refusal(&response, state);
+    response
+}
+
+/// Counts `response` if it is a refusal (`4xx`).
+fn count_refusal(response: &Response<ApiBody>, state: &ApiState) {
     if let Some(reason) = refusal_reason(response.status().as_u16()) {
         state.jobs.metrics().request_refused(reason);
     }
-    response
 }
 
 /// Whether `path` is served without the token: liveness, and the dashboard page (static; it
@@ -303,9 +455,7 @@ where
                 .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         }
-        (&Method::GET | &Method::HEAD, "/healthz") => {
-            json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
-        }
+        (&Method::GET | &Method::HEAD, "/healthz") => health(&state.connections),
         (method, path) => match allowed_methods(path) {
             Some(allow) => {
                 let body = ErrorBody::new(
@@ -426,6 +576,11 @@ mod tests {
             metrics: Arc::new(exposition),
             token: None,
             waits: WaitLimiter::new(2),
+            connections: ConnectionLimiter::new(crate::limits::ConnectionLimits {
+                total: 8,
+                per_client: 4,
+            }),
+            body: BodyLimits::default(),
         }
     }
 
@@ -460,6 +615,25 @@ mod tests {
         let (status, _, body) = call(&state(), Method::GET, "/healthz", "").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body, serde_json::json!({"status": "ok"}));
+    }
+
+    #[tokio::test]
+    async fn healthz_says_when_connections_were_refused() {
+        let state = state();
+        let ip = "127.0.0.1".parse().unwrap();
+        let now = tokio::time::Instant::now();
+        let held: Vec<_> = (0..4).map(|_| state.connections.admit(ip, now)).collect();
+        assert!(matches!(
+            state.connections.admit(ip, now),
+            Admission::Refused { .. }
+        ));
+        let (status, _, body) = call(&state, Method::GET, "/healthz", "").await;
+        assert_eq!(status, StatusCode::OK, "a busy node is alive");
+        assert_eq!(body["status"], "refusing_connections");
+        assert_eq!(body["connections"]["open"], 4);
+        assert_eq!(body["connections"]["max_per_client"], 4);
+        assert_eq!(body["connections"]["refused"], 1);
+        drop(held);
     }
 
     #[tokio::test]

@@ -14,7 +14,10 @@ use hearsay_shared::{wire, GossipConfig, NodeId};
 
 use crate::auth::ApiToken;
 use crate::job_store::{DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_RETAIN_BYTES};
-use crate::limits::DEFAULT_MAX_WAITS_PER_CLIENT;
+use crate::limits::{
+    BodyLimits, ConnectionLimits, DEFAULT_BODY_MIN_RATE, DEFAULT_BODY_RATE_GRACE_MS,
+    DEFAULT_BODY_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS_PER_CLIENT, DEFAULT_MAX_WAITS_PER_CLIENT,
+};
 use crate::sealing::{keyring_from_file, KeyText, CLUSTER_KEY_VAR};
 
 /// How a `worker` node is configured.
@@ -185,6 +188,37 @@ pub struct Config {
           default_value_t = DEFAULT_MAX_WAITS_PER_CLIENT,
           value_parser = at_least_one)]
     pub max_waits_per_client: usize,
+
+    /// Milliseconds a request body may take to arrive whole, from the end of its head; then
+    /// `408 body_timeout` and the connection is closed.
+    #[arg(long, env = "HEARSAY_BODY_TIMEOUT", value_name = "MS",
+          default_value_t = DEFAULT_BODY_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout: u64,
+
+    /// Bytes per second a request body must arrive at, on average from the end of its head,
+    /// once `--body-rate-grace` is over (0: no rate check); slower, `408 body_timeout`.
+    #[arg(long, env = "HEARSAY_BODY_MIN_RATE", value_name = "BYTES",
+          default_value_t = DEFAULT_BODY_MIN_RATE)]
+    pub body_min_rate: u64,
+
+    /// Milliseconds a request body may take before `--body-min-rate` is checked.
+    #[arg(long, env = "HEARSAY_BODY_RATE_GRACE", value_name = "MS",
+          default_value_t = DEFAULT_BODY_RATE_GRACE_MS)]
+    pub body_rate_grace: u64,
+
+    /// HTTP connections open at once, in all; beyond, `503 too_many_connections` and closed
+    /// [default: what the open-file limit (RLIMIT_NOFILE) leaves after gossip, job processes,
+    /// outgoing connections and files; logged at start].
+    #[arg(long, env = "HEARSAY_MAX_CONNECTIONS", value_name = "N", value_parser = at_least_one)]
+    pub max_connections: Option<usize>,
+
+    /// HTTP connections one client IP may hold open at once (at most --max-connections);
+    /// beyond, `503 too_many_connections` and closed.
+    #[arg(long, env = "HEARSAY_MAX_CONNECTIONS_PER_CLIENT", value_name = "N",
+          default_value_t = DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+          value_parser = at_least_one)]
+    pub max_connections_per_client: usize,
 }
 
 impl Default for Config {
@@ -215,6 +249,11 @@ impl Default for Config {
             generate_key: false,
             api_token: None,
             max_waits_per_client: DEFAULT_MAX_WAITS_PER_CLIENT,
+            body_timeout: DEFAULT_BODY_TIMEOUT_MS,
+            body_min_rate: DEFAULT_BODY_MIN_RATE,
+            body_rate_grace: DEFAULT_BODY_RATE_GRACE_MS,
+            max_connections: None,
+            max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
         }
     }
 }
@@ -250,6 +289,44 @@ impl Config {
     /// How long a leaving node waits for its jobs.
     pub fn drain(&self) -> Duration {
         Duration::from_millis(self.drain_timeout)
+    }
+
+    /// How fast request bodies must arrive.
+    pub fn body_limits(&self) -> BodyLimits {
+        BodyLimits {
+            timeout: Duration::from_millis(self.body_timeout),
+            min_rate: self.body_min_rate,
+            grace: Duration::from_millis(self.body_rate_grace),
+        }
+    }
+
+    /// The API's connection caps for a node running `slots` jobs at once: `--max-connections`,
+    /// or by default what this process's open-file limit leaves
+    /// ([`ConnectionLimits::from_descriptors`]); a `--max-connections` over that is kept, with
+    /// a warning.
+    pub fn connection_limits(&self, slots: u32) -> ConnectionLimits {
+        let descriptors = open_file_limit();
+        let fits = descriptors.map(|d| ConnectionLimits::from_descriptors(d, slots));
+        let total = match (self.max_connections, fits) {
+            (Some(n), Some(fits)) if n > fits => {
+                tracing::warn!(
+                    max_connections = n,
+                    open_file_limit = descriptors,
+                    fits,
+                    "--max-connections is more than the open-file limit leaves room for; \
+                     accepting may fail with \"Too many open files\" (raise `ulimit -n`)"
+                );
+                n
+            }
+            (Some(n), _) => n,
+            (None, Some(fits)) => fits,
+            // No limit to read: assume the usual 1024.
+            (None, None) => ConnectionLimits::from_descriptors(1024, slots),
+        };
+        ConnectionLimits {
+            total,
+            per_client: self.max_connections_per_client.min(total),
+        }
     }
 
     /// The gossip core's settings for a node with these bound addresses.
@@ -302,6 +379,20 @@ impl Config {
         self.gossip_config(placeholder, self.api, self.gossip)
             .validate()
             .map_err(|e| InvalidSetting::from_gossip(e, self))
+    }
+}
+
+/// This process's soft limit on open files (`RLIMIT_NOFILE`), if it can be read and is not
+/// infinite.
+fn open_file_limit() -> Option<u64> {
+    use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, _)) if soft != RLIM_INFINITY => Some(soft),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open-file limit (RLIMIT_NOFILE)");
+            None
+        }
     }
 }
 
@@ -526,6 +617,49 @@ mod tests {
         assert_eq!(c.drain(), Duration::from_millis(250));
         assert_eq!((c.retain_bytes, c.max_output_bytes), (4096, 1024));
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn connection_and_body_limits_are_parsed_and_capped() {
+        let c = Config::try_parse_from([
+            "worker",
+            "--body-timeout",
+            "500",
+            "--body-min-rate",
+            "0",
+            "--body-rate-grace",
+            "100",
+            "--max-connections",
+            "10",
+            "--max-connections-per-client",
+            "50",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.body_limits(),
+            BodyLimits {
+                timeout: Duration::from_millis(500),
+                min_rate: 0,
+                grace: Duration::from_millis(100),
+            }
+        );
+        assert_eq!(
+            c.connection_limits(1),
+            ConnectionLimits {
+                total: 10,
+                per_client: 10
+            },
+            "the per-client cap is at most the total"
+        );
+        assert_eq!(Config::default().body_limits(), BodyLimits::default());
+        // The default follows this process's open-file limit.
+        let limit = open_file_limit().unwrap_or(1024);
+        assert_eq!(
+            Config::default().connection_limits(2).total,
+            ConnectionLimits::from_descriptors(limit, 2)
+        );
+        assert!(Config::try_parse_from(["worker", "--max-connections", "0"]).is_err());
+        assert!(Config::try_parse_from(["worker", "--body-timeout", "0"]).is_err());
     }
 
     #[test]

@@ -82,8 +82,9 @@ pub enum Poll {
     Outcome(Box<JobOutcome>),
     /// The peer does not know the job (it restarted, or forgot it).
     Unknown,
-    /// The peer holds too many of this node's waits already (`429`): ask again later. Says
-    /// nothing of the peer's health.
+    /// The peer holds too many of this node's waits already (`429`), or too many connections
+    /// (`503 too_many_connections`): ask again later. Says nothing of the peer's health (it
+    /// answered), so it never counts towards declaring a job lost.
     Busy,
     /// No usable answer.
     Failed(String),
@@ -203,7 +204,7 @@ impl Forwarder {
             },
             Ok((StatusCode::NOT_FOUND, _)) => Poll::Unknown,
             Ok((StatusCode::TOO_MANY_REQUESTS, _)) => Poll::Busy,
-            Ok((status, body)) => Poll::Failed(describe(status, &body)),
+            Ok((status, body)) => poll_refused(status, &body),
         }
     }
 
@@ -282,6 +283,19 @@ fn refused_as_bad(body: &[u8]) -> Offer {
     }
 }
 
+/// Any other answer to a poll: the peer refusing the connection for capacity is busy, not
+/// failing; anything else is a failure.
+fn poll_refused(status: StatusCode, body: &[u8]) -> Poll {
+    let too_many_connections = status == StatusCode::SERVICE_UNAVAILABLE
+        && serde_json::from_slice::<ErrorAnswer>(body)
+            .is_ok_and(|answer| answer.error.code == "too_many_connections");
+    if too_many_connections {
+        Poll::Busy
+    } else {
+        Poll::Failed(describe(status, body))
+    }
+}
+
 /// A peer's error answer, in a few words: its status and message.
 fn describe(status: StatusCode, body: &[u8]) -> String {
     match serde_json::from_slice::<ErrorAnswer>(body) {
@@ -336,5 +350,15 @@ mod tests {
         );
         let other = br#"{"error":{"code":"invalid_job","message":"kind: unknown","field":"kind"}}"#;
         assert!(matches!(refused_as_bad(other), Offer::Refused(_)));
+        // A peer refusing connections for capacity is busy: following its job goes on.
+        let crowded = br#"{"error":{"code":"too_many_connections","message":"full"}}"#;
+        assert_eq!(
+            poll_refused(StatusCode::SERVICE_UNAVAILABLE, crowded),
+            Poll::Busy
+        );
+        assert!(matches!(
+            poll_refused(StatusCode::SERVICE_UNAVAILABLE, body),
+            Poll::Failed(_)
+        ));
     }
 }

@@ -26,7 +26,8 @@
 //! - [`forward`]: the HTTP client to peers (pooled hyper-util client, bounded by timeouts).
 //! - [`api`]: the HTTP server (hyper 1.x, graceful shutdown) and its routing.
 //! - [`auth`]: the API's bearer token (`--api-token-file`), checked in constant time.
-//! - [`limits`]: per-client bounds on requests that wait for a job's end.
+//! - [`limits`]: per-client bounds on requests that wait for a job's end; connection caps
+//!   (per client and below the open-file limit); request body deadlines.
 //! - [`job_api`]: the job routes: reading and checking requests, answers and errors.
 //! - [`stream`]: `GET /v1/cluster/stream`, the load map as server-sent events.
 //! - [`dashboard`]: `GET /`, the live dashboard page compiled into the binary.

@@ -66,16 +66,22 @@ pub const REJECT_REASONS: [&str; 3] = ["no_capacity", "queue_full", "leaving"];
 /// Why an HTTP request was refused with a `4xx`, as `reason` label values (see
 /// [`refusal_reason`]); `malformed` is a request hyper could not parse (answered by hyper
 /// itself with a bare 400 or 431, the connection closed).
-pub const REFUSAL_REASONS: [&str; 8] = [
+pub const REFUSAL_REASONS: [&str; 9] = [
     "invalid",
     "unauthorized",
     "not_found",
     "method_not_allowed",
     "body_too_large",
     "too_many_waits",
+    "body_timeout",
     "malformed",
     "other",
 ];
+
+/// Why an HTTP connection was refused for capacity, as `reason` label values: `total`
+/// (`--max-connections`) and `per_client` (`--max-connections-per-client`) were answered `503`;
+/// `unanswered` ones were closed at once, as many refusals were being answered already.
+pub const CONNECTION_REFUSAL_REASONS: [&str; 3] = ["total", "per_client", "unanswered"];
 
 /// The `reason` a `4xx` status is counted under; `None` for any other status.
 pub fn refusal_reason(status: u16) -> Option<&'static str> {
@@ -84,6 +90,7 @@ pub fn refusal_reason(status: u16) -> Option<&'static str> {
         401 => "unauthorized",
         404 => "not_found",
         405 => "method_not_allowed",
+        408 => "body_timeout",
         413 => "body_too_large",
         429 => "too_many_waits",
         other if (400..500).contains(&other) => "other",
@@ -151,6 +158,7 @@ struct Recorders {
     completed: Family<OutcomeLabel, Counter>,
     rejected: Family<ReasonLabel, Counter>,
     refused: Family<ReasonLabel, Counter>,
+    connections_refused: Family<ReasonLabel, Counter>,
     decisions: Family<DecisionLabels, Counter>,
     queue_wait: Histogram,
     run_time: Histogram,
@@ -192,6 +200,7 @@ impl Metrics {
             completed: Family::default(),
             rejected: Family::default(),
             refused: Family::default(),
+            connections_refused: Family::default(),
             decisions: Family::default(),
             queue_wait: Histogram::new(JOB_TIME_BUCKETS),
             run_time: Histogram::new(JOB_TIME_BUCKETS),
@@ -211,6 +220,11 @@ impl Metrics {
         for reason in REFUSAL_REASONS {
             recorders
                 .refused
+                .get_or_create_owned(&ReasonLabel { reason });
+        }
+        for reason in CONNECTION_REFUSAL_REASONS {
+            recorders
+                .connections_refused
                 .get_or_create_owned(&ReasonLabel { reason });
         }
         for reason in ["refused", "unreachable"] {
@@ -309,6 +323,15 @@ impl Metrics {
             .inc();
     }
 
+    /// An HTTP connection was refused for capacity; `reason` is one of
+    /// [`CONNECTION_REFUSAL_REASONS`].
+    pub fn connection_refused(&self, reason: &'static str) {
+        self.inner
+            .connections_refused
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
     /// A job left the queue for a slot after waiting `waited`.
     pub fn job_started(&self, waited: Duration) {
         self.inner.queue_wait.observe(waited.as_secs_f64());
@@ -397,6 +420,11 @@ impl Metrics {
             "http_requests_refused",
             "HTTP requests answered with a 4xx (or that hyper could not parse), by reason",
             r.refused.clone(),
+        );
+        registry.register(
+            "http_connections_refused",
+            "HTTP connections refused for capacity (answered 503, or closed unanswered), by reason",
+            r.connections_refused.clone(),
         );
         registry.register(
             "placement_decisions",

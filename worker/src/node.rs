@@ -35,7 +35,7 @@ use crate::config::{default_node_id, Config, InvalidSetting};
 use crate::dispatch::Dispatcher;
 use crate::executor::Executor;
 use crate::job_store::{JobStore, Retention};
-use crate::limits::WaitLimiter;
+use crate::limits::{ConnectionLimiter, WaitLimiter};
 use crate::metrics::Metrics;
 use crate::sampler::{self, WorkGauge};
 use crate::stream::ClusterStream;
@@ -296,6 +296,8 @@ impl Node {
                 metrics: Arc::new(exposition),
                 token: config.api_token.clone(),
                 waits: WaitLimiter::new(config.max_waits_per_client),
+                connections: ConnectionLimiter::new(config.connection_limits(slots)),
+                body: config.body_limits(),
             },
             api_stop,
             tracker.clone(),
