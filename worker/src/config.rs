@@ -13,6 +13,7 @@ use hearsay_shared::seal::{self, Keyring};
 use hearsay_shared::{wire, GossipConfig, NodeId};
 
 use crate::auth::ApiToken;
+use crate::browser_guard::AllowedHosts;
 use crate::limits::DEFAULT_MAX_WAITS_PER_CLIENT;
 use crate::sealing::{keyring_from_file, KeyText, CLUSTER_KEY_VAR};
 
@@ -170,6 +171,18 @@ pub struct Config {
           default_value_t = DEFAULT_MAX_WAITS_PER_CLIENT,
           value_parser = at_least_one)]
     pub max_waits_per_client: usize,
+
+    /// DNS names clients reach the API by besides the node's own (its listen IP, `localhost`
+    /// and loopback IPs on loopback, any IP on an unspecified address, the machine's host
+    /// name), comma-separated, without ports (the port is not checked); any other `Host` is
+    /// refused with 421, which keeps DNS-rebinding pages out.
+    #[arg(
+        long,
+        env = "HEARSAY_ALLOWED_HOSTS",
+        value_name = "NAME,...",
+        default_value = ""
+    )]
+    pub allowed_hosts: AllowedHosts,
 }
 
 impl Default for Config {
@@ -198,6 +211,7 @@ impl Default for Config {
             generate_key: false,
             api_token: None,
             max_waits_per_client: DEFAULT_MAX_WAITS_PER_CLIENT,
+            allowed_hosts: AllowedHosts::default(),
         }
     }
 }
@@ -472,6 +486,8 @@ mod tests {
             "10",
             "--drain-timeout",
             "250",
+            "--allowed-hosts",
+            "api.example.com,Node-1.internal.",
         ])
         .unwrap();
         assert_eq!(c.node_id, Some(NodeId::new("n1").unwrap()));
@@ -492,6 +508,7 @@ mod tests {
         assert_eq!(c.retain(), Duration::from_secs(1));
         assert_eq!(c.retain_jobs, 10);
         assert_eq!(c.drain(), Duration::from_millis(250));
+        assert_eq!(c.allowed_hosts.0, ["api.example.com", "node-1.internal"]);
     }
 
     #[test]
@@ -501,6 +518,7 @@ mod tests {
         assert!(Config::try_parse_from(["worker", "--seeds", "nope"]).is_err());
         assert!(Config::try_parse_from(["worker", "--policy", "fastest"]).is_err());
         assert!(Config::try_parse_from(["worker", "--retain-jobs", "0"]).is_err());
+        assert!(Config::try_parse_from(["worker", "--allowed-hosts", "a.example:8080"]).is_err());
         let zero_fanout = Config {
             fanout: 0,
             ..Config::default()
