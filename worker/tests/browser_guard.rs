@@ -53,6 +53,18 @@ async fn submitted(http: &Http, api: SocketAddr) -> f64 {
         .expect("hearsay_jobs_submitted_total in /metrics")
 }
 
+/// The requests the node at `api` refused under `reason`
+/// (`hearsay_http_requests_refused_total{reason}`).
+async fn refused(http: &Http, api: SocketAddr, reason: &str) -> f64 {
+    let answer = request(http, Method::GET, api, "/metrics", "").await;
+    let series = format!("hearsay_http_requests_refused_total{{reason=\"{reason}\"}} ");
+    String::from_utf8_lossy(&answer.body)
+        .lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{series}in /metrics"))
+}
+
 /// Posts the echo job with `headers` and waits for it; checks that it ran.
 async fn runs(http: &Http, api: SocketAddr, headers: &[(&str, &str)]) {
     let answer = request_with(http, Method::POST, api, "/v1/jobs?wait=true", headers, JOB).await;
@@ -124,6 +136,7 @@ async fn a_post_that_is_not_json_is_a_415_naming_its_type_and_no_job_is_taken() 
     assert!(untyped.starts_with("HTTP/1.1 415 "), "{untyped}");
     assert!(untyped.contains("Content-Type: is missing"), "{untyped}");
     assert_eq!(submitted(&http, api).await, 0.0, "no job was taken");
+    assert_eq!(refused(&http, api, "unsupported_media_type").await, 5.0);
     runs(
         &http,
         api,
@@ -176,6 +189,7 @@ async fn a_rebinding_host_is_refused_and_no_job_is_taken() {
         assert_refused(&answer, 421, "unknown_host", "Host");
     }
     assert_eq!(submitted(&http, api).await, 0.0, "no job was taken");
+    assert_eq!(refused(&http, api, "unknown_host").await, 4.0);
     // The node's own names: its address (what the client sends by itself), localhost and
     // other loopback addresses, as it listens on loopback.
     let localhost = format!("localhost:{}", api.port());
@@ -229,6 +243,7 @@ async fn another_site_s_origin_is_a_403_and_the_node_s_own_is_served() {
         );
     }
     assert_eq!(submitted(&http, api).await, 0.0, "no job was taken");
+    assert_eq!(refused(&http, api, "cross_origin").await, 3.0);
     // The dashboard's own page, served under this address.
     let own = format!("http://{api}");
     runs(&http, api, &[("origin", own.as_str())]).await;
