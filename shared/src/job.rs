@@ -10,6 +10,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::json::{self, JsonRefusal};
 use crate::NodeId;
 
 /// The longest a `sleep` or `spin` job may last, and the largest timeout: one hour.
@@ -120,6 +121,21 @@ pub struct JobError {
     pub reason: String,
 }
 
+impl From<JsonRefusal> for JobError {
+    /// A duplicate key names its path; anything else is the `body`'s fault.
+    fn from(refusal: JsonRefusal) -> Self {
+        match &refusal {
+            JsonRefusal::DuplicateKey { path, key } => refuse(
+                path,
+                format!("the key {key:?} appears twice in one object; a key may appear only once"),
+            ),
+            JsonRefusal::Syntax(_) | JsonRefusal::TooDeep { .. } => {
+                refuse("body", refusal.to_string())
+            }
+        }
+    }
+}
+
 fn refuse(field: &str, reason: impl Into<String>) -> JobError {
     JobError {
         field: field.to_owned(),
@@ -142,15 +158,7 @@ fn millis(object: &Map<String, Value>, field: &str, min: u64) -> Result<Option<u
 impl JobSpec {
     /// Parses and checks a job from its JSON text.
     pub fn from_json(body: &[u8]) -> Result<JobSpec, JobError> {
-        // Before the parser: serde_json would follow 128 levels, building each one.
-        if nests_deeper_than(body, MAX_JSON_DEPTH) {
-            return Err(refuse(
-                "body",
-                format!("nests arrays and objects deeper than {MAX_JSON_DEPTH} levels"),
-            ));
-        }
-        let value: Value = serde_json::from_slice(body)
-            .map_err(|e| refuse("body", format!("is not valid JSON: {e}")))?;
+        let value = json::parse(body, MAX_JSON_DEPTH).map_err(JobError::from)?;
         JobSpec::from_value(&value)
     }
 
@@ -300,40 +308,9 @@ fn exec(object: &Map<String, Value>) -> Result<JobKind, JobError> {
     })
 }
 
-/// The deepest nesting of arrays and objects accepted in a job's JSON (a job needs 2).
+/// The deepest nesting of arrays and objects accepted in a job's JSON (a job needs 2); checked
+/// as the JSON is parsed ([`json::parse`]).
 pub const MAX_JSON_DEPTH: usize = 32;
-
-/// Whether the JSON text `body` opens more than `limit` arrays or objects one inside another.
-/// A scan of the bytes that skips strings (and their escapes); it does not check the rest of
-/// the syntax, which the parser does next.
-pub fn nests_deeper_than(body: &[u8], limit: usize) -> bool {
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in body {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > limit {
-                    return true;
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    false
-}
 
 /// A job's name: 64 random bits, written as 16 hex digits. Unique across the cluster in
 /// practice (a collision needs billions of jobs in the retention window).
@@ -577,16 +554,8 @@ mod tests {
     }
 
     #[test]
-    fn deep_nesting_is_refused_before_parsing_and_strings_do_not_count() {
+    fn deep_nesting_and_duplicate_keys_are_refused_naming_the_field() {
         let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
-        assert!(!nests_deeper_than(
-            nested(MAX_JSON_DEPTH).as_bytes(),
-            MAX_JSON_DEPTH
-        ));
-        assert!(nests_deeper_than(
-            nested(MAX_JSON_DEPTH + 1).as_bytes(),
-            MAX_JSON_DEPTH
-        ));
         let deep = format!(r#"{{"kind":"echo","data":"x","extra":{}}}"#, nested(200));
         let e = err(&deep);
         assert_eq!(e.field, "body");
@@ -594,6 +563,12 @@ mod tests {
         // Brackets inside strings, escaped quotes included, are text.
         let data = format!(r#"{{"kind":"echo","data":"\"{}"}}"#, "[".repeat(100));
         assert!(JobSpec::from_json(data.as_bytes()).is_ok());
+        // serde_json alone would keep the last `kind` and run a sleep.
+        let e = err(r#"{"kind":"echo","kind":"sleep","ms":1}"#);
+        assert_eq!(e.field, "kind");
+        assert!(e.reason.contains("appears twice"), "{e}");
+        let e = err(r#"{"kind":"exec","command":"x","args":[{"a":1,"a":2}]}"#);
+        assert_eq!(e.field, "args[0].a");
     }
 
     #[test]

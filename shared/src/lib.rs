@@ -11,6 +11,7 @@
 //! - [`wire`]: the datagram format — envelope, messages, budgeted encoding, safe decoding.
 //! - [`seal`]: sealed datagrams — the cluster [`seal::Keyring`], XChaCha20-Poly1305, the replay
 //!   guard.
+//! - [`json`]: strict JSON for request bodies — no key twice, bounded nesting.
 //! - [`job`]: the job vocabulary of the HTTP API — [`JobSpec`], [`JobId`], [`JobOutcome`].
 //! - [`gossip`]: [`Gossip`], the state machine that the worker drives over UDP.
 
@@ -19,6 +20,7 @@
 pub mod detector;
 pub mod gossip;
 pub mod job;
+pub mod json;
 pub mod load;
 pub mod map;
 pub mod node;

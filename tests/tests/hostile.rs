@@ -2,8 +2,9 @@
 //! and a bounded number of cases, so that they run in seconds and the same way every time.
 //!
 //! - HTTP: random and mutated requests — mutated job bodies, random methods, paths (invalid
-//!   UTF-8 too), headers (huge ones too), with the right token, a wrong one or none — sent on
-//!   raw TCP connections. Every answer is a well-formed HTTP status; every `4xx` the router
+//!   UTF-8 too), `Host`s (the node's, a rebound name, random bytes, none), content types,
+//!   headers (huge ones too), with the right token, a wrong one or none — sent on raw TCP
+//!   connections. Every answer is a well-formed HTTP status; every `4xx` the router
 //!   makes has a JSON error body (hyper's own answer to a request it cannot parse is a bare
 //!   400 or 431); the node keeps serving; and `hearsay_http_requests_refused_total` rises by
 //!   exactly the number of `4xx` answers.
@@ -54,15 +55,15 @@ fn start(name: &str, args: Vec<String>, seeds: Vec<SocketAddr>) -> Result<Worker
     let worker = WorkerProcess::start(spec)?;
     let api = worker.spec.api();
     wait_until(PATIENCE, || {
-        Ok(exchange(api, &get("/healthz", None))?.0 == 200)
+        Ok(exchange(api, &get(api, "/healthz", None))?.0 == 200)
     })
     .context("the worker did not start")?;
     Ok(worker)
 }
 
-fn get(path: &str, token: Option<&str>) -> Vec<u8> {
+fn get(api: SocketAddr, path: &str, token: Option<&str>) -> Vec<u8> {
     let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
-    format!("GET {path} HTTP/1.1\r\nhost: x\r\n{auth}connection: close\r\n\r\n").into_bytes()
+    format!("GET {path} HTTP/1.1\r\nhost: {api}\r\n{auth}connection: close\r\n\r\n").into_bytes()
 }
 
 /// One answer: its status, headers (lower-case names) and body.
@@ -156,7 +157,7 @@ fn parse_answers(mut bytes: &[u8]) -> Result<Vec<Answer>> {
 
 /// The sum of every sample of the metric family `name` (all label sets).
 fn metric_sum(api: SocketAddr, token: Option<&str>, name: &str) -> Result<f64> {
-    let (status, answers) = exchange(api, &get("/metrics", token))?;
+    let (status, answers) = exchange(api, &get(api, "/metrics", token))?;
     if status != 200 {
         bail!("GET /metrics: {status}");
     }
@@ -205,19 +206,41 @@ fn settle(api: SocketAddr, token: Option<&str>, name: &str, expected: f64) -> Re
 struct RawRequest {
     method: Vec<u8>,
     path: Vec<u8>,
+    host: Host,
     headers: Vec<(Vec<u8>, Vec<u8>)>,
     body: Vec<u8>,
 }
 
+/// The `Host` a request gives.
+#[derive(Debug, Clone)]
+enum Host {
+    /// The node's address, as every client of it sends.
+    Node,
+    /// These bytes: a rebound name, or anything.
+    Raw(Vec<u8>),
+    /// None at all.
+    Missing,
+}
+
 impl RawRequest {
-    /// The bytes sent: the parts as given, then a correct `content-length` and
-    /// `connection: close`, so that every request is framed and each connection ends.
-    fn to_bytes(&self) -> Vec<u8> {
+    /// The bytes sent to the node at `api`: the parts as given, then a correct
+    /// `content-length` and `connection: close`, so that every request is framed and each
+    /// connection ends.
+    fn to_bytes(&self, api: SocketAddr) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(&self.method);
         out.push(b' ');
         out.extend_from_slice(&self.path);
-        out.extend_from_slice(b" HTTP/1.1\r\nhost: hearsay\r\n");
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        match &self.host {
+            Host::Node => out.extend_from_slice(format!("host: {api}\r\n").as_bytes()),
+            Host::Raw(host) => {
+                out.extend_from_slice(b"host: ");
+                out.extend_from_slice(host);
+                out.extend_from_slice(b"\r\n");
+            }
+            Host::Missing => {}
+        }
         for (name, value) in &self.headers {
             out.extend_from_slice(name);
             out.extend_from_slice(b": ");
@@ -373,13 +396,18 @@ fn plausible() -> impl Strategy<Value = RawRequest> {
                     body[i] = byte;
                 }
             }
+            let mut headers = vec![(
+                b"authorization".to_vec(),
+                format!("Bearer {TOKEN}").into_bytes(),
+            )];
+            if has_body {
+                headers.push((b"content-type".to_vec(), b"application/json".to_vec()));
+            }
             RawRequest {
                 method: method.as_bytes().to_vec(),
                 path: path.as_bytes().to_vec(),
-                headers: vec![(
-                    b"authorization".to_vec(),
-                    format!("Bearer {TOKEN}").into_bytes(),
-                )],
+                host: Host::Node,
+                headers,
                 body,
             }
         })
@@ -389,26 +417,59 @@ fn request() -> impl Strategy<Value = RawRequest> {
     prop_oneof![1 => plausible(), 2 => wild()]
 }
 
+fn host() -> impl Strategy<Value = Host> {
+    prop_oneof![
+        6 => Just(Host::Node),
+        1 => prop::sample::select(vec!["evil.example:8080", "localhost", "127.0.0.2", "[::1]"])
+            .prop_map(|h| Host::Raw(h.as_bytes().to_vec())),
+        1 => prop::collection::vec(any::<u8>(), 0..20).prop_map(Host::Raw),
+        1 => Just(Host::Missing),
+    ]
+}
+
+/// Mostly JSON, so that the body checks behind the media type are reached too.
+fn content_type() -> impl Strategy<Value = Option<Vec<u8>>> {
+    prop_oneof![
+        4 => Just(Some(b"application/json".to_vec())),
+        1 => prop::sample::select(vec![
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "application/json; charset=latin1",
+        ])
+        .prop_map(|t| Some(t.as_bytes().to_vec())),
+        1 => Just(None),
+    ]
+}
+
 /// Anything: every part random or mutated.
 fn wild() -> impl Strategy<Value = RawRequest> {
     (
         method(),
         path(),
+        host(),
+        content_type(),
         prop::collection::vec(header(), 0..4),
         authorization(),
         body(),
     )
-        .prop_map(|(method, path, mut headers, auth, body)| {
-            if let Some(auth) = auth {
-                headers.push((b"authorization".to_vec(), auth));
-            }
-            RawRequest {
-                method,
-                path,
-                headers,
-                body,
-            }
-        })
+        .prop_map(
+            |(method, path, host, content_type, mut headers, auth, body)| {
+                if let Some(auth) = auth {
+                    headers.push((b"authorization".to_vec(), auth));
+                }
+                if let Some(content_type) = content_type {
+                    headers.insert(0, (b"content-type".to_vec(), content_type));
+                }
+                RawRequest {
+                    method,
+                    path,
+                    host,
+                    headers,
+                    body,
+                }
+            },
+        )
 }
 
 #[test]
@@ -431,7 +492,7 @@ fn random_and_mutated_requests_are_answered_and_every_refusal_is_counted() -> Re
     let unanswered = Cell::new(0u64);
     runner(240, 7)
         .run(&request(), |req| {
-            let bytes = req.to_bytes();
+            let bytes = req.to_bytes(api);
             let (_, answers) =
                 exchange(api, &bytes).map_err(|e| TestCaseError::fail(format!("{e:#}")))?;
             if answers.is_empty() {
@@ -470,7 +531,7 @@ fn random_and_mutated_requests_are_answered_and_every_refusal_is_counted() -> Re
         .map_err(|e| anyhow::anyhow!("{e}"))?;
 
     // Still serving, and every refusal counted once.
-    assert_eq!(exchange(api, &get("/healthz", None))?.0, 200);
+    assert_eq!(exchange(api, &get(api, "/healthz", None))?.0, 200);
     settle(api, Some(TOKEN), REFUSED, before + refusals.get() as f64)?;
     eprintln!(
         "{} answers, {} refusals, {} requests unanswered within {READ_TIMEOUT:?}",
@@ -598,11 +659,11 @@ fn random_and_mutated_datagrams_are_dropped_and_counted_exactly() -> Result<()> 
         sent.get()
     );
     assert_eq!(
-        exchange(api, &get("/healthz", None))?.0,
+        exchange(api, &get(api, "/healthz", None))?.0,
         200,
         "still serving"
     );
-    let (status, _) = exchange(api, &get("/v1/cluster", None))?;
+    let (status, _) = exchange(api, &get(api, "/v1/cluster", None))?;
     assert_eq!(status, 200);
     eprintln!(
         "{} datagrams sent, {} rejected by the decoder, {} skipped (non-loopback addresses)",

@@ -16,6 +16,12 @@
 //! Anything else is a 404, or a 405 with `Allow` for a known path; every error body is
 //! `{"error":{"code":"...","message":"..."}}`.
 //!
+//! Before anything else, every request passes the checks that keep web pages out
+//! ([`crate::browser_guard`]): a `Host` that names this node (else `421`, or `400` for none),
+//! no other site's `Origin` on a request that may change state (`403`), and a `POST` body of
+//! `application/json` (`415`). No answer carries an `Access-Control-Allow-*` header, so a
+//! browser's CORS preflight for another origin always fails.
+//!
 //! With a token (`--api-token-file`), every request but those to `/healthz` and `/` (the
 //! dashboard page, which holds no data) needs `Authorization: Bearer <token>`; without it, or
 //! with another, the answer is `401` with `WWW-Authenticate: Bearer`, whatever the path (a
@@ -58,6 +64,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::auth::ApiToken;
+use crate::browser_guard::{self, HostNames, Refusal};
 use crate::dashboard;
 use crate::dispatch::Dispatcher;
 use crate::job_api;
@@ -98,6 +105,8 @@ pub(crate) struct ApiState {
     pub connections: ConnectionLimiter,
     /// How fast request bodies must arrive.
     pub body: BodyLimits,
+    /// The names a request's `Host` may give for this node.
+    pub hosts: Arc<HostNames>,
 }
 
 /// Serves `listener` until `stop` is cancelled, then lets open connections finish for at most
@@ -372,15 +381,41 @@ fn unauthorized<B>(req: &Request<B>) -> Response<Full<Bytes>> {
     response
 }
 
-/// Answers one request: the token first, then the routes.
+/// The answer to a request that a [`browser_guard`] check refused.
+fn refused(refusal: Refusal) -> Response<Full<Bytes>> {
+    let body = ErrorBody::new(
+        refusal.code,
+        format!("{}: {}", refusal.field, refusal.reason),
+    )
+    .with_field(refusal.field);
+    let mut response = json(refusal.status, &body);
+    if refusal.status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        response
+            .headers_mut()
+            .insert("accept-post", HeaderValue::from_static("application/json"));
+    }
+    response
+}
+
+/// Answers one request: who sent it (`Host`, `Origin`), the token, a `POST`'s media type,
+/// then the routes.
 async fn answer<B>(req: Request<B>, state: &ApiState) -> Response<ApiBody>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
+    if let Err(refusal) = browser_guard::check_sender(&req, &state.hosts) {
+        return refused(refusal).map(BodyExt::boxed);
+    }
     if let Some(token) = &state.token {
         if !is_public(req.uri().path()) && !token.admits(req.headers()) {
             return unauthorized(&req).map(BodyExt::boxed);
+        }
+    }
+    // Every POST, whatever its path: a route added later is covered too.
+    if req.method() == Method::POST {
+        if let Err(refusal) = browser_guard::check_json_body(req.headers()) {
+            return refused(refusal).map(BodyExt::boxed);
         }
     }
     if req.method() == Method::GET && req.uri().path() == "/v1/cluster/stream" {
@@ -581,20 +616,40 @@ mod tests {
                 per_client: 4,
             }),
             body: BodyLimits::default(),
+            hosts: Arc::new(HostNames::new(
+                "127.0.0.1".parse().unwrap(),
+                None,
+                &Default::default(),
+            )),
         }
     }
 
+    /// A request as a well-behaved client sends it: `Host`, and a JSON body type on a POST.
     async fn call(
         state: &ApiState,
         method: Method,
         path: &str,
         body: &str,
     ) -> (StatusCode, Option<String>, serde_json::Value) {
-        let req = Request::builder()
-            .method(method)
-            .uri(path)
-            .body(Full::new(Bytes::from(body.to_owned())))
-            .unwrap();
+        let mut headers = vec![("host", "127.0.0.1:8080")];
+        if method == Method::POST {
+            headers.push(("content-type", "application/json"));
+        }
+        call_with(state, method, path, &headers, body).await
+    }
+
+    async fn call_with(
+        state: &ApiState,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (StatusCode, Option<String>, serde_json::Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let req = req.body(Full::new(Bytes::from(body.to_owned()))).unwrap();
         let response = route(req, state).await;
         assert_eq!(
             response.headers()[CONTENT_TYPE],
@@ -698,5 +753,113 @@ mod tests {
         let (status, _, answer) = call(&state(), Method::POST, "/v1/jobs", &body).await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(answer["error"]["field"], "body");
+    }
+
+    /// Whether the node took any job: its submissions counter.
+    fn submitted(state: &ApiState) -> bool {
+        state
+            .metrics
+            .encode(Format::Text)
+            .lines()
+            .any(|l| l.starts_with("hearsay_jobs_submitted_total") && !l.ends_with(" 0"))
+    }
+
+    #[tokio::test]
+    async fn a_page_s_requests_are_refused_before_a_job_is_taken() {
+        let state = state();
+        let job = r#"{"kind":"sleep","ms":1}"#;
+        let host = ("host", "127.0.0.1:8080");
+        type Headers<'a> = &'a [(&'a str, &'a str)];
+        let cases: [(Headers, StatusCode, &str, &str); 6] = [
+            (
+                &[host, ("content-type", "text/plain")],
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Content-Type",
+            ),
+            (
+                &[host],
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Content-Type",
+            ),
+            (
+                &[
+                    ("host", "evil.example:8080"),
+                    ("content-type", "application/json"),
+                ],
+                StatusCode::MISDIRECTED_REQUEST,
+                "unknown_host",
+                "Host",
+            ),
+            (
+                &[("content-type", "application/json")],
+                StatusCode::BAD_REQUEST,
+                "invalid_host",
+                "Host",
+            ),
+            (
+                &[
+                    host,
+                    ("content-type", "application/json"),
+                    ("origin", "http://evil.example"),
+                ],
+                StatusCode::FORBIDDEN,
+                "cross_origin",
+                "Origin",
+            ),
+            (
+                &[
+                    host,
+                    ("content-type", "application/json"),
+                    ("origin", "null"),
+                ],
+                StatusCode::FORBIDDEN,
+                "cross_origin",
+                "Origin",
+            ),
+        ];
+        for (headers, status, code, field) in cases {
+            let (got, _, body) =
+                call_with(&state, Method::POST, "/v1/jobs?wait=true", headers, job).await;
+            assert_eq!(
+                (got, body["error"]["code"].as_str()),
+                (status, Some(code)),
+                "{headers:?}: {body}"
+            );
+            assert_eq!(body["error"]["field"], field);
+        }
+        assert!(!submitted(&state), "no job was taken");
+        // The node's own page may.
+        let own = [
+            host,
+            ("content-type", "application/json; charset=utf-8"),
+            ("origin", "http://127.0.0.1:8080"),
+        ];
+        let (status, _, body) =
+            call_with(&state, Method::POST, "/v1/jobs?wait=true", &own, job).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(submitted(&state));
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_key_is_a_400_naming_it() {
+        let state = state();
+        for (body, field) in [
+            (
+                r#"{"kind":"echo","data":"x","kind":"sleep","ms":1}"#,
+                "kind",
+            ),
+            (
+                r#"{"kind":"exec","command":"c","args":[{"a":1,"a":2}]}"#,
+                "args[0].a",
+            ),
+        ] {
+            let (status, _, answer) = call(&state, Method::POST, "/v1/jobs", body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+            assert_eq!(answer["error"]["code"], "duplicate_key");
+            assert_eq!(answer["error"]["field"], field);
+        }
+        assert!(!submitted(&state));
     }
 }

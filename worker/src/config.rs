@@ -18,6 +18,7 @@ use crate::limits::{
     BodyLimits, ConnectionLimits, DEFAULT_BODY_MIN_RATE, DEFAULT_BODY_RATE_GRACE_MS,
     DEFAULT_BODY_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS_PER_CLIENT, DEFAULT_MAX_WAITS_PER_CLIENT,
 };
+use crate::browser_guard::AllowedHosts;
 use crate::sealing::{keyring_from_file, KeyText, CLUSTER_KEY_VAR};
 
 /// How a `worker` node is configured.
@@ -219,6 +220,17 @@ pub struct Config {
           default_value_t = DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
           value_parser = at_least_one)]
     pub max_connections_per_client: usize,
+    /// DNS names clients reach the API by besides the node's own (its listen IP, `localhost`
+    /// and loopback IPs on loopback, any IP on an unspecified address, the machine's host
+    /// name), comma-separated, without ports (the port is not checked); any other `Host` is
+    /// refused with 421, which keeps DNS-rebinding pages out.
+    #[arg(
+        long,
+        env = "HEARSAY_ALLOWED_HOSTS",
+        value_name = "NAME,...",
+        default_value = ""
+    )]
+    pub allowed_hosts: AllowedHosts,
 }
 
 impl Default for Config {
@@ -254,6 +266,7 @@ impl Default for Config {
             body_rate_grace: DEFAULT_BODY_RATE_GRACE_MS,
             max_connections: None,
             max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+            allowed_hosts: AllowedHosts::default(),
         }
     }
 }
@@ -595,6 +608,8 @@ mod tests {
             "4096",
             "--max-output-bytes",
             "1024",
+            "--allowed-hosts",
+            "api.example.com,Node-1.internal.",
         ])
         .unwrap();
         assert_eq!(c.node_id, Some(NodeId::new("n1").unwrap()));
@@ -617,6 +632,7 @@ mod tests {
         assert_eq!(c.drain(), Duration::from_millis(250));
         assert_eq!((c.retain_bytes, c.max_output_bytes), (4096, 1024));
         assert!(c.validate().is_ok());
+        assert_eq!(c.allowed_hosts.0, ["api.example.com", "node-1.internal"]);
     }
 
     #[test]
@@ -669,6 +685,7 @@ mod tests {
         assert!(Config::try_parse_from(["worker", "--seeds", "nope"]).is_err());
         assert!(Config::try_parse_from(["worker", "--policy", "fastest"]).is_err());
         assert!(Config::try_parse_from(["worker", "--retain-jobs", "0"]).is_err());
+        assert!(Config::try_parse_from(["worker", "--allowed-hosts", "a.example:8080"]).is_err());
         let zero_fanout = Config {
             fanout: 0,
             ..Config::default()

@@ -9,7 +9,8 @@
 //! run here or refused, never forwarded again.
 //!
 //! Errors: `400` for a request at fault, naming the field (a job field, `body`, a query
-//! parameter, a header, or `id`); `404` for an unknown job; `413` for a body over [`MAX_BODY`]
+//! parameter, a header, or `id`; `duplicate_key` and the key's path for a JSON object that
+//! names a key twice); `404` for an unknown job; `413` for a body over [`MAX_BODY`]
 //! (after reading and discarding up to [`DISCARD_LIMIT`] of it, so that the client sees it);
 //! `503` with `Retry-After` when no node in reach has room or this node is leaving; `429` with
 //! `Retry-After` for a `?wait=true` beyond the client's open waits (`--max-waits-per-client`).
@@ -17,7 +18,9 @@
 use std::error::Error as StdError;
 
 use bytes::Bytes;
-use hearsay_shared::{JobId, JobOutcome, JobSpec, NodeId};
+use hearsay_shared::job::MAX_JSON_DEPTH;
+use hearsay_shared::json::{self, JsonRefusal};
+use hearsay_shared::{JobError, JobId, JobOutcome, JobSpec, NodeId};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Body;
 use hyper::header::{
@@ -103,6 +106,21 @@ impl ApiError {
     }
 }
 
+/// The job in a request body: strict JSON (a key twice anywhere is `400 duplicate_key` naming
+/// its path), then the job's own checks (`400 invalid_job` naming the field).
+fn parse_job(body: &[u8]) -> Result<JobSpec, ApiError> {
+    let value = json::parse(body, MAX_JSON_DEPTH).map_err(|refusal| {
+        let code = match refusal {
+            JsonRefusal::DuplicateKey { .. } => "duplicate_key",
+            JsonRefusal::Syntax(_) | JsonRefusal::TooDeep { .. } => "invalid_job",
+        };
+        let e = JobError::from(refusal);
+        ApiError::field(StatusCode::BAD_REQUEST, code, &e.field, &e.reason)
+    })?;
+    JobSpec::from_value(&value)
+        .map_err(|e| ApiError::field(StatusCode::BAD_REQUEST, "invalid_job", &e.field, &e.reason))
+}
+
 /// A wait for client `ip`, or the `429` that says it has too many open.
 fn take_wait(waits: &WaitLimiter, ip: std::net::IpAddr) -> Result<WaitPermit, ApiError> {
     waits
@@ -152,9 +170,7 @@ where
         Some(_) => None,
     };
     let body = read_body(req).await?;
-    let spec = JobSpec::from_json(&body).map_err(|e| {
-        ApiError::field(StatusCode::BAD_REQUEST, "invalid_job", &e.field, &e.reason)
-    })?;
+    let spec = parse_job(&body)?;
     if forwarded.is_none() {
         jobs.metrics().job_submitted();
     }

@@ -26,6 +26,7 @@
 //! - [`forward`]: the HTTP client to peers (pooled hyper-util client, bounded by timeouts).
 //! - [`api`]: the HTTP server (hyper 1.x, graceful shutdown) and its routing.
 //! - [`auth`]: the API's bearer token (`--api-token-file`), checked in constant time.
+//! - [`browser_guard`]: what keeps web pages out — `Host`, `Origin` and `Content-Type` checks.
 //! - [`limits`]: per-client bounds on requests that wait for a job's end; connection caps
 //!   (per client and below the open-file limit); request body deadlines.
 //! - [`job_api`]: the job routes: reading and checking requests, answers and errors.
@@ -41,6 +42,7 @@ use hearsay_shared::Gossip;
 
 pub mod api;
 pub mod auth;
+pub mod browser_guard;
 pub mod commands;
 pub mod config;
 pub mod dashboard;

@@ -66,12 +66,15 @@ pub const REJECT_REASONS: [&str; 3] = ["no_capacity", "queue_full", "leaving"];
 /// Why an HTTP request was refused with a `4xx`, as `reason` label values (see
 /// [`refusal_reason`]); `malformed` is a request hyper could not parse (answered by hyper
 /// itself with a bare 400 or 431, the connection closed).
-pub const REFUSAL_REASONS: [&str; 9] = [
+pub const REFUSAL_REASONS: [&str; 12] = [
     "invalid",
     "unauthorized",
+    "cross_origin",
     "not_found",
     "method_not_allowed",
     "body_too_large",
+    "unsupported_media_type",
+    "unknown_host",
     "too_many_waits",
     "body_timeout",
     "malformed",
@@ -88,10 +91,13 @@ pub fn refusal_reason(status: u16) -> Option<&'static str> {
     Some(match status {
         400 => "invalid",
         401 => "unauthorized",
+        403 => "cross_origin",
         404 => "not_found",
         405 => "method_not_allowed",
         408 => "body_timeout",
         413 => "body_too_large",
+        415 => "unsupported_media_type",
+        421 => "unknown_host",
         429 => "too_many_waits",
         other if (400..500).contains(&other) => "other",
         _ => return None,

@@ -30,6 +30,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::api::{self, ApiState};
+use crate::browser_guard::HostNames;
 use crate::commands::{Commands, ConfigFileError};
 use crate::config::{default_node_id, Config, InvalidSetting};
 use crate::dispatch::Dispatcher;
@@ -151,6 +152,7 @@ impl Node {
             datagram_budget = config.datagram_budget,
             api_token = config.api_token.is_some(),
             max_waits_per_client = config.max_waits_per_client,
+            allowed_hosts = %config.allowed_hosts,
             incarnation,
             seed,
             commands = ?commands.names().collect::<Vec<_>>(),
@@ -298,6 +300,11 @@ impl Node {
                 waits: WaitLimiter::new(config.max_waits_per_client),
                 connections: ConnectionLimiter::new(config.connection_limits(slots)),
                 body: config.body_limits(),
+                hosts: Arc::new(HostNames::new(
+                    api_addr.ip(),
+                    sysinfo::System::host_name().as_deref(),
+                    &config.allowed_hosts,
+                )),
             },
             api_stop,
             tracker.clone(),

@@ -56,8 +56,11 @@ async fn call(
     authorization: Option<&str>,
 ) -> Answer {
     let mut request = Request::builder()
-        .method(method)
+        .method(method.clone())
         .uri(format!("http://{api}{path}"));
+    if method == Method::POST {
+        request = request.header("content-type", "application/json");
+    }
     if let Some(value) = authorization {
         request = request.header("authorization", value);
     }

@@ -24,6 +24,7 @@ async fn post_keyed(
         .method(Method::POST)
         .uri(format!("http://{api}/v1/jobs{query}"))
         .header("Idempotency-Key", key)
+        .header("content-type", "application/json")
         .body(Full::new(Bytes::from(job.to_string())))
         .unwrap();
     let exchange = async {
@@ -131,6 +132,7 @@ async fn a_bad_key_is_a_400_naming_the_header() {
             .method(Method::POST)
             .uri(format!("http://{}/v1/jobs", nodes[0].api_addr()))
             .header("Idempotency-Key", key)
+            .header("content-type", "application/json")
             .body(Full::new(Bytes::from(job.to_string())))
             .unwrap();
         let response = http.request(request).await.expect("an answer");

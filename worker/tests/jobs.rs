@@ -57,8 +57,14 @@ async fn call(
     body: impl Into<Bytes>,
 ) -> Answer {
     let mut request = Request::builder()
-        .method(method)
+        .method(method.clone())
         .uri(format!("http://{api}{path}"));
+    let typed = headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+    if method == Method::POST && !typed {
+        request = request.header("content-type", "application/json");
+    }
     for (name, value) in headers {
         request = request.header(*name, *value);
     }

@@ -95,13 +95,16 @@ pub async fn leave_all(nodes: &[NodeHandle]) {
     }
 }
 
-/// A whole answer: status, content type and body.
+/// A whole answer: status, content type, headers and body.
 pub struct Answer {
     pub status: u16,
     pub content_type: String,
+    pub headers: hyper::HeaderMap,
     pub body: Bytes,
 }
 
+/// `method path` at the node at `api`, as a well-behaved client sends it: the client sets
+/// `Host` from the address, and a `POST` says its body is JSON.
 pub async fn request(
     http: &Http,
     method: Method,
@@ -109,16 +112,39 @@ pub async fn request(
     path: &str,
     body: &str,
 ) -> Answer {
-    let request = Request::builder()
-        .method(method)
-        .uri(format!("http://{api}{path}"))
+    request_with(http, method, api, path, &[], body).await
+}
+
+/// [`request`] with extra `headers`; a `Host` or `Content-Type` among them replaces the one
+/// the client would send.
+pub async fn request_with(
+    http: &Http,
+    method: Method,
+    api: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Answer {
+    let mut request = Request::builder()
+        .method(method.clone())
+        .uri(format!("http://{api}{path}"));
+    let typed = headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+    if method == Method::POST && !typed {
+        request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
         .body(Full::new(Bytes::from(body.to_owned())))
         .unwrap();
     let exchange = async {
         let response = http.request(request).await.expect("an HTTP answer");
         let status = response.status().as_u16();
-        let content_type = response
-            .headers()
+        let headers = response.headers().clone();
+        let content_type = headers
             .get(hyper::header::CONTENT_TYPE)
             .map(|v| v.to_str().unwrap().to_owned())
             .unwrap_or_default();
@@ -126,6 +152,7 @@ pub async fn request(
         Answer {
             status,
             content_type,
+            headers,
             body,
         }
     };
