@@ -549,6 +549,13 @@ impl Dispatcher {
         Some(outcome)
     }
 
+    /// Refuses new jobs from now on (the first step of [`Dispatcher::drain`], taken at once by
+    /// [`crate::node::NodeHandle::shutdown`] so that no job is accepted between the signal and
+    /// the drain task's first poll).
+    pub fn stop_accepting(&self) {
+        self.inner.leaving.store(true, Ordering::Relaxed);
+    }
+
     /// Leaves gracefully: refuses new jobs at once, lets the jobs queued and running here finish
     /// and the jobs forwarded from here report their end, for at most `timeout`; then records
     /// every job still queued or running here as lost, and stops following.

@@ -69,7 +69,7 @@ const RECORD_BYTES: usize = size_of::<JobOutcome>()
     + 2 * (size_of::<(JobId, watch::Sender<JobOutcome>)>() + 1)
     + 2 * size_of::<(Instant, JobId, usize)>();
 
-/// An estimate of the heap memory that keeping `outcome` takes: [`RECORD_BYTES`], and what its
+/// An estimate of the heap memory that keeping `outcome` takes: `RECORD_BYTES`, and what its
 /// strings and output own (by capacity, not length).
 pub fn outcome_bytes(outcome: &JobOutcome) -> usize {
     RECORD_BYTES

@@ -370,6 +370,7 @@ impl NodeHandle {
     /// holds (for at most the drain timeout), then stops gossip and the HTTP server. Returns at
     /// once; [`NodeHandle::join`] waits for the end.
     pub fn shutdown(&self) {
+        self.jobs.stop_accepting();
         self.shutdown.cancel();
     }
 

@@ -81,7 +81,7 @@ pub struct StatsView {
     pub rounds: u64,
     /// The core's counters, as fields of this object; `datagrams_received` counts every
     /// datagram the gossip socket received, those the seal refused included (see
-    /// [`socket_counters`]).
+    /// `socket_counters`).
     #[serde(flatten)]
     pub counters: GossipStats,
     /// Received datagrams dropped, by reason (as `gossip_receive_errors_total{reason}`): `decode`
