@@ -1,0 +1,117 @@
+//! Runs a seeded job workload through the simulated cluster (`hearsay_tests::job_sim`: gossip
+//! cores, hand-off cores and executor models under one virtual clock) and prints mean and p99
+//! sojourn, in mean service times, for each placement policy and cluster size, beside the
+//! queueing-theory reference lines of DESIGN.md.
+//!
+//! ```text
+//! cargo run --release -p hearsay-tests --bin handoff-sim
+//! cargo run --release -p hearsay-tests --bin handoff-sim -- --sizes 8 --jobs 50000 --service-ms 100
+//! ```
+//!
+//! Every figure comes from virtual time, so a run gives the same numbers on any machine. The
+//! gossip interval is 200 ms; `--service-ms` sets the mean service time, so the map's
+//! staleness is 200 ms / service in service times (1 s: 0.2, the "fresh" end; 100 ms: 2, what
+//! `loadgen demo` runs).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use clap::Parser;
+use hearsay_scheduler::Policy;
+use hearsay_tests::job_sim::{run_workload, Workload};
+
+#[derive(Debug, Parser)]
+#[command(about = "Measure Hearsay's placement policies in the simulated cluster")]
+struct Args {
+    /// Cluster sizes.
+    #[arg(long, value_delimiter = ',', default_values_t = [8, 100, 1000])]
+    sizes: Vec<usize>,
+    /// Policies.
+    #[arg(long, value_delimiter = ',', default_values_t = ["p2c".to_owned(), "random".to_owned(), "least-loaded".to_owned(), "local".to_owned()])]
+    policies: Vec<String>,
+    /// Load per slot.
+    #[arg(long, default_value_t = 0.9)]
+    rho: f64,
+    /// Mean service time in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    service_ms: u64,
+    /// Jobs per node per run (at least 20,000 jobs and at most 60,000 in all).
+    #[arg(long, default_value_t = 2500)]
+    jobs_per_node: usize,
+    /// Jobs per run, overriding --jobs-per-node.
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Slots per node.
+    #[arg(long, default_value_t = 1)]
+    slots: u32,
+    /// Seed of the cluster and the workload.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    if !(args.rho > 0.0 && args.rho < 1.0) {
+        bail!("--rho must be between 0 and 1, not {}", args.rho);
+    }
+    let policies: Vec<Policy> = args
+        .policies
+        .iter()
+        .map(|p| p.parse())
+        .collect::<Result<_, _>>()?;
+    let rho = args.rho;
+    println!(
+        "rho {rho}, service exp({} ms), {} slot(s) a node, gossip every 200 ms (staleness {:.2} service times), seed {}",
+        args.service_ms,
+        args.slots,
+        200.0 / args.service_ms as f64,
+        args.seed
+    );
+    println!(
+        "theory: random M/M/1 mean {:.2} p99 {:.1}; two choices n=inf mean {:.2}",
+        1.0 / (1.0 - rho),
+        100f64.ln() / (1.0 - rho),
+        supermarket(rho)
+    );
+    println!(
+        "{:>6} {:>13} {:>8} {:>8} {:>10} {:>8} {:>9} {:>8}",
+        "nodes", "policy", "mean", "p99", "forwarded", "jobs", "virtual", "wall"
+    );
+    for &nodes in &args.sizes {
+        let jobs = args
+            .jobs
+            .unwrap_or_else(|| (nodes * args.jobs_per_node).clamp(20_000, 60_000));
+        for &policy in &policies {
+            let started = Instant::now();
+            let r = run_workload(&Workload {
+                nodes,
+                slots: args.slots,
+                policy,
+                rho,
+                service: Duration::from_millis(args.service_ms),
+                jobs,
+                warm_up: jobs / 10,
+                seed: args.seed,
+            });
+            println!(
+                "{nodes:>6} {:>13} {:>8.2} {:>8.2} {:>9.0}% {:>8} {:>8.0}s {:>7.1}s",
+                policy.as_str(),
+                r.mean,
+                r.p99,
+                r.forwarded * 100.0,
+                r.measured,
+                r.virtual_time.as_secs_f64(),
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Mean sojourn of the power of two choices as n goes to infinity (Mitzenmacher).
+fn supermarket(rho: f64) -> f64 {
+    (1..64)
+        .map(|i| rho.powf((2f64.powi(i) - 2.0) / 1.0))
+        .take_while(|t| *t > 1e-12)
+        .sum()
+}
