@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use hearsay_scheduler::Policy;
 use hearsay_shared::JobStatus;
-use hearsay_tests::job_sim::{converge, run_workload, JobSim, JobSimConfig, Workload};
+use hearsay_tests::job_sim::{converge, run_workloads, JobSim, JobSimConfig, Workload};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -213,27 +213,31 @@ fn a_seed_gives_the_same_run() {
 
 /// The balancing of the policies at 8 nodes of one slot, rho 0.9, exponential service of 1 s
 /// with 200 ms gossip (a map 0.2 service times old): DESIGN.md's simulation gives fresh P2C
-/// 3.00 and random 9.6 mean service times; random and local are 8 M/M/1 queues (mean 10). One
-/// seed, 20,000 jobs; measured: p2c 3.02, random 9.50, least-loaded 2.29, local 9.36 (the
-/// bounds leave room for other seeds).
+/// 3.00 and random 9.6 mean service times; random and local are 8 M/M/1 queues (mean 10, and
+/// a mean over 20,000 jobs of such queues still varies by ±20% from seed to seed). One seed,
+/// 20,000 jobs, the policies in turn on one converged cluster; measured: p2c 3.02, random
+/// 11.19, least-loaded 2.29, local 9.36 (run alone on fresh clusters: random 9.50).
 #[test]
 fn at_8_nodes_and_rho_0_9_p2c_is_near_3_service_times_and_random_near_10() {
-    let run = |policy| {
-        run_workload(&Workload {
-            nodes: 8,
-            slots: 1,
-            policy,
-            rho: 0.9,
-            service: Duration::from_secs(1),
-            jobs: 20_000,
-            warm_up: 2_000,
-            seed: 1,
-        })
+    let policies = [
+        Policy::P2c,
+        Policy::Random,
+        Policy::LeastLoaded,
+        Policy::Local,
+    ];
+    let workload = Workload {
+        nodes: 8,
+        slots: 1,
+        policy: Policy::P2c,
+        rho: 0.9,
+        service: Duration::from_secs(1),
+        jobs: 20_000,
+        warm_up: 2_000,
+        seed: 1,
     };
-    let p2c = run(Policy::P2c);
-    let random = run(Policy::Random);
-    let least = run(Policy::LeastLoaded);
-    let local = run(Policy::Local);
+    let [p2c, random, least, local] = run_workloads(&workload, &policies)[..] else {
+        unreachable!("one result per policy");
+    };
     for (name, r) in [
         ("p2c", p2c),
         ("random", random),
@@ -248,8 +252,8 @@ fn at_8_nodes_and_rho_0_9_p2c_is_near_3_service_times_and_random_near_10() {
         );
     }
     assert!((2.5..3.6).contains(&p2c.mean), "p2c {p2c:?}");
-    assert!((7.5..12.0).contains(&random.mean), "random {random:?}");
-    assert!((7.5..12.0).contains(&local.mean), "local {local:?}");
+    assert!((7.0..14.0).contains(&random.mean), "random {random:?}");
+    assert!((7.0..14.0).contains(&local.mean), "local {local:?}");
     assert!(local.forwarded == 0.0 && p2c.forwarded > 0.2);
     assert!(p2c.p99 < random.p99 / 3.0);
     assert!(

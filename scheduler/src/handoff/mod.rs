@@ -21,7 +21,7 @@
 //! through the same vocabulary: the victim makes an [`Offer`] of [`MoveKind`] steal to the
 //! thief, settled by the same [`moves`] rules, and answers the entry node's asks with
 //! [`AskAnswer::Moved`]; the entry node already follows a job that moved on
-//! ([`follow::FollowStep::MovedTo`]).
+//! (a `Moved` answer to its ask).
 //!
 //! # At most once
 //! A job goes to a node only through [`Action::Run`], and a core emits it for a job only if

@@ -119,8 +119,8 @@ pub enum Action {
         /// The nodes it was at before this one, entry first (empty if submitted here).
         path: Vec<NodeId>,
     },
-    /// Send a request to a peer and bring back its [`Answer`] with
-    /// [`Handoff::handle_answer`]. The core gives up waiting by itself after a while; an
+    /// Send a request to a peer and bring back its [`Answer`](super::Answer) with
+    /// [`Handoff::handle_answer`](super::Handoff::handle_answer). The core gives up waiting by itself after a while; an
     /// answer that comes later is ignored.
     Send {
         /// The peer.
@@ -129,7 +129,7 @@ pub enum Action {
         api: SocketAddr,
         /// The request's name.
         request: RequestId,
-        /// What to send. An [`Offer`] carries the job's spec, which the shell keeps for every
+        /// What to send. An [`Offer`](super::Offer) carries the job's spec, which the shell keeps for every
         /// job it submitted that is not yet placed.
         message: Request,
     },

@@ -9,16 +9,21 @@
 //! ```
 //!
 //! Every figure comes from virtual time, so a run gives the same numbers on any machine. The
-//! gossip interval is 200 ms; `--service-ms` sets the mean service time, so the map's
+//! gossip interval is 200 ms; `--service-ms` sets the mean service times, so the map's
 //! staleness is 200 ms / service in service times (1 s: 0.2, the "fresh" end; 100 ms: 2, what
 //! `loadgen demo` runs).
+//!
+//! What a run costs is gossip rounds (at 1,000 nodes every digest exchange covers 1,000
+//! entries), and a workload takes `jobs / (rho * nodes * staleness)` rounds plus its drain, so
+//! clusters larger than `--fresh-limit` run only at the stalest setting: 1,000 nodes at 100 ms
+//! take a few minutes, at 1 s they would take an hour.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use clap::Parser;
 use hearsay_scheduler::Policy;
-use hearsay_tests::job_sim::{run_workload, Workload};
+use hearsay_tests::job_sim::{run_workloads, Workload};
 
 #[derive(Debug, Parser)]
 #[command(about = "Measure Hearsay's placement policies in the simulated cluster")]
@@ -32,11 +37,14 @@ struct Args {
     /// Load per slot.
     #[arg(long, default_value_t = 0.9)]
     rho: f64,
-    /// Mean service time in milliseconds.
-    #[arg(long, default_value_t = 1000)]
-    service_ms: u64,
+    /// Mean service times in milliseconds.
+    #[arg(long, value_delimiter = ',', default_values_t = [1000, 100])]
+    service_ms: Vec<u64>,
+    /// Clusters larger than this run only at the shortest service time.
+    #[arg(long, default_value_t = 100)]
+    fresh_limit: usize,
     /// Jobs per node per run (at least 20,000 jobs and at most 60,000 in all).
-    #[arg(long, default_value_t = 2500)]
+    #[arg(long, default_value_t = 200)]
     jobs_per_node: usize,
     /// Jobs per run, overriding --jobs-per-node.
     #[arg(long)]
@@ -51,6 +59,9 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if args.sizes.contains(&0) {
+        bail!("--sizes: a cluster has at least one node");
+    }
     if !(args.rho > 0.0 && args.rho < 1.0) {
         bail!("--rho must be between 0 and 1, not {}", args.rho);
     }
@@ -59,50 +70,74 @@ fn main() -> Result<()> {
         .iter()
         .map(|p| p.parse())
         .collect::<Result<_, _>>()?;
+    if policies.is_empty() {
+        bail!("--policies: name at least one");
+    }
     let rho = args.rho;
+    if args.service_ms.is_empty() || args.service_ms.contains(&0) {
+        bail!("--service-ms needs service times above 0 ms");
+    }
+    let stalest = *args.service_ms.iter().min().expect("not empty");
     println!(
-        "rho {rho}, service exp({} ms), {} slot(s) a node, gossip every 200 ms (staleness {:.2} service times), seed {}",
-        args.service_ms,
-        args.slots,
-        200.0 / args.service_ms as f64,
-        args.seed
+        "rho {rho}, exponential service, {} slot(s) a node, gossip every 200 ms, seed {}",
+        args.slots, args.seed
     );
     println!(
-        "theory: random M/M/1 mean {:.2} p99 {:.1}; two choices n=inf mean {:.2}",
+        "theory: random M/M/1 mean {:.2} p99 {:.1}; two choices n=inf mean {:.2}; times in mean service times",
         1.0 / (1.0 - rho),
         100f64.ln() / (1.0 - rho),
         supermarket(rho)
     );
     println!(
-        "{:>6} {:>13} {:>8} {:>8} {:>10} {:>8} {:>9} {:>8}",
-        "nodes", "policy", "mean", "p99", "forwarded", "jobs", "virtual", "wall"
+        "{:>6} {:>8} {:>10} {:>13} {:>8} {:>8} {:>10} {:>8} {:>9} {:>8}",
+        "nodes",
+        "service",
+        "staleness",
+        "policy",
+        "mean",
+        "p99",
+        "forwarded",
+        "jobs",
+        "virtual",
+        "wall"
     );
     for &nodes in &args.sizes {
         let jobs = args
             .jobs
             .unwrap_or_else(|| (nodes * args.jobs_per_node).clamp(20_000, 60_000));
-        for &policy in &policies {
+        for &service_ms in &args.service_ms {
+            if nodes > args.fresh_limit && service_ms != stalest {
+                continue;
+            }
             let started = Instant::now();
-            let r = run_workload(&Workload {
-                nodes,
-                slots: args.slots,
-                policy,
-                rho,
-                service: Duration::from_millis(args.service_ms),
-                jobs,
-                warm_up: jobs / 10,
-                seed: args.seed,
-            });
-            println!(
-                "{nodes:>6} {:>13} {:>8.2} {:>8.2} {:>9.0}% {:>8} {:>8.0}s {:>7.1}s",
-                policy.as_str(),
-                r.mean,
-                r.p99,
-                r.forwarded * 100.0,
-                r.measured,
-                r.virtual_time.as_secs_f64(),
-                started.elapsed().as_secs_f64()
+            let results = run_workloads(
+                &Workload {
+                    nodes,
+                    slots: args.slots,
+                    policy: policies[0],
+                    rho,
+                    service: Duration::from_millis(service_ms),
+                    jobs,
+                    warm_up: jobs / 10,
+                    seed: args.seed,
+                },
+                &policies,
             );
+            let wall = started.elapsed().as_secs_f64() / policies.len() as f64;
+            for (policy, r) in policies.iter().zip(results) {
+                println!(
+                    "{nodes:>6} {:>6}ms {:>10.2} {:>13} {:>8.2} {:>8.2} {:>9.0}% {:>8} {:>8.0}s {:>7.1}s",
+                    service_ms,
+                    200.0 / service_ms as f64,
+                    policy.as_str(),
+                    r.mean,
+                    r.p99,
+                    r.forwarded * 100.0,
+                    r.measured,
+                    r.virtual_time.as_secs_f64(),
+                    wall
+                );
+            }
         }
     }
     Ok(())
