@@ -767,7 +767,7 @@ fn run(ops: &[Op], policy: Policy, seed: u64) -> World {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig::with_cases(1024))]
 
     /// Whatever order answers, losses, timeouts, verdicts and restarts come in, no job is ever
     /// put in two executors, and once everything is delivered every job accepted reaches
