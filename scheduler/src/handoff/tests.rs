@@ -82,7 +82,8 @@ struct World {
     /// Jobs accepted, and the entry node that accepted them.
     accepted: HashMap<JobId, usize>,
     settled: HashMap<JobId, Vec<JobStatus>>,
-    replies: Vec<(usize, Ticket, Reply)>,
+    /// Every reply: the node, its incarnation, the ticket, the reply.
+    replies: Vec<(usize, u64, Ticket, Reply)>,
     /// Entry nodes that restarted: they no longer answer for their jobs.
     restarted: Vec<usize>,
     seq: u64,
@@ -171,7 +172,8 @@ impl World {
                             "{id} accepted twice"
                         );
                     }
-                    self.replies.push((i, ticket, reply));
+                    let incarnation = self.nodes[i].incarnation;
+                    self.replies.push((i, incarnation, ticket, reply));
                 }
                 Action::Settled { id, status, .. } => {
                     assert!(
@@ -195,11 +197,16 @@ impl World {
         ticket
     }
 
+    /// The reply to a ticket of a node that never restarted (tickets are numbered per core).
     fn reply(&self, ticket: Ticket) -> Option<&Reply> {
+        self.reply_at(0, 1, ticket)
+    }
+
+    fn reply_at(&self, node: usize, incarnation: u64, ticket: Ticket) -> Option<&Reply> {
         self.replies
             .iter()
-            .find(|(_, t, _)| *t == ticket)
-            .map(|(_, _, r)| r)
+            .find(|(n, i, t, _)| (*n, *i, *t) == (node, incarnation, ticket))
+            .map(|(_, _, _, r)| r)
     }
 
     /// Delivers flight `k`.
@@ -713,6 +720,8 @@ fn a_key_submitted_again_while_its_job_is_placed_gets_that_job_and_a_refusal_fre
 #[derive(Debug, Clone)]
 enum Op {
     Submit(usize),
+    /// A submission to a node with one of a few keys and one of two bodies.
+    Keyed(usize, u8, u8),
     Deliver(usize),
     Drop(usize),
     NotSent(usize),
@@ -728,6 +737,7 @@ const NODES: usize = 4;
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (0..NODES).prop_map(Op::Submit),
+        1 => (0..NODES, 0u8..3, 0u8..2).prop_map(|(n, k, b)| Op::Keyed(n, k, b)),
         6 => any::<usize>().prop_map(Op::Deliver),
         2 => any::<usize>().prop_map(Op::Drop),
         1 => any::<usize>().prop_map(Op::NotSent),
@@ -739,12 +749,20 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// A keyed submission: its node, that node's incarnation, the key, the body, the ticket.
+type KeyedSubmission = (usize, u64, u8, u8, Ticket);
+
 fn run(ops: &[Op], policy: Policy, seed: u64) -> World {
     let mut w = World::new(NODES, policy, seed);
+    let mut keys: Vec<KeyedSubmission> = Vec::new();
     for op in ops {
         match *op {
             Op::Submit(i) => {
                 w.submit(i, plain());
+            }
+            Op::Keyed(i, key, body) => {
+                let ticket = w.submit(i, keyed(&format!("key-{key}"), body));
+                keys.push((i, w.nodes[i].incarnation, key, body, ticket));
             }
             Op::Deliver(k) if !w.flight.is_empty() => w.deliver(k % w.flight.len()),
             Op::Drop(k) if !w.flight.is_empty() => {
@@ -763,7 +781,46 @@ fn run(ops: &[Op], policy: Policy, seed: u64) -> World {
         }
         w.check_safety();
     }
+    w.quiesce();
+    check_keys(&w, &keys);
     w
+}
+
+/// Within one life of a node, a key names one job: every submission with it that was not
+/// refused is answered with that job and came with its body; a submission refused as reused
+/// came after one with the other body.
+fn check_keys(w: &World, keys: &[KeyedSubmission]) {
+    let mut named: HashMap<(usize, u64, u8), (u8, JobId)> = HashMap::new();
+    for (k, &(node, incarnation, key, body, ticket)) in keys.iter().enumerate() {
+        let Some(reply) = w.reply_at(node, incarnation, ticket) else {
+            continue; // its node restarted before answering
+        };
+        let id = match reply {
+            Reply::Accepted { id, .. } | Reply::Replayed { id } => *id,
+            Reply::Refused(SubmitRefusal::KeyReused { .. }) => {
+                // The key was bound to an earlier submission of the other body (which may
+                // have been refused since, freeing the key).
+                let earlier = keys[..k]
+                    .iter()
+                    .any(|&(n, i, kk, b, _)| (n, i, kk) == (node, incarnation, key) && b != body);
+                assert!(
+                    earlier,
+                    "key-{key} refused as reused, never used with another body"
+                );
+                continue;
+            }
+            Reply::Refused(_) => continue,
+        };
+        match named.get(&(node, incarnation, key)) {
+            Some(&(b, first)) => {
+                assert_eq!(b, body, "key-{key}: another body got a job");
+                assert_eq!(first, id, "key-{key} named two jobs");
+            }
+            None => {
+                named.insert((node, incarnation, key), (body, id));
+            }
+        }
+    }
 }
 
 proptest! {
@@ -771,7 +828,7 @@ proptest! {
 
     /// Whatever order answers, losses, timeouts, verdicts and restarts come in, no job is ever
     /// put in two executors, and once everything is delivered every job accepted reaches
-    /// exactly one terminal state at its entry node.
+    /// exactly one terminal state at its entry node; an idempotency key names one job.
     #[test]
     fn no_job_runs_twice_and_every_accepted_job_ends_once(
         ops in proptest::collection::vec(op(), 1..120),
@@ -779,8 +836,7 @@ proptest! {
         random in any::<bool>(),
     ) {
         let policy = if random { Policy::Random } else { Policy::P2c };
-        let mut w = run(&ops, policy, seed);
-        w.quiesce();
+        let w = run(&ops, policy, seed);
         w.check_settled();
         prop_assert!(w.t0 <= w.now);
     }
