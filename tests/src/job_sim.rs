@@ -68,6 +68,9 @@ pub struct JobSimConfig {
     pub job_loss: f64,
     /// How long a node holds a waiting ask (a long poll) before answering how the job stands.
     pub long_poll: Duration,
+    /// Whether idle nodes steal queued jobs (then a job moves at most twice: a forward and a
+    /// steal).
+    pub steal: bool,
     /// The hand-off settings of every node (its `node`, `incarnation`, and the placer's policy
     /// and report interval are replaced by each node's own).
     pub handoff: HandoffConfig,
@@ -84,6 +87,7 @@ impl JobSimConfig {
             policy,
             job_loss: 0.0,
             long_poll: Duration::from_secs(10),
+            steal: false,
             handoff: HandoffConfig::new(node_id(0), 0),
         }
     }
@@ -100,6 +104,8 @@ pub struct JobTruth {
     pub service: Duration,
     /// Every node whose executor it was put in, in order.
     pub runs: Vec<usize>,
+    /// Every node it started running at: at most once says one.
+    pub starts: Vec<usize>,
     /// When it started running (the last start, if it somehow ran twice).
     pub started: Option<Duration>,
     /// When it finished running.
@@ -308,6 +314,9 @@ impl JobSim {
         config.incarnation = incarnation;
         config.placer.policy = self.config.policy;
         config.placer.report_interval = self.gossip.interval();
+        if self.config.steal {
+            config.max_moves = config.max_moves.max(2);
+        }
         let node = &mut self.nodes[i];
         node.core = Some(Handoff::new(config));
         node.life += 1;
@@ -446,6 +455,7 @@ impl JobSim {
                     core.handle_map(gossip.map());
                     self.drain(node);
                 }
+                self.idle(node);
             }
         }
     }
@@ -511,6 +521,7 @@ impl JobSim {
                             submitted,
                             service,
                             runs: Vec::new(),
+                            starts: Vec::new(),
                             started: None,
                             ended: None,
                         });
@@ -527,6 +538,7 @@ impl JobSim {
                             submitted,
                             service,
                             runs: Vec::new(),
+                            starts: Vec::new(),
                             started: None,
                             ended: None,
                         });
@@ -551,6 +563,11 @@ impl JobSim {
                 } => {
                     self.settled.entry(id).or_default().push((status, reason));
                 }
+                Action::Requeue { id } => {
+                    self.nodes[i].queue.push_back(id);
+                    self.start_jobs(i);
+                }
+                Action::Moved { id, .. } => self.answer_polls(i, id),
                 Action::Follow { .. } | Action::Learned { .. } => {}
             }
         }
@@ -579,6 +596,7 @@ impl JobSim {
             self.nodes[i].running.push(id);
             let job = self.jobs.get_mut(&id).expect("known");
             job.started = Some(now);
+            job.starts.push(i);
             let end = now + job.service;
             let life = self.nodes[i].life;
             if let Some(core) = self.nodes[i].core.as_mut() {
@@ -606,6 +624,13 @@ impl JobSim {
             core.handle_ended(instant, id, JobStatus::Succeeded);
         }
         self.drain(i);
+        self.answer_polls(i, id);
+        self.start_jobs(i);
+        self.idle(i);
+    }
+
+    /// Answers the long polls node `i` holds for job `id` (it ended, or moved on).
+    fn answer_polls(&mut self, i: usize, id: JobId) {
         let (done, waiting): (Vec<HeldPoll>, Vec<HeldPoll>) =
             std::mem::take(&mut self.nodes[i].polls)
                 .into_iter()
@@ -614,7 +639,18 @@ impl JobSim {
         for poll in done {
             self.answer_poll(i, poll);
         }
-        self.start_jobs(i);
+    }
+
+    /// With stealing on, a node with a free slot and an empty queue asks for work.
+    fn idle(&mut self, i: usize) {
+        let node = &self.nodes[i];
+        if !self.config.steal
+            || !node.queue.is_empty()
+            || node.running.len() >= self.config.slots as usize
+        {
+            return;
+        }
+        self.call(i, |core, now, rng, view| core.handle_idle(now, rng, view));
     }
 
     fn answer_poll(&mut self, i: usize, poll: HeldPoll) {
@@ -622,10 +658,9 @@ impl JobSim {
         let Some(core) = self.nodes[i].core.as_mut() else {
             return;
         };
-        let answer = match core.status(instant, poll.id) {
-            Some(status) => AskAnswer::Held(status),
-            None => AskAnswer::Unknown,
-        };
+        // Held here (or moved on from here): answered without fencing anything.
+        let incarnation = core.config().incarnation;
+        let answer = core.handle_ask(instant, poll.id, incarnation);
         self.send(
             i,
             poll.asker,
@@ -694,8 +729,31 @@ impl JobSim {
                 }
                 let instant = self.instant();
                 let room = self.nodes[to].queue.len() < self.config.queue_limit;
+                if let Request::Steal { incarnation } = message {
+                    // The newest queued job, out of the queue, for the thief.
+                    let newest = self.nodes[to].queue.pop_back();
+                    let thief = node_id(from);
+                    let mut answer = None;
+                    self.call(to, |core, now, _, view| {
+                        answer = Some(core.handle_steal(now, view, &thief, incarnation, newest));
+                    });
+                    self.publish(to);
+                    if let Some(answer) = answer {
+                        self.send(
+                            to,
+                            asker,
+                            from,
+                            Msg::Answer {
+                                request,
+                                answer: Answer::Steal(answer),
+                            },
+                        );
+                    }
+                    return;
+                }
                 let core = self.nodes[to].core.as_mut().expect("up");
                 let answer = match message {
+                    Request::Steal { .. } => unreachable!("answered above"),
                     Request::Offer(offer) => {
                         let fit = if room { Ok(()) } else { Err(Refusal::Full) };
                         Answer::Offer(core.handle_offer(instant, &offer, fit))
@@ -849,8 +907,9 @@ impl JobSim {
     /// Starts every running node's hand-off core afresh, placing by `policy`, and forgets
     /// every job: the next workload runs on the same gossip, already converged. Events of the
     /// old cores are dropped.
-    pub fn reset_handoff(&mut self, policy: Policy) {
+    pub fn reset_handoff(&mut self, policy: Policy, steal: bool) {
         self.config.policy = policy;
+        self.config.steal = steal;
         for i in 0..self.nodes.len() {
             if self.gossip.core(i).is_some() {
                 self.boot(i);
@@ -875,12 +934,14 @@ impl JobSim {
         &self.jobs
     }
 
-    /// Jobs put in more than one executor (or twice in one): at most once says none.
+    /// Jobs that started running more than once (on two nodes, or twice on one): at most
+    /// once says none. (A stolen job is put in two executors, one after the other, and starts
+    /// in one.)
     pub fn double_runs(&self) -> Vec<(JobId, Vec<usize>)> {
         self.jobs
             .iter()
-            .filter(|(_, j)| j.runs.len() > 1)
-            .map(|(id, j)| (*id, j.runs.clone()))
+            .filter(|(_, j)| j.starts.len() > 1)
+            .map(|(id, j)| (*id, j.starts.clone()))
             .collect()
     }
 
@@ -954,6 +1015,8 @@ pub struct Workload {
     pub slots: u32,
     /// The placement policy.
     pub policy: Policy,
+    /// Whether idle nodes steal queued jobs.
+    pub steal: bool,
     /// Load per slot.
     pub rho: f64,
     /// Mean service time.
@@ -981,6 +1044,10 @@ pub struct WorkloadResult {
     pub refused: u64,
     /// Virtual time the run took.
     pub virtual_time: Duration,
+    /// Steal requests per job (granted or not).
+    pub steals_per_job: f64,
+    /// Fraction of jobs that were stolen.
+    pub stolen: f64,
 }
 
 /// Converges a fresh cluster's gossip: every node knows every other and believes none dead.
@@ -1010,13 +1077,14 @@ pub fn converge(sim: &mut JobSim) {
 
 /// Runs a workload to its end and measures it.
 pub fn run_workload(w: &Workload) -> WorkloadResult {
-    run_workloads(w, &[w.policy])[0]
+    run_workloads(w, &[(w.policy, w.steal)])[0]
 }
 
 /// Runs a workload once per policy on one cluster (its gossip converged once; the hand-off
 /// cores started afresh for every policy), each to its end; the results in the order of
-/// `policies`. Every policy sees the same jobs at the same offsets.
-pub fn run_workloads(w: &Workload, policies: &[Policy]) -> Vec<WorkloadResult> {
+/// `policies` (each with stealing on or off). Every policy sees the same jobs at the same
+/// offsets.
+pub fn run_workloads(w: &Workload, policies: &[(Policy, bool)]) -> Vec<WorkloadResult> {
     let mut config = JobSimConfig::new(w.nodes, w.seed, w.policy);
     config.slots = w.slots;
     let mut sim = JobSim::new(config);
@@ -1024,8 +1092,8 @@ pub fn run_workloads(w: &Workload, policies: &[Policy]) -> Vec<WorkloadResult> {
     sim.run_for(Duration::from_secs(2));
     policies
         .iter()
-        .map(|&policy| {
-            sim.reset_handoff(policy);
+        .map(|&(policy, steal)| {
+            sim.reset_handoff(policy, steal);
             measure(&mut sim, w)
         })
         .collect()
@@ -1074,15 +1142,21 @@ fn measure(sim: &mut JobSim, w: &Workload) -> WorkloadResult {
         .get((measured as f64 * 0.99) as usize)
         .copied()
         .unwrap_or(f64::NAN);
-    let forwarded: u64 = (0..w.nodes)
-        .filter_map(|i| sim.core(i))
-        .map(|c| c.stats().forwarded)
-        .sum();
+    let total = |f: fn(&hearsay_scheduler::handoff::HandoffStats) -> u64| -> f64 {
+        (0..w.nodes)
+            .filter_map(|i| sim.core(i))
+            .map(|c| f(&c.stats()))
+            .sum::<u64>() as f64
+    };
+    let forwarded = total(|s| s.forwarded);
+    let jobs = sim.accepted().len().max(1) as f64;
     WorkloadResult {
         mean,
         p99,
         measured,
-        forwarded: forwarded as f64 / sim.accepted().len().max(1) as f64,
+        forwarded: forwarded / jobs,
+        steals_per_job: total(|s| s.steals_asked) / jobs,
+        stolen: total(|s| s.stolen_out) / jobs,
         refused: sim.refused(),
         virtual_time: sim.now() - start,
     }

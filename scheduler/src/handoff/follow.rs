@@ -157,8 +157,8 @@ impl Follow {
                     learned: None,
                 }
             }
-            // An offer's answer to an ask is no answer to it.
-            Answer::Offer(_) => self.on_answer(Answer::Unanswered("a confused answer".into()), limits),
+            // An offer's or a steal's answer to an ask is no answer to it.
+            Answer::Offer(_) | Answer::Steal(_) => self.on_answer(Answer::Unanswered("a confused answer".into()), limits),
         }
     }
 

@@ -39,13 +39,15 @@ pub(crate) struct HeldJob {
     pub(crate) status: JobStatus,
     /// The nodes it was at before, entry first (empty if submitted here).
     pub(crate) path: Vec<NodeId>,
+    /// Where it went, if it moved on from here (stolen) before it ran.
+    pub(crate) moved_to: Option<NodeId>,
 }
 
 /// The jobs held, and those that ended here, oldest end first.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Held {
     retention: Retention,
-    jobs: HashMap<JobId, HeldJob>,
+    pub(crate) jobs: HashMap<JobId, HeldJob>,
     ended: VecDeque<(Instant, JobId)>,
 }
 
@@ -87,7 +89,7 @@ impl Held {
         let Some(job) = self.jobs.get_mut(&id) else {
             return false;
         };
-        if job.status.is_terminal() {
+        if job.status.is_terminal() || job.moved_to.is_some() {
             return false;
         }
         job.status = status;
@@ -96,6 +98,19 @@ impl Held {
             self.prune(now);
         }
         true
+    }
+
+    /// Records that job `id`, queued here, moved on to `to`: it counts as ended here.
+    pub(crate) fn moved(&mut self, id: JobId, to: NodeId, now: Instant) {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        if job.status.is_terminal() || job.moved_to.is_some() {
+            return;
+        }
+        job.moved_to = Some(to);
+        self.ended.push_back((now, id));
+        self.prune(now);
     }
 
     /// Jobs held that have not ended.
@@ -113,6 +128,7 @@ mod tests {
             entry: NodeId::new("a").unwrap(),
             status: JobStatus::Queued,
             path: Vec::new(),
+            moved_to: None,
         }
     }
 

@@ -24,6 +24,8 @@ pub struct RequestId(pub u64);
 pub enum MoveKind {
     /// The entry node places a job submitted to it on a peer.
     Forward,
+    /// A node that holds a queued job hands it to an idle peer that asked for work.
+    Steal,
 }
 
 /// A job offered to a peer: "take this job, which I hold and will not run".
@@ -66,6 +68,21 @@ pub enum Request {
         /// The incarnation of the peer that the asker believes holds (or was offered) the job.
         incarnation: u64,
     },
+    /// An idle node asks a busy peer for one of its queued jobs. The answer says whether an
+    /// [`Offer`] (of [`MoveKind::Steal`]) follows.
+    Steal {
+        /// The incarnation of the peer asked, as the thief's map shows it.
+        incarnation: u64,
+    },
+}
+
+/// A busy peer's answer to a [`Request::Steal`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StealAnswer {
+    /// No queued job for the thief.
+    Empty,
+    /// This job was taken out of the peer's queue; its offer follows.
+    Coming(JobId),
 }
 
 /// Why a peer did not take an offered job. In every case it does not hold the job.
@@ -145,6 +162,8 @@ pub enum Answer {
     Offer(OfferAnswer),
     /// The peer's answer to an ask.
     Ask(AskAnswer),
+    /// The peer's answer to a steal.
+    Steal(StealAnswer),
     /// The request never left (no connection): the peer certainly did not get it.
     NotSent(String),
     /// The request may have arrived, but no answer came (a broken connection, a timeout). The

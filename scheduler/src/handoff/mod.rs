@@ -17,15 +17,19 @@
 //!   incarnation, too many moves and a full queue are refused) and asks
 //!   ([`Handoff::handle_ask`]: a job it does not hold is fenced off).
 //!
-//! A later *steal* (an idle node asks a busy peer for a queued job) is a second kind of move
-//! through the same vocabulary: the victim makes an [`Offer`] of [`MoveKind`] steal to the
-//! thief, settled by the same [`moves`] rules, and answers the entry node's asks with
-//! [`AskAnswer::Moved`]; the entry node already follows a job that moved on
-//! (a `Moved` answer to its ask).
+//! A *steal* (an idle node asks a busy peer for a queued job: [`Handoff::handle_idle`],
+//! [`Handoff::handle_steal`]) is the second kind of move through the same vocabulary: the
+//! victim takes the job out of its queue and makes an [`Offer`] of [`MoveKind::Steal`] to the
+//! thief, settled by the same [`moves`] rules, and then answers the entry node's asks with
+//! [`AskAnswer::Moved`], which the entry node follows. The bound on moves counts forwards and
+//! steals together ([`HandoffConfig::max_moves`]: 1 by default, no steals; 2 for a forward and
+//! a steal).
 //!
 //! # At most once
 //! A job goes to a node only through [`Action::Run`], and a core emits it for a job only if
-//! the job was submitted here and never offered, or offered here and not fenced. An entry node
+//! the job was submitted here and never offered, or offered here and not fenced; a job taken
+//! out of a queue for a steal goes back ([`Action::Requeue`]) only when the thief said it does
+//! not hold it and never will, so it is never queued in two places, and it starts once. An entry node
 //! offers a job to a second node only after the first said it does not hold it and never will
 //! (a refusal, a request that never left, or an ask that fenced the id off there). The argument
 //! in full is in `docs/handoff.md`; the property tests below check it under every order of
@@ -40,6 +44,7 @@
 //! - [`held`]: the jobs this node took, which asks are answered from.
 //! - [`shell`]: what goes in and comes out — [`View`], [`Submission`], [`Action`], [`Reply`].
 //! - `receive`: the node that runs jobs — offers taken or refused, asks answered.
+//! - `steal`: an idle node asks a busy one for a queued job; the busy one gives it on.
 
 pub mod fences;
 pub mod follow;
@@ -49,6 +54,7 @@ pub mod message;
 pub mod moves;
 mod receive;
 pub mod shell;
+mod steal;
 
 #[cfg(test)]
 mod tests;
@@ -64,7 +70,9 @@ pub use fences::FenceLimits;
 pub use follow::FollowLimits;
 pub use held::Retention;
 pub use keys::{BodyDigest, KeyLimits, Keyed};
-pub use message::{Answer, AskAnswer, MoveKind, Offer, OfferAnswer, Refusal, Request, RequestId};
+pub use message::{
+    Answer, AskAnswer, MoveKind, Offer, OfferAnswer, Refusal, Request, RequestId, StealAnswer,
+};
 pub use shell::{Action, HandoffStats, Reply, Submission, SubmitRefusal, Ticket, View};
 
 use crate::{PlacementRequest, Placer, PlacerConfig, Target};
@@ -131,21 +139,34 @@ pub struct Handoff {
     leaving: bool,
     /// Jobs submitted here that have not ended.
     jobs: HashMap<JobId, Entered>,
-    held: Held,
+    pub(crate) held: Held,
     fences: fences::Fences,
     keys: Keys,
     /// The job each outstanding request is about.
     requests: HashMap<RequestId, JobId>,
     /// Wake-ups: `(when, order, job)`; one is current per job (its `Entered::timer`).
     timers: BTreeSet<(Instant, u64, JobId)>,
+    /// The steal this node asked for, and when it gives up waiting for the answer.
+    steal: Option<(RequestId, Instant)>,
     counter: u64,
     actions: VecDeque<Action>,
     stats: HandoffStats,
 }
 
-/// A job submitted here, until it ends.
+/// Whose move a record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// This node is the job's entry node: it answers for it and settles it.
+    Entry,
+    /// This node only gives the job on (a steal of a job a peer moved here): once the move is
+    /// settled the record goes; the entry node learns where the job is from its asks.
+    Giver,
+}
+
+/// A job submitted here, until it ends; or a job held here that is being given on.
 #[derive(Debug)]
 struct Entered {
+    role: Role,
     /// Submitters waiting for the placement: the first, and any that came with its key.
     /// Empty once answered.
     waiting: Vec<Ticket>,
@@ -192,6 +213,7 @@ impl Handoff {
             jobs: HashMap::new(),
             requests: HashMap::new(),
             timers: BTreeSet::new(),
+            steal: None,
             counter: 0,
             actions: VecDeque::new(),
             stats: HandoffStats::default(),
@@ -241,7 +263,9 @@ impl Handoff {
     /// When the core next wants [`Handoff::handle_timeout`] (perhaps for nothing: a wake-up
     /// superseded since is not withdrawn).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.first().map(|&(at, _, _)| at)
+        let job = self.timers.first().map(|&(at, _, _)| at);
+        let steal = self.steal.map(|(_, at)| at);
+        job.into_iter().chain(steal).min()
     }
 
     /// The node leaves: submissions and offers are refused from now on. Jobs held and followed
@@ -301,6 +325,7 @@ impl Handoff {
         self.jobs.insert(
             id,
             Entered {
+                role: Role::Entry,
                 waiting: vec![ticket],
                 key: submission.key.map(|k| k.key),
                 requires: submission.requires,
@@ -354,6 +379,7 @@ impl Handoff {
                         entry: me.clone(),
                         status: JobStatus::Queued,
                         path: Vec::new(),
+                        moved_to: None,
                     },
                 );
                 self.actions.push_back(Action::Run {
@@ -372,7 +398,12 @@ impl Handoff {
                     kind: MoveKind::Forward,
                     path: job.path.clone(),
                 };
-                job.stage = Stage::Moving(Move::offered(node.clone(), api, incarnation));
+                job.stage = Stage::Moving(Move::offered(
+                    node.clone(),
+                    api,
+                    incarnation,
+                    MoveKind::Forward,
+                ));
                 let timeout = self.config.offer_timeout;
                 self.send(now, id, node, api, Request::Offer(offer), timeout);
             }
@@ -466,6 +497,11 @@ impl Handoff {
         request: RequestId,
         answer: Answer,
     ) {
+        if self.steal.is_some_and(|(r, _)| r == request) {
+            self.steal = None;
+            self.steal_answered(&answer);
+            return;
+        }
         let Some(id) = self.requests.remove(&request) else {
             return; // timed out or superseded: ignored
         };
@@ -484,6 +520,9 @@ impl Handoff {
 
     /// Wakes the core: requests whose time ran out are taken as unanswered, pauses end.
     pub fn handle_timeout<R: Rng + ?Sized>(&mut self, now: Instant, rng: &mut R, view: &View<'_>) {
+        if self.steal.is_some_and(|(_, at)| at <= now) {
+            self.steal = None;
+        }
         while let Some(&(at, order, id)) = self.timers.first() {
             if at > now {
                 break;
@@ -584,7 +623,41 @@ impl Handoff {
         m: Move,
         step: Step,
     ) {
+        if let Step::Ask { after } = step {
+            if matches!(m.phase, moves::Phase::Asking { attempt: 0, .. }) {
+                self.stats.offers_unanswered += 1;
+            }
+            if let Some(job) = self.jobs.get_mut(&id) {
+                job.stage = Stage::Moving(m);
+            }
+            if after.is_zero() {
+                self.ask(now, id);
+            } else {
+                self.wake(now + after, id);
+            }
+            return;
+        }
+        // "It moved to you": the peer holds it no more (and refuses it back). Unless this node
+        // took it back by a steal, the offer was not taken.
+        let step = match step {
+            Step::MovedOn(node)
+                if node == self.config.node
+                    && (m.kind == MoveKind::Steal
+                        || self.held.get(id, now).is_none_or(|h| h.moved_to.is_some())) =>
+            {
+                Step::NotTaken {
+                    reason: "it gave the job to this node before".into(),
+                    counts: true,
+                }
+            }
+            step => step,
+        };
+        if m.kind == MoveKind::Steal {
+            self.take_steal_step(now, view, id, m, step);
+            return;
+        }
         match step {
+            Step::Ask { .. } => unreachable!("handled above"),
             Step::Taken(status) => {
                 self.stats.forwarded += 1;
                 self.follow_at(
@@ -626,19 +699,6 @@ impl Handoff {
             Step::Invalid { field, reason } => {
                 self.refuse(id, SubmitRefusal::Invalid { field, reason });
             }
-            Step::Ask { after } => {
-                if matches!(m.phase, moves::Phase::Asking { attempt: 0, .. }) {
-                    self.stats.offers_unanswered += 1;
-                }
-                if let Some(job) = self.jobs.get_mut(&id) {
-                    job.stage = Stage::Moving(m);
-                }
-                if after.is_zero() {
-                    self.ask(now, id);
-                } else {
-                    self.wake(now + after, id);
-                }
-            }
         }
     }
 
@@ -666,6 +726,46 @@ impl Handoff {
 
     /// The job moved on to `node`: follow it there, as the map knows it.
     fn moved_to(&mut self, now: Instant, view: &View<'_>, id: JobId, node: NodeId) {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        // Entry, then every node it moved to: more than the bound allows is a loop of stale
+        // "moved" answers (a move whose answer was lost, taken for done), not the job.
+        if job.path.len() > self.config.max_moves as usize {
+            job.path.push(node.clone());
+            self.accepted(id, node.clone(), JobStatus::Queued);
+            let reason = format!(
+                "lost track of the job: it was said to move to {node}, more often than a job may move"
+            );
+            self.settle(id, JobStatus::Lost, Some(reason));
+            return;
+        }
+        if node == self.config.node {
+            // It came back here (this node took it by a steal): it is held here. If this node
+            // does not hold it, the peer took an unanswered move back here for done: no node
+            // holds it.
+            let held = self.held.get(id, now).filter(|h| h.moved_to.is_none());
+            let Some(held) = held else {
+                self.accepted(id, node.clone(), JobStatus::Queued);
+                let reason = format!(
+                    "{} moved the job back here without an answer, and it is not here",
+                    job_holder(&self.jobs, id)
+                );
+                self.settle(id, JobStatus::Lost, Some(reason));
+                return;
+            };
+            {
+                let status = held.status;
+                let job = self.jobs.get_mut(&id).expect("present");
+                job.path.push(node.clone());
+                job.stage = Stage::Here;
+                self.accepted(id, node, status);
+                if status.is_terminal() {
+                    self.settle(id, status, None);
+                }
+                return;
+            }
+        }
         match view.map.get(&node) {
             Some(entry) => {
                 let report = entry.report();
@@ -703,15 +803,10 @@ impl Handoff {
 
     /// Job `id` has ended: the one [`Action::Settled`] of it.
     fn settle(&mut self, id: JobId, status: JobStatus, reason: Option<String>) {
-        let Some(job) = self.jobs.remove(&id) else {
+        let Some(job) = self.forget(id) else {
             return;
         };
-        if let Some(request) = job.request {
-            self.requests.remove(&request);
-        }
-        if let Some((at, order)) = job.timer {
-            self.timers.remove(&(at, order, id));
-        }
+        debug_assert_eq!(job.role, Role::Entry, "only an entry node settles a job");
         if status == JobStatus::Lost {
             self.stats.lost += 1;
         }
@@ -721,6 +816,18 @@ impl Handoff {
             reason,
             path: job.path,
         });
+    }
+
+    /// Drops job `id`'s record, its request and its wake-up.
+    fn forget(&mut self, id: JobId) -> Option<Entered> {
+        let job = self.jobs.remove(&id)?;
+        if let Some(request) = job.request {
+            self.requests.remove(&request);
+        }
+        if let Some((at, order)) = job.timer {
+            self.timers.remove(&(at, order, id));
+        }
+        Some(job)
     }
 
     /// The map changed for `node`: its verdict (`None`: no longer in the map) and incarnation.
@@ -768,4 +875,11 @@ impl Handoff {
             self.settle(id, JobStatus::Lost, Some(reason));
         }
     }
+}
+
+/// The node job `id` was last followed at, for a reason.
+fn job_holder(jobs: &HashMap<JobId, Entered>, id: JobId) -> String {
+    jobs.get(&id)
+        .and_then(|j| j.path.last())
+        .map_or_else(|| "a peer".to_owned(), ToString::to_string)
 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use hearsay_shared::{JobStatus, NodeId};
 
-use super::message::{Answer, AskAnswer, OfferAnswer, Refusal};
+use super::message::{Answer, AskAnswer, MoveKind, OfferAnswer, Refusal};
 
 /// Where a move stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +42,8 @@ pub(crate) struct Move {
     pub(crate) api: SocketAddr,
     /// Its incarnation when the job was offered.
     pub(crate) incarnation: u64,
+    /// A forward or a steal.
+    pub(crate) kind: MoveKind,
     pub(crate) phase: Phase,
 }
 
@@ -68,11 +70,12 @@ pub(crate) enum Step {
 }
 
 impl Move {
-    pub(crate) fn offered(to: NodeId, api: SocketAddr, incarnation: u64) -> Self {
+    pub(crate) fn offered(to: NodeId, api: SocketAddr, incarnation: u64, kind: MoveKind) -> Self {
         Move {
             to,
             api,
             incarnation,
+            kind,
             phase: Phase::Offered,
         }
     }
@@ -100,7 +103,7 @@ impl Move {
                     counts: true,
                 },
                 // An ask's answer to an offer is not an answer to it: as good as none.
-                Answer::Unanswered(_) | Answer::Ask(_) => {
+                Answer::Unanswered(_) | Answer::Ask(_) | Answer::Steal(_) => {
                     let reason = match answer {
                         Answer::Unanswered(reason) if !reason.is_empty() => reason,
                         Answer::Unanswered(_) => "no answer".into(),
@@ -128,7 +131,8 @@ impl Move {
                 Answer::Ask(AskAnswer::Busy)
                 | Answer::Unanswered(_)
                 | Answer::NotSent(_)
-                | Answer::Offer(_) => {
+                | Answer::Offer(_)
+                | Answer::Steal(_) => {
                     *attempt += 1;
                     if *attempt < attempts {
                         Step::Ask { after: pause }
@@ -150,6 +154,7 @@ mod tests {
             NodeId::new("b").unwrap(),
             "127.0.0.2:8080".parse().unwrap(),
             1,
+            MoveKind::Forward,
         )
     }
 

@@ -12,7 +12,7 @@ use std::time::Instant;
 use hearsay_shared::{JobId, JobStatus};
 
 use super::held::HeldJob;
-use super::message::{AskAnswer, Offer, OfferAnswer, Refusal};
+use super::message::{AskAnswer, MoveKind, Offer, OfferAnswer, Refusal};
 use super::{Action, Handoff, Stage};
 
 impl Handoff {
@@ -57,6 +57,10 @@ impl Handoff {
         fit: Result<(), Refusal>,
     ) -> OfferAnswer {
         if let Some(job) = self.held.get(offer.id, now) {
+            if job.moved_to.is_some() {
+                // It moved on from here once: it does not come back.
+                return OfferAnswer::Refused(Refusal::Other("the job moved on from here".into()));
+            }
             // The same offer again: nothing new runs.
             return OfferAnswer::Accepted(job.status);
         }
@@ -68,6 +72,9 @@ impl Handoff {
         }
         if self.fences.holds(offer.id, now) {
             return OfferAnswer::Refused(Refusal::Fenced);
+        }
+        if offer.kind == MoveKind::Steal {
+            self.stats.stolen_in += 1;
         }
         if offer.moves() > self.config.max_moves {
             return OfferAnswer::Refused(Refusal::TooManyMoves);
@@ -81,6 +88,7 @@ impl Handoff {
                 entry: offer.entry.clone(),
                 status: JobStatus::Queued,
                 path: offer.path.clone(),
+                moved_to: None,
             },
         );
         self.actions.push_back(Action::Run {
@@ -97,7 +105,10 @@ impl Handoff {
     /// taken it).
     pub fn handle_ask(&mut self, now: Instant, id: JobId, incarnation: u64) -> AskAnswer {
         if let Some(job) = self.held.get(id, now) {
-            return AskAnswer::Held(job.status);
+            return match &job.moved_to {
+                Some(to) => AskAnswer::Moved(to.clone()),
+                None => AskAnswer::Held(job.status),
+            };
         }
         self.fences.add(id, now);
         self.stats.fenced += 1;

@@ -149,6 +149,20 @@ pub enum Action {
         /// How it stands.
         status: JobStatus,
     },
+    /// Put job `id` back at the end of this node's queue: the shell took it out for a steal
+    /// ([`Handoff::handle_steal`](super::Handoff::handle_steal)) and the thief did not take it.
+    Requeue {
+        /// The job.
+        id: JobId,
+    },
+    /// Job `id`, taken out of this node's queue for a steal, is now at `to`: questions waiting
+    /// for its end here are answered where it went.
+    Moved {
+        /// The job.
+        id: JobId,
+        /// Where it went.
+        to: NodeId,
+    },
     /// A job this node answers for has ended: emitted exactly once per job accepted here.
     Settled {
         /// The job.
@@ -185,4 +199,14 @@ pub struct HandoffStats {
     pub offers_refused: u64,
     /// Ids fenced off here.
     pub fenced: u64,
+    /// Steals this node asked for.
+    pub steals_asked: u64,
+    /// Steals answered with a job.
+    pub steals_granted: u64,
+    /// Steals answered with none.
+    pub steals_empty: u64,
+    /// Jobs this node gave to a thief.
+    pub stolen_out: u64,
+    /// Steal offers this node was made (taken or not).
+    pub stolen_in: u64,
 }

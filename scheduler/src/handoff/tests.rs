@@ -74,9 +74,14 @@ struct World {
     map: LoadMap,
     nodes: Vec<Node>,
     flight: Vec<Flight>,
+    /// Long polls held by the node asked (the requests, to be asked again).
+    parked: Vec<Flight>,
     rng: StdRng,
-    /// Every node each job was put in the executor of, over every incarnation.
+    /// Every node each job was put in the executor of, over every incarnation (a stolen job
+    /// is put in two, one after the other).
     runs: HashMap<JobId, Vec<usize>>,
+    /// Every node each job started running at.
+    starts: HashMap<JobId, Vec<usize>>,
     /// The entry node of each job that ran, as the run said.
     entry_of: HashMap<JobId, NodeId>,
     /// Jobs accepted, and the entry node that accepted them.
@@ -92,6 +97,8 @@ struct World {
 fn config(i: usize, incarnation: u64, policy: Policy) -> HandoffConfig {
     let mut c = HandoffConfig::new(id(i), incarnation);
     c.placer.policy = policy;
+    // A forward and a steal.
+    c.max_moves = 2;
     c
 }
 
@@ -115,8 +122,10 @@ impl World {
                 })
                 .collect(),
             flight: Vec::new(),
+            parked: Vec::new(),
             rng: StdRng::seed_from_u64(seed),
             runs: HashMap::new(),
+            starts: HashMap::new(),
             entry_of: HashMap::new(),
             accepted: HashMap::new(),
             settled: HashMap::new(),
@@ -182,7 +191,8 @@ impl World {
                     );
                     self.settled.entry(id).or_default().push(status);
                 }
-                Action::Follow { .. } | Action::Learned { .. } => {}
+                Action::Requeue { id } => self.nodes[i].running.push(id),
+                Action::Follow { .. } | Action::Learned { .. } | Action::Moved { .. } => {}
             }
         }
     }
@@ -233,8 +243,31 @@ impl World {
                     Request::Ask {
                         id, incarnation, ..
                     } => Answer::Ask(node.core.handle_ask(now, *id, *incarnation)),
+                    Request::Steal { incarnation } => {
+                        // The newest queued job, out of the queue.
+                        let newest = node.running.pop();
+                        let view = Self::view_of(&self.map, node);
+                        let answer =
+                            node.core
+                                .handle_steal(now, &view, &id(from), *incarnation, newest);
+                        Answer::Steal(answer)
+                    }
                 };
                 self.drain(to);
+                if matches!(message, Request::Ask { wait: true, .. })
+                    && matches!(answer, Answer::Ask(AskAnswer::Held(s)) if !s.is_terminal())
+                {
+                    // A long poll: held until time passes (then asked again), as a real node
+                    // holds it until the job ends.
+                    self.parked.push(Flight::Request {
+                        from,
+                        incarnation,
+                        to,
+                        request,
+                        message,
+                    });
+                    return;
+                }
                 self.flight.push(Flight::Answer {
                     to: from,
                     incarnation,
@@ -282,12 +315,32 @@ impl World {
 
     fn advance(&mut self, by: Duration) {
         self.now += by;
+        self.flight.append(&mut self.parked);
         for i in 0..self.nodes.len() {
             let node = &mut self.nodes[i];
             let view = Self::view_of(&self.map, node);
             node.core.handle_timeout(self.now, &mut self.rng, &view);
             self.drain(i);
         }
+    }
+
+    /// Every node reports its queue in the (one, shared) map.
+    fn publish(&mut self) {
+        self.seq += 1;
+        for i in 0..self.nodes.len() {
+            let mut r = report(i, self.nodes[i].incarnation, self.seq);
+            r.load.queued = self.nodes[i].running.len() as u32;
+            self.map
+                .merge_report(r, self.now, &DetectorConfig::default());
+        }
+    }
+
+    /// Node `i` has a free slot and nothing queued (or so it says): it may ask for a job.
+    fn idle(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let view = Self::view_of(&self.map, node);
+        node.core.handle_idle(self.now, &mut self.rng, &view);
+        self.drain(i);
     }
 
     /// Node `i`'s executor starts or ends its `k`-th job.
@@ -297,6 +350,7 @@ impl World {
             return;
         }
         let job = node.running.remove(k % node.running.len());
+        self.starts.entry(job).or_default().push(i);
         node.core.handle_started(self.now, job);
         node.core.handle_ended(self.now, job, status);
         self.drain(i);
@@ -333,8 +387,24 @@ impl World {
     /// At most once, checked at any moment: no job ever went to two executors (or twice to
     /// one), and no job settled twice.
     fn check_safety(&self) {
-        for (job, nodes) in &self.runs {
+        for (job, nodes) in &self.starts {
             assert!(nodes.len() <= 1, "job {job} ran on {nodes:?}");
+        }
+        for (job, nodes) in &self.runs {
+            // The bound is 2 moves: 3 executors, one after the other.
+            assert!(
+                nodes.len() <= 3,
+                "job {job} moved more than the bound: {nodes:?}"
+            );
+        }
+        let mut queued = std::collections::HashSet::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            for job in &node.running {
+                assert!(
+                    queued.insert(*job),
+                    "job {job} queued at two nodes (one is n{i})"
+                );
+            }
         }
         for (job, ends) in &self.settled {
             assert!(ends.len() <= 1, "job {job} settled {ends:?}");
@@ -358,7 +428,39 @@ impl World {
             }
             self.advance(Duration::from_secs(1));
         }
-        panic!("the cores did not settle");
+        let held: Vec<String> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .flat_map(|(i, n)| {
+                n.core.held.jobs.iter().map(move |(id, j)| {
+                    format!(
+                        "n{i} {id}: {:?} moved to {:?} path {:?}",
+                        j.status, j.moved_to, j.path
+                    )
+                })
+            })
+            .collect();
+        let stuck: Vec<String> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .flat_map(|(i, n)| {
+                n.core.jobs.iter().map(move |(id, j)| {
+                    format!(
+                        "n{i} {id}: {:?} {:?} path {:?} in its executor: {}",
+                        j.role,
+                        j.stage,
+                        j.path,
+                        n.running.contains(id)
+                    )
+                })
+            })
+            .collect();
+        panic!(
+            "the cores did not settle; stuck {stuck:#?} in flight {:?}, parked {:?}; held {held:#?}; runs {:?}",
+            self.flight, self.parked, self.runs
+        );
     }
 
     /// Liveness, checked once everything was delivered: every job accepted by an entry node
@@ -715,6 +817,56 @@ fn a_key_submitted_again_while_its_job_is_placed_gets_that_job_and_a_refusal_fre
     assert!(matches!(w.reply(retried), Some(Reply::Accepted { .. })));
 }
 
+#[test]
+fn an_idle_node_steals_the_newest_queued_job_and_its_entry_node_follows_it_there() {
+    let mut w = World::new(2, Policy::Local, 2);
+    for _ in 0..3 {
+        w.submit(0, plain());
+    }
+    let newest = *w.nodes[0].running.last().unwrap();
+    w.publish();
+    w.idle(1);
+    assert!(matches!(
+        &w.flight[..],
+        [Flight::Request {
+            message: Request::Steal { .. },
+            ..
+        }]
+    ));
+    w.deliver(0); // n0 takes its newest queued job out, answers, and offers it
+    assert_eq!(w.nodes[0].running.len(), 2, "out of n0's queue");
+    w.deliver(0); // the answer "coming"
+    w.deliver(0); // the offer: n1 takes it
+    assert_eq!(w.runs[&newest], vec![0, 1]);
+    assert_eq!(w.nodes[1].running, vec![newest]);
+    w.quiesce();
+    w.check_settled();
+    assert_eq!(w.starts[&newest], vec![1], "it ran at n1 only");
+    assert_eq!(w.settled[&newest], vec![JobStatus::Succeeded]);
+    let stats = (w.nodes[0].core.stats(), w.nodes[1].core.stats());
+    assert_eq!((stats.0.stolen_out, stats.1.steals_granted), (1, 1));
+}
+
+#[test]
+fn a_steal_the_thief_refuses_puts_the_job_back_in_the_victims_queue() {
+    let mut w = World::new(2, Policy::Local, 2);
+    for _ in 0..2 {
+        w.submit(0, plain());
+    }
+    let order = w.nodes[0].running.clone();
+    w.publish();
+    w.idle(1);
+    w.nodes[1].room = false; // full by the time the offer comes
+    w.deliver(0);
+    w.deliver(0);
+    w.deliver(0); // the offer: refused
+    w.deliver(0); // its answer: back in n0's queue, at the end as before
+    assert_eq!(w.nodes[0].running, order);
+    assert!(!w.runs.values().any(|r| r.contains(&1)));
+    w.quiesce();
+    w.check_settled();
+}
+
 // ---- properties ---------------------------------------------------------------------------
 
 #[derive(Debug, Clone)]
@@ -728,6 +880,7 @@ enum Op {
     Advance(u64),
     End(usize, usize),
     Room(usize, bool),
+    Idle(usize),
     Verdict(usize, usize, u8),
     Restart(usize),
 }
@@ -744,6 +897,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (1u64..3_000).prop_map(Op::Advance),
         2 => (0..NODES, any::<usize>()).prop_map(|(n, k)| Op::End(n, k)),
         1 => (0..NODES, any::<bool>()).prop_map(|(n, b)| Op::Room(n, b)),
+        2 => (0..NODES).prop_map(Op::Idle),
         1 => (0..NODES, 0..NODES, 0u8..3).prop_map(|(o, s, v)| Op::Verdict(o, s, v)),
         1 => (0..NODES).prop_map(Op::Restart),
     ]
@@ -772,6 +926,7 @@ fn run(ops: &[Op], policy: Policy, seed: u64) -> World {
             Op::Advance(ms) => w.advance(Duration::from_millis(ms)),
             Op::End(i, k) => w.end(i, k, JobStatus::Succeeded),
             Op::Room(i, room) => w.nodes[i].room = room,
+            Op::Idle(i) => w.idle(i),
             Op::Verdict(o, s, v) if o != s => {
                 let verdict = [Verdict::Dead, Verdict::Left, Verdict::Alive][usize::from(v)];
                 w.verdict(o, s, verdict);
@@ -779,6 +934,7 @@ fn run(ops: &[Op], policy: Policy, seed: u64) -> World {
             Op::Restart(i) => w.restart(i, policy),
             _ => {}
         }
+        w.publish();
         w.check_safety();
     }
     w.quiesce();

@@ -35,7 +35,7 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_values_t = [8, 100, 1000])]
     sizes: Vec<usize>,
     /// Policies.
-    #[arg(long, value_delimiter = ',', default_values_t = ["p2c".to_owned(), "random".to_owned(), "least-loaded".to_owned(), "local".to_owned()])]
+    #[arg(long, value_delimiter = ',', default_values_t = ["p2c".to_owned(), "p2c+steal".to_owned(), "random".to_owned(), "least-loaded".to_owned(), "local".to_owned()])]
     policies: Vec<String>,
     /// Load per slot.
     #[arg(long, default_value_t = 0.9)]
@@ -68,10 +68,14 @@ fn main() -> Result<()> {
     if !(args.rho > 0.0 && args.rho < 1.0) {
         bail!("--rho must be between 0 and 1, not {}", args.rho);
     }
-    let policies: Vec<Policy> = args
+    // A policy, with "+steal" for idle nodes stealing queued jobs too.
+    let policies: Vec<(Policy, bool)> = args
         .policies
         .iter()
-        .map(|p| p.parse())
+        .map(|p| match p.strip_suffix("+steal") {
+            Some(p) => p.parse().map(|p| (p, true)),
+            None => p.parse().map(|p| (p, false)),
+        })
         .collect::<Result<_, _>>()?;
     if policies.is_empty() {
         bail!("--policies: name at least one");
@@ -93,7 +97,7 @@ fn main() -> Result<()> {
         supermarket(rho)
     );
     println!(
-        "{:>6} {:>8} {:>10} {:>13} {:>8} {:>8} {:>10} {:>8} {:>9} {:>8}",
+        "{:>6} {:>8} {:>10} {:>13} {:>8} {:>8} {:>10} {:>8} {:>9} {:>8} {:>7} {:>9}",
         "nodes",
         "service",
         "staleness",
@@ -103,7 +107,9 @@ fn main() -> Result<()> {
         "forwarded",
         "jobs",
         "virtual",
-        "wall"
+        "wall",
+        "stolen",
+        "asks/job"
     );
     for &nodes in &args.sizes {
         let jobs = args
@@ -114,10 +120,12 @@ fn main() -> Result<()> {
                 continue;
             }
             // Independent M/M/1 queues whatever the size: measured at the smallest only.
-            let run: Vec<Policy> = policies
+            let run: Vec<(Policy, bool)> = policies
                 .iter()
                 .copied()
-                .filter(|p| nodes == smallest || !matches!(p, Policy::Random | Policy::Local))
+                .filter(|(p, steal)| {
+                    nodes == smallest || *steal || !matches!(p, Policy::Random | Policy::Local)
+                })
                 .collect();
             if run.is_empty() {
                 continue;
@@ -127,7 +135,8 @@ fn main() -> Result<()> {
                 &Workload {
                     nodes,
                     slots: args.slots,
-                    policy: run[0],
+                    policy: run[0].0,
+                    steal: run[0].1,
                     rho,
                     service: Duration::from_millis(service_ms),
                     jobs,
@@ -137,18 +146,21 @@ fn main() -> Result<()> {
                 &run,
             );
             let wall = started.elapsed().as_secs_f64() / run.len() as f64;
-            for (policy, r) in run.iter().zip(results) {
+            for (&(policy, steal), r) in run.iter().zip(results) {
+                let name = format!("{policy}{}", if steal { "+steal" } else { "" });
                 println!(
-                    "{nodes:>6} {:>6}ms {:>10.2} {:>13} {:>8.2} {:>8.2} {:>9.0}% {:>8} {:>8.0}s {:>7.1}s",
+                    "{nodes:>6} {:>6}ms {:>10.2} {:>13} {:>8.2} {:>8.2} {:>9.0}% {:>8} {:>8.0}s {:>7.1}s {:>6.0}% {:>9.2}",
                     service_ms,
                     200.0 / service_ms as f64,
-                    policy.as_str(),
+                    name,
                     r.mean,
                     r.p99,
                     r.forwarded * 100.0,
                     r.measured,
                     r.virtual_time.as_secs_f64(),
-                    wall
+                    wall,
+                    r.stolen * 100.0,
+                    r.steals_per_job
                 );
             }
         }
