@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use hearsay_scheduler::Policy;
 use hearsay_shared::JobStatus;
-use hearsay_tests::job_sim::{converge, run_workloads, JobSim, JobSimConfig, Workload};
+use hearsay_tests::job_sim::{JobSim, JobSimConfig};
+use hearsay_tests::workload::{converge, run_workloads, Workload};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use clap::Parser;
 use hearsay_scheduler::Policy;
-use hearsay_tests::job_sim::{run_workloads, Workload};
+use hearsay_tests::workload::{run_workloads, Workload};
 
 #[derive(Debug, Parser)]
 #[command(about = "Measure Hearsay's placement policies in the simulated cluster")]
