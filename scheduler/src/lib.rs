@@ -5,13 +5,17 @@
 //! - [`policy`]: the [`Policy`] names — `p2c` (the default) and the baselines.
 //! - [`ledger`]: [`ForwardLedger`], jobs this node sent to each peer since that peer's last report.
 //! - [`placer`]: [`Placer`], which scores candidates and decides.
+//! - [`handoff`]: [`Handoff`], the sans-IO state machine of every move of a job between nodes:
+//!   offer, lost answer, fence, follow, idempotency keys.
 
 #![warn(missing_docs)]
 
+pub mod handoff;
 pub mod ledger;
 pub mod placer;
 pub mod policy;
 
+pub use handoff::{Handoff, HandoffConfig};
 pub use ledger::ForwardLedger;
-pub use placer::{Placement, PlacementRequest, Placer, PlacerConfig};
+pub use placer::{Placement, PlacementRequest, Placer, PlacerConfig, Target};
 pub use policy::{Policy, UnknownPolicy};

@@ -9,11 +9,12 @@ use rand::Rng;
 
 use crate::{ForwardLedger, Policy};
 
-/// Where a job should run.
+/// Where a job should run, as [`Placer::place`] says it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Placement {
     /// On this node. Also the answer when no node qualifies (none takes work, or offers what
     /// the job requires): the caller knows whether this node can take the job itself.
+    /// [`Placer::choose`] tells the two apart ([`Target::Nowhere`]).
     Local,
     /// On a peer, reached at `api`.
     Forward {
@@ -22,6 +23,24 @@ pub enum Placement {
         /// Its HTTP API.
         api: SocketAddr,
     },
+}
+
+/// Where a job should go, as [`Placer::choose`] says it: here, a peer, or nowhere — three
+/// answers, so that "no node qualifies" is never mistaken for "run it here".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// On this node.
+    Here,
+    /// On a peer, reached at `api`.
+    Peer {
+        /// The peer.
+        node: NodeId,
+        /// Its HTTP API.
+        api: SocketAddr,
+    },
+    /// No node qualifies: this one may not take the job, and no peer in the map takes work
+    /// and offers what the job requires (or every such peer is excluded).
+    Nowhere,
 }
 
 /// How a [`Placer`] decides.
@@ -133,12 +152,35 @@ impl Placer {
         if req.hops > 0 || self.config.policy == Policy::Local {
             return Placement::Local;
         }
+        match self.choose(req, true, rng) {
+            Target::Peer { node, api } => Placement::Forward { node, api },
+            Target::Here | Target::Nowhere => Placement::Local,
+        }
+    }
+
+    /// Decides where a job goes, like [`Placer::place`], with `here` saying whether this node
+    /// may take it (it takes work, has room, declares the job's command): when it may not, it
+    /// is no candidate, and if no peer qualifies either the answer is [`Target::Nowhere`]. A
+    /// job that has moved already (`hops > 0`) and the `local` policy never go to a peer.
+    pub fn choose<R: Rng + ?Sized>(
+        &mut self,
+        req: &PlacementRequest<'_>,
+        here: bool,
+        rng: &mut R,
+    ) -> Target {
+        let here = here
+            && req.own.state == NodeState::Alive
+            && req.own.slots > 0
+            && offers(&req.own, req.requires);
+        if req.hops > 0 || self.config.policy == Policy::Local {
+            return if here { Target::Here } else { Target::Nowhere };
+        }
         if self.ledger.len() > 2 * req.map.len() + 16 {
             // Peers that left the map keep nothing pending; forget them now and then.
             self.ledger
                 .prune(|peer| req.map.get(peer).map(|e| e.report().version()));
         }
-        let candidates = self.candidates(req);
+        let candidates = self.candidates(req, here);
         let chosen = match (self.config.policy, candidates.len()) {
             (_, 0) => None,
             (_, 1) => candidates.first().copied(),
@@ -156,26 +198,24 @@ impl Placer {
             Some(c) if !c.local => {
                 self.ledger
                     .record(c.node, c.version, c.age, self.config.report_interval);
-                Placement::Forward {
+                Target::Peer {
                     node: c.node.clone(),
                     api: c.api,
                 }
             }
-            _ => Placement::Local,
+            Some(_) => Target::Here,
+            None => Target::Nowhere,
         }
     }
 
-    /// This node (if it takes work) and every peer that is alive, not leaving, has slots, offers
+    /// This node (if `here`: it may take the job) and every peer that is alive, not leaving, has slots, offers
     /// what the job requires and is not excluded. The map is ordered by node id, so the list is too.
-    fn candidates<'a>(&self, req: &PlacementRequest<'a>) -> Vec<Candidate<'a>> {
+    fn candidates<'a>(&self, req: &PlacementRequest<'a>, here: bool) -> Vec<Candidate<'a>> {
         let mut out = Vec::with_capacity(req.map.len() + 1);
         for entry in req.map.iter() {
             let report = entry.report();
             if report.node == *req.me {
-                if req.own.state == NodeState::Alive
-                    && req.own.slots > 0
-                    && offers(&req.own, req.requires)
-                {
+                if here {
                     out.push(Candidate {
                         node: req.me,
                         api: report.api,

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use hearsay_scheduler::{Placement, PlacementRequest, Placer, PlacerConfig, Policy};
+use hearsay_scheduler::{Placement, PlacementRequest, Placer, PlacerConfig, Policy, Target};
 use hearsay_shared::{DetectorConfig, LoadMap, LoadReport, LoadVector, NodeId, NodeState, Verdict};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -402,4 +402,51 @@ fn the_same_seed_gives_the_same_decisions() {
             .collect::<Vec<_>>()
     };
     assert_eq!(run(), run());
+}
+
+#[test]
+fn choose_says_nowhere_when_this_node_may_not_take_the_job_and_no_peer_qualifies() {
+    let now = Instant::now();
+    let map = map_with(&[0, 0, 0], now);
+    let me = id(0);
+    let peers = [id(1), id(2)];
+    let req = |exclude| PlacementRequest {
+        map: &map,
+        me: &me,
+        own: own(0),
+        now,
+        hops: 0,
+        exclude,
+        requires: 0,
+    };
+    let mut rng = StdRng::seed_from_u64(3);
+    for policy in Policy::ALL {
+        let mut placer = placer(policy);
+        // Every peer excluded: here if this node may take the job, otherwise nowhere — where
+        // `place` says Local for both.
+        assert_eq!(
+            placer.choose(&req(&peers), true, &mut rng),
+            Target::Here,
+            "{policy}"
+        );
+        assert_eq!(
+            placer.choose(&req(&peers), false, &mut rng),
+            Target::Nowhere,
+            "{policy}"
+        );
+        assert_eq!(
+            placer.place(&req(&peers), &mut rng),
+            Placement::Local,
+            "{policy}"
+        );
+        // This node may not take it: a peer, never here (local never forwards: nowhere).
+        let target = placer.choose(&req(&[]), false, &mut rng);
+        match policy {
+            Policy::Local => assert_eq!(target, Target::Nowhere),
+            _ => assert!(
+                matches!(target, Target::Peer { .. }),
+                "{policy}: {target:?}"
+            ),
+        }
+    }
 }

@@ -2,9 +2,13 @@
 //!
 //! # Layout
 //! - [`sim`]: many gossip cores in a simulated network under a virtual clock.
+//! - [`job_sim`]: gossip and hand-off cores and executor models together under that clock.
+//! - [`workload`]: a seeded job workload through [`job_sim`], and its sojourn figures.
 //! - [`cluster`]: real `worker` processes on loopback, stopped when dropped.
 //! - [`netns`]: network namespaces, to cut links and lose packets for real.
 
 pub mod cluster;
+pub mod job_sim;
 pub mod netns;
 pub mod sim;
+pub mod workload;

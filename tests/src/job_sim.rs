@@ -1,0 +1,1003 @@
+//! Gossip cores, hand-off cores and a model of each node's executor, together under the
+//! virtual clock of [`Sim`]: where jobs go, what happens to them when messages are lost, nodes
+//! crash, freeze or are cut off, and how well a placement policy balances — deterministic for a
+//! seed, and fast (a thousand nodes run thousands of jobs in seconds).
+//!
+//! # How it is driven
+//! [`JobSim`] owns a [`Sim`] (the gossip cores and their network) and a queue of its own, of
+//! job events: submissions, hand-off messages in flight, hand-off wake-ups, job ends, long
+//! polls running out, map checks. Every run method ([`JobSim::run_for`], [`JobSim::run_until`])
+//! runs the gossip simulation up to the earliest job event, then performs it, so both share one
+//! clock; at equal times gossip goes first. Each node's [`Handoff`] is driven as the worker would drive it:
+//! 1. every call gets the time, the node's rng and a [`View`]: its gossip core's map, its
+//!    executor's exact load, and whether the queue has room;
+//! 2. after every call, its actions are carried out: [`Action::Send`] puts a message on the
+//!    network, [`Action::Run`] puts the job in the executor, replies and settlements are logged;
+//! 3. it is woken at [`Handoff::poll_timeout`], and shown its map every gossip interval
+//!    ([`Handoff::handle_map`]).
+//!
+//! # The executor
+//! `slots` jobs run at once, the rest wait in a FIFO queue of at most `queue_limit`; a job runs
+//! for the service time it was submitted with. Its load (queued, running, slots) is what the
+//! node's gossip reports.
+//!
+//! # The network of job messages
+//! A request or an answer takes [`SimConfig::min_delay`]`..=`[`SimConfig::max_delay`], and is
+//! lost with probability [`JobSimConfig::job_loss`] (worse than TCP, which would retransmit:
+//! here every loss is a lost answer or a request that may or may not have arrived, which is
+//! what the hand-off must survive). A message between partitioned nodes is dropped; a request
+//! to a crashed node is answered [`Answer::NotSent`] (connection refused); an answer to a node
+//! that restarted since it asked is dropped (its connection died). A frozen node
+//! ([`JobSim::freeze`], `SIGSTOP`) hears and says nothing, gossip included, and its jobs stop
+//! where they are; what arrived meanwhile waits, and on [`JobSim::thaw`] is handled in a random
+//! order, as a thawed process reads its sockets.
+//!
+//! # The truth
+//! The simulation knows every executor every job was put in ([`JobSim::double_runs`]), every
+//! settlement an entry node made ([`JobSim::settled`]), and each job's submission, start and
+//! end in virtual time ([`JobSim::sojourns`]).
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use hearsay_scheduler::handoff::{
+    Action, Answer, AskAnswer, Handoff, HandoffConfig, Refusal, Reply, Request, RequestId,
+    Submission, View,
+};
+use hearsay_scheduler::Policy;
+use hearsay_shared::{JobId, JobStatus, LoadVector, NodeState};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+use crate::sim::{node_id, Sim, SimConfig};
+
+/// How to build a job simulation.
+#[derive(Debug, Clone)]
+pub struct JobSimConfig {
+    /// The gossip simulation: nodes, seed, gossip loss and delays.
+    pub gossip: SimConfig,
+    /// Job slots per node.
+    pub slots: u32,
+    /// The most jobs a node's queue holds.
+    pub queue_limit: usize,
+    /// The placement policy of every node.
+    pub policy: Policy,
+    /// Probability that a job message (request or answer) is lost.
+    pub job_loss: f64,
+    /// How long a node holds a waiting ask (a long poll) before answering how the job stands.
+    pub long_poll: Duration,
+    /// Whether idle nodes steal queued jobs (then a job moves at most twice: a forward and a
+    /// steal).
+    pub steal: bool,
+    /// The hand-off settings of every node (its `node`, `incarnation`, and the placer's policy
+    /// and report interval are replaced by each node's own).
+    pub handoff: HandoffConfig,
+}
+
+impl JobSimConfig {
+    /// `nodes` nodes of one slot each, placing by `policy`, with the default gossip, hand-off
+    /// and network settings and no loss.
+    pub fn new(nodes: usize, seed: u64, policy: Policy) -> Self {
+        JobSimConfig {
+            gossip: SimConfig::new(nodes, seed),
+            slots: 1,
+            queue_limit: 1024,
+            policy,
+            job_loss: 0.0,
+            long_poll: Duration::from_secs(10),
+            steal: false,
+            handoff: HandoffConfig::new(node_id(0), 0),
+        }
+    }
+}
+
+/// What the simulation knows of one job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobTruth {
+    /// Its entry node.
+    pub entry: usize,
+    /// When it was submitted.
+    pub submitted: Duration,
+    /// How long it runs.
+    pub service: Duration,
+    /// Every node whose executor it was put in, in order.
+    pub runs: Vec<usize>,
+    /// Every node it started running at: at most once says one.
+    pub starts: Vec<usize>,
+    /// When it started running (the last start, if it somehow ran twice).
+    pub started: Option<Duration>,
+    /// When it finished running.
+    pub ended: Option<Duration>,
+}
+
+#[derive(Debug)]
+enum Msg {
+    Request {
+        request: RequestId,
+        message: Request,
+    },
+    Answer {
+        request: RequestId,
+        answer: Answer,
+    },
+}
+
+#[derive(Debug)]
+enum Event {
+    Submit {
+        node: usize,
+        service: Duration,
+    },
+    Deliver {
+        from: usize,
+        /// The life of the node that sent the request (or that an answer is for).
+        asker: u64,
+        to: usize,
+        msg: Msg,
+    },
+    Wake {
+        node: usize,
+    },
+    JobEnd {
+        node: usize,
+        life: u64,
+        id: JobId,
+    },
+    PollExpire {
+        node: usize,
+        life: u64,
+        request: RequestId,
+    },
+    MapCheck {
+        node: usize,
+    },
+}
+
+impl Event {
+    /// The node the event happens at.
+    fn node(&self) -> usize {
+        match self {
+            Event::Submit { node, .. }
+            | Event::Wake { node }
+            | Event::JobEnd { node, .. }
+            | Event::PollExpire { node, .. }
+            | Event::MapCheck { node } => *node,
+            Event::Deliver { to, .. } => *to,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Scheduled {
+    at: Duration,
+    order: u64,
+    event: Event,
+}
+
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.at, other.order).cmp(&(self.at, self.order))
+    }
+}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.order) == (other.at, other.order)
+    }
+}
+impl Eq for Scheduled {}
+
+/// A long poll held by a node: answered when the job ends or the hold runs out.
+#[derive(Debug)]
+struct HeldPoll {
+    from: usize,
+    asker: u64,
+    request: RequestId,
+    id: JobId,
+}
+
+#[derive(Debug)]
+struct JobNode {
+    /// `None` while crashed.
+    core: Option<Handoff>,
+    life: u64,
+    rng: StdRng,
+    running: Vec<JobId>,
+    queue: VecDeque<JobId>,
+    polls: Vec<HeldPoll>,
+    /// The wake-up queued; any other is stale.
+    wake: Option<Duration>,
+    frozen: bool,
+    /// Events that arrived while frozen.
+    backlog: Vec<Event>,
+    /// Whether it ever crashed (it answers for nothing it accepted before).
+    crashed: bool,
+}
+
+/// Counts of what the simulation's network did with job messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobDrops {
+    /// Lost to [`JobSimConfig::job_loss`].
+    pub lost: u64,
+    /// Dropped between partitioned nodes.
+    pub partitioned: u64,
+    /// Requests to crashed nodes (answered `NotSent`).
+    pub refused: u64,
+}
+
+/// Gossip, hand-off and executors of a cluster under one virtual clock. See the
+/// [module documentation](self).
+#[derive(Debug)]
+pub struct JobSim {
+    config: JobSimConfig,
+    gossip: Sim,
+    nodes: Vec<JobNode>,
+    queue: BinaryHeap<Scheduled>,
+    queued: u64,
+    /// The job network's randomness.
+    rng: StdRng,
+    group: Vec<usize>,
+    /// Job-message loss of single directed links, overriding [`JobSimConfig::job_loss`].
+    link_loss: HashMap<(usize, usize), f64>,
+    jobs: HashMap<JobId, JobTruth>,
+    /// The service time of the submission being handled (the spec the shell keeps).
+    submitting: Option<(usize, Duration)>,
+    accepted: HashMap<JobId, usize>,
+    settled: HashMap<JobId, Vec<(JobStatus, Option<String>)>>,
+    refused: u64,
+    drops: JobDrops,
+}
+
+impl JobSim {
+    /// Builds the cluster; nodes start as in [`Sim::new`], and their hand-off cores with them.
+    pub fn new(config: JobSimConfig) -> Self {
+        let mut gossip = Sim::new(config.gossip.clone());
+        let mut rng = StdRng::seed_from_u64(config.gossip.seed ^ 0x6a6f_6273);
+        let n = config.gossip.nodes;
+        let nodes = (0..n)
+            .map(|_| JobNode {
+                core: None,
+                life: 0,
+                rng: StdRng::seed_from_u64(rng.random()),
+                running: Vec::new(),
+                queue: VecDeque::new(),
+                polls: Vec::new(),
+                wake: None,
+                frozen: false,
+                backlog: Vec::new(),
+                crashed: false,
+            })
+            .collect();
+        // Every node is up once the gossip simulation's start spread is over.
+        gossip.run_for(config.gossip.start_spread);
+        let mut sim = JobSim {
+            gossip,
+            nodes,
+            queue: BinaryHeap::new(),
+            queued: 0,
+            rng,
+            group: vec![0; n],
+            link_loss: HashMap::new(),
+            jobs: HashMap::new(),
+            submitting: None,
+            accepted: HashMap::new(),
+            settled: HashMap::new(),
+            refused: 0,
+            drops: JobDrops::default(),
+            config,
+        };
+        for i in 0..n {
+            sim.boot(i);
+            let offset = Duration::from_micros(
+                sim.rng
+                    .random_range(0..sim.gossip.interval().as_micros() as u64),
+            );
+            sim.schedule(sim.now() + offset, Event::MapCheck { node: i });
+        }
+        sim
+    }
+
+    fn boot(&mut self, i: usize) {
+        let incarnation = self
+            .gossip
+            .core(i)
+            .expect("the gossip core runs")
+            .incarnation();
+        let mut config = self.config.handoff.clone();
+        config.node = node_id(i);
+        config.incarnation = incarnation;
+        config.placer.policy = self.config.policy;
+        config.placer.report_interval = self.gossip.interval();
+        if self.config.steal {
+            config.max_moves = config.max_moves.max(2);
+        }
+        let node = &mut self.nodes[i];
+        node.core = Some(Handoff::new(config));
+        node.life += 1;
+        node.running.clear();
+        node.queue.clear();
+        node.polls.clear();
+        node.wake = None;
+        node.frozen = false;
+        node.backlog.clear();
+        self.publish(i);
+    }
+
+    // ---- running -------------------------------------------------------------------------
+
+    /// Virtual time since the start.
+    pub fn now(&self) -> Duration {
+        self.gossip.now()
+    }
+
+    fn instant(&self) -> Instant {
+        self.gossip.instant()
+    }
+
+    /// The gossip simulation.
+    pub fn gossip(&self) -> &Sim {
+        &self.gossip
+    }
+
+    /// The gossip simulation, to run it alone (until it converges, say) or change its network.
+    pub fn gossip_mut(&mut self) -> &mut Sim {
+        &mut self.gossip
+    }
+
+    fn schedule(&mut self, at: Duration, event: Event) {
+        self.queued += 1;
+        self.queue.push(Scheduled {
+            at,
+            order: self.queued,
+            event,
+        });
+    }
+
+    /// Runs gossip up to the earliest job event and performs it; `false` if there is none
+    /// before `end`.
+    fn step_until(&mut self, end: Duration) -> bool {
+        let Some(at) = self.queue.peek().map(|s| s.at).filter(|at| *at <= end) else {
+            return false;
+        };
+        let now = self.now();
+        if at > now {
+            self.gossip.run_for(at - now);
+        }
+        let next = self.queue.pop().expect("peeked");
+        self.perform(next.event);
+        true
+    }
+
+    /// Runs for `duration` of virtual time.
+    pub fn run_for(&mut self, duration: Duration) {
+        let end = self.now() + duration;
+        while self.step_until(end) {}
+        let now = self.now();
+        self.gossip.run_for(end.saturating_sub(now));
+    }
+
+    /// Runs until `done` holds (checked after every job event), for at most `limit`; returns
+    /// how long that took.
+    pub fn run_until(
+        &mut self,
+        limit: Duration,
+        mut done: impl FnMut(&JobSim) -> bool,
+    ) -> Option<Duration> {
+        let start = self.now();
+        let end = start + limit;
+        loop {
+            if done(self) {
+                return Some(self.now() - start);
+            }
+            if !self.step_until(end) {
+                let now = self.now();
+                self.gossip.run_for(end.saturating_sub(now));
+                return done(self).then(|| self.now() - start);
+            }
+        }
+    }
+
+    fn perform(&mut self, event: Event) {
+        let i = event.node();
+        if self.nodes[i].frozen {
+            // Submissions are the outside world's: a frozen node cannot be submitted to
+            // either (a client would time out); they are dropped, not kept.
+            if !matches!(event, Event::Submit { .. }) {
+                self.nodes[i].backlog.push(event);
+            }
+            return;
+        }
+        match event {
+            Event::Submit { node, service } => self.submit(node, service),
+            Event::Deliver {
+                from,
+                asker,
+                to,
+                msg,
+            } => self.deliver(from, asker, to, msg),
+            Event::Wake { node } => {
+                if self.nodes[node].wake == Some(self.now()) {
+                    self.nodes[node].wake = None;
+                    self.call(node, |core, now, rng, view| {
+                        core.handle_timeout(now, rng, view)
+                    });
+                }
+            }
+            Event::JobEnd { node, life, id } => self.job_end(node, life, id),
+            Event::PollExpire {
+                node,
+                life,
+                request,
+            } => {
+                if self.nodes[node].life == life {
+                    if let Some(k) = self.nodes[node]
+                        .polls
+                        .iter()
+                        .position(|p| p.request == request)
+                    {
+                        let poll = self.nodes[node].polls.remove(k);
+                        self.answer_poll(node, poll);
+                    }
+                }
+            }
+            Event::MapCheck { node } => {
+                let next = self.now() + self.gossip.interval();
+                self.schedule(next, Event::MapCheck { node });
+                if let (Some(gossip), Some(core)) =
+                    (self.gossip.core(node), self.nodes[node].core.as_mut())
+                {
+                    core.handle_map(gossip.map());
+                    self.drain(node);
+                }
+                self.idle(node);
+            }
+        }
+    }
+
+    /// This node's executor load.
+    fn load(&self, i: usize) -> LoadVector {
+        let node = &self.nodes[i];
+        LoadVector {
+            cpu_permille: 0,
+            queued: node.queue.len() as u32,
+            running: node.running.len() as u32,
+            slots: self.config.slots,
+            state: if node.core.as_ref().is_some_and(Handoff::is_leaving) {
+                NodeState::Leaving
+            } else {
+                NodeState::Alive
+            },
+            commands: 0,
+        }
+    }
+
+    fn publish(&mut self, i: usize) {
+        let load = self.load(i);
+        self.gossip.set_load(i, load);
+    }
+
+    /// Calls node `i`'s core with the time, its rng and its view, then carries out its actions.
+    fn call(&mut self, i: usize, f: impl FnOnce(&mut Handoff, Instant, &mut StdRng, &View<'_>)) {
+        let now = self.instant();
+        let own = self.load(i);
+        let room = self.nodes[i].queue.len() < self.config.queue_limit;
+        let Some(gossip) = self.gossip.core(i) else {
+            return;
+        };
+        let node = &mut self.nodes[i];
+        let Some(core) = node.core.as_mut() else {
+            return;
+        };
+        let view = View {
+            map: gossip.map(),
+            own,
+            room,
+        };
+        f(core, now, &mut node.rng, &view);
+        self.drain(i);
+    }
+
+    fn drain(&mut self, i: usize) {
+        while let Some(action) = self.nodes[i].core.as_mut().and_then(Handoff::poll_action) {
+            match action {
+                Action::Send {
+                    to,
+                    request,
+                    message,
+                    ..
+                } => {
+                    if let (Request::Offer(offer), Some((entry, service))) =
+                        (&message, self.submitting)
+                    {
+                        let submitted = self.now();
+                        self.jobs.entry(offer.id).or_insert(JobTruth {
+                            entry,
+                            submitted,
+                            service,
+                            runs: Vec::new(),
+                            starts: Vec::new(),
+                            started: None,
+                            ended: None,
+                        });
+                    }
+                    let to = self.gossip.index_of(&to).expect("a simulated node");
+                    let asker = self.nodes[i].life;
+                    self.send(i, asker, to, Msg::Request { request, message });
+                }
+                Action::Run { id, .. } => {
+                    if let Some((entry, service)) = self.submitting {
+                        let submitted = self.now();
+                        self.jobs.entry(id).or_insert(JobTruth {
+                            entry,
+                            submitted,
+                            service,
+                            runs: Vec::new(),
+                            starts: Vec::new(),
+                            started: None,
+                            ended: None,
+                        });
+                    }
+                    self.jobs
+                        .get_mut(&id)
+                        .expect("a job runs after it was submitted")
+                        .runs
+                        .push(i);
+                    self.nodes[i].queue.push_back(id);
+                    self.start_jobs(i);
+                }
+                Action::Reply { reply, .. } => match reply {
+                    Reply::Accepted { id, .. } => {
+                        self.accepted.insert(id, i);
+                    }
+                    Reply::Replayed { .. } => {}
+                    Reply::Refused(_) => self.refused += 1,
+                },
+                Action::Settled {
+                    id, status, reason, ..
+                } => {
+                    self.settled.entry(id).or_default().push((status, reason));
+                }
+                Action::Requeue { id } => {
+                    self.nodes[i].queue.push_back(id);
+                    self.start_jobs(i);
+                }
+                Action::Moved { id, .. } => self.answer_polls(i, id),
+                Action::Follow { .. } | Action::Learned { .. } => {}
+            }
+        }
+        self.rewake(i);
+    }
+
+    fn rewake(&mut self, i: usize) {
+        let base = self.instant() - self.now();
+        let Some(at) = self.nodes[i].core.as_ref().and_then(Handoff::poll_timeout) else {
+            return;
+        };
+        let at = at.saturating_duration_since(base).max(self.now());
+        if self.nodes[i].wake.is_none_or(|w| at < w || w < self.now()) {
+            self.nodes[i].wake = Some(at);
+            self.schedule(at, Event::Wake { node: i });
+        }
+    }
+
+    fn start_jobs(&mut self, i: usize) {
+        let now = self.now();
+        let instant = self.instant();
+        while self.nodes[i].running.len() < self.config.slots as usize {
+            let Some(id) = self.nodes[i].queue.pop_front() else {
+                break;
+            };
+            self.nodes[i].running.push(id);
+            let job = self.jobs.get_mut(&id).expect("known");
+            job.started = Some(now);
+            job.starts.push(i);
+            let end = now + job.service;
+            let life = self.nodes[i].life;
+            if let Some(core) = self.nodes[i].core.as_mut() {
+                core.handle_started(instant, id);
+            }
+            self.schedule(end, Event::JobEnd { node: i, life, id });
+        }
+        self.publish(i);
+    }
+
+    fn job_end(&mut self, i: usize, life: u64, id: JobId) {
+        if self.nodes[i].life != life || self.nodes[i].core.is_none() {
+            return;
+        }
+        let Some(k) = self.nodes[i].running.iter().position(|r| *r == id) else {
+            return;
+        };
+        self.nodes[i].running.swap_remove(k);
+        let now = self.now();
+        if let Some(job) = self.jobs.get_mut(&id) {
+            job.ended = Some(now);
+        }
+        let instant = self.instant();
+        if let Some(core) = self.nodes[i].core.as_mut() {
+            core.handle_ended(instant, id, JobStatus::Succeeded);
+        }
+        self.drain(i);
+        self.answer_polls(i, id);
+        self.start_jobs(i);
+        self.idle(i);
+    }
+
+    /// Answers the long polls node `i` holds for job `id` (it ended, or moved on).
+    fn answer_polls(&mut self, i: usize, id: JobId) {
+        let (done, waiting): (Vec<HeldPoll>, Vec<HeldPoll>) =
+            std::mem::take(&mut self.nodes[i].polls)
+                .into_iter()
+                .partition(|p| p.id == id);
+        self.nodes[i].polls = waiting;
+        for poll in done {
+            self.answer_poll(i, poll);
+        }
+    }
+
+    /// With stealing on, a node with a free slot and an empty queue asks for work.
+    fn idle(&mut self, i: usize) {
+        let node = &self.nodes[i];
+        if !self.config.steal
+            || !node.queue.is_empty()
+            || node.running.len() >= self.config.slots as usize
+        {
+            return;
+        }
+        self.call(i, |core, now, rng, view| core.handle_idle(now, rng, view));
+    }
+
+    fn answer_poll(&mut self, i: usize, poll: HeldPoll) {
+        let instant = self.instant();
+        let Some(core) = self.nodes[i].core.as_mut() else {
+            return;
+        };
+        // Held here (or moved on from here): answered without fencing anything.
+        let incarnation = core.config().incarnation;
+        let answer = core.handle_ask(instant, poll.id, incarnation);
+        self.send(
+            i,
+            poll.asker,
+            poll.from,
+            Msg::Answer {
+                request: poll.request,
+                answer: Answer::Ask(answer),
+            },
+        );
+    }
+
+    /// Puts a message on the network from `from` to `to`.
+    fn send(&mut self, from: usize, asker: u64, to: usize, msg: Msg) {
+        let loss = self
+            .link_loss
+            .get(&(from, to))
+            .copied()
+            .unwrap_or(self.config.job_loss);
+        if loss > 0.0 && self.rng.random_bool(loss.min(1.0)) {
+            self.drops.lost += 1;
+            return;
+        }
+        let (min, max) = (
+            self.config.gossip.min_delay.as_micros() as u64,
+            self.config.gossip.max_delay.as_micros() as u64,
+        );
+        let delay = Duration::from_micros(self.rng.random_range(min..=max));
+        self.schedule(
+            self.now() + delay,
+            Event::Deliver {
+                from,
+                asker,
+                to,
+                msg,
+            },
+        );
+    }
+
+    fn deliver(&mut self, from: usize, asker: u64, to: usize, msg: Msg) {
+        if self.group[from] != self.group[to] {
+            self.drops.partitioned += 1;
+            return;
+        }
+        match msg {
+            Msg::Answer { request, answer } => {
+                if self.nodes[to].life != asker || self.nodes[to].core.is_none() {
+                    return; // its connection died with the node that asked
+                }
+                self.call(to, |core, now, rng, view| {
+                    core.handle_answer(now, rng, view, request, answer)
+                });
+            }
+            Msg::Request { request, message } => {
+                if self.nodes[to].core.is_none() {
+                    self.drops.refused += 1;
+                    self.send(
+                        to,
+                        asker,
+                        from,
+                        Msg::Answer {
+                            request,
+                            answer: Answer::NotSent("connection refused".into()),
+                        },
+                    );
+                    return;
+                }
+                let instant = self.instant();
+                let room = self.nodes[to].queue.len() < self.config.queue_limit;
+                if let Request::Steal { incarnation } = message {
+                    // The newest queued job, out of the queue, for the thief.
+                    let newest = self.nodes[to].queue.pop_back();
+                    let thief = node_id(from);
+                    let mut answer = None;
+                    self.call(to, |core, now, _, view| {
+                        answer = Some(core.handle_steal(now, view, &thief, incarnation, newest));
+                    });
+                    self.publish(to);
+                    if let Some(answer) = answer {
+                        self.send(
+                            to,
+                            asker,
+                            from,
+                            Msg::Answer {
+                                request,
+                                answer: Answer::Steal(answer),
+                            },
+                        );
+                    }
+                    return;
+                }
+                let core = self.nodes[to].core.as_mut().expect("up");
+                let answer = match message {
+                    Request::Steal { .. } => unreachable!("answered above"),
+                    Request::Offer(offer) => {
+                        let fit = if room { Ok(()) } else { Err(Refusal::Full) };
+                        Answer::Offer(core.handle_offer(instant, &offer, fit))
+                    }
+                    Request::Ask {
+                        id,
+                        wait,
+                        incarnation,
+                    } => {
+                        let answer = core.handle_ask(instant, id, incarnation);
+                        if wait && matches!(answer, AskAnswer::Held(s) if !s.is_terminal()) {
+                            // A long poll: held until the job ends or the hold runs out.
+                            let life = self.nodes[to].life;
+                            self.nodes[to].polls.push(HeldPoll {
+                                from,
+                                asker,
+                                request,
+                                id,
+                            });
+                            let at = self.now() + self.config.long_poll;
+                            self.schedule(
+                                at,
+                                Event::PollExpire {
+                                    node: to,
+                                    life,
+                                    request,
+                                },
+                            );
+                            self.drain(to);
+                            return;
+                        }
+                        Answer::Ask(answer)
+                    }
+                };
+                self.drain(to);
+                self.send(to, asker, from, Msg::Answer { request, answer });
+            }
+        }
+    }
+
+    fn submit(&mut self, i: usize, service: Duration) {
+        if self.nodes[i].core.is_none() {
+            return;
+        }
+        self.submitting = Some((i, service));
+        let submission = Submission {
+            runs_here: true,
+            ..Submission::default()
+        };
+        self.call(i, |core, instant, rng, view| {
+            core.handle_submit(instant, rng, view, submission);
+        });
+        self.submitting = None;
+    }
+
+    // ---- workload and faults -------------------------------------------------------------
+
+    /// Submits a job of `service` to node `node` at virtual time `at` (not in the past).
+    pub fn submit_at(&mut self, at: Duration, node: usize, service: Duration) {
+        self.schedule(at.max(self.now()), Event::Submit { node, service });
+    }
+
+    /// Crashes node `i` (`kill -9`): its gossip core, hand-off core and executor are gone.
+    pub fn crash(&mut self, i: usize) {
+        self.gossip.crash(i);
+        let node = &mut self.nodes[i];
+        node.core = None;
+        node.crashed = true;
+        node.running.clear();
+        node.queue.clear();
+        node.polls.clear();
+        node.backlog.clear();
+        node.frozen = false;
+        node.wake = None;
+    }
+
+    /// Starts node `i` again: a later incarnation that knows nothing.
+    pub fn restart(&mut self, i: usize) {
+        self.crash(i);
+        self.gossip.restart(i);
+        self.boot(i);
+    }
+
+    /// Freezes node `i` (`SIGSTOP`): it hears and says nothing, its jobs stand still.
+    pub fn freeze(&mut self, i: usize) {
+        if self.nodes[i].core.is_none() {
+            return;
+        }
+        self.nodes[i].frozen = true;
+        for o in 0..self.nodes.len() {
+            if o != i {
+                self.gossip.set_link_loss(i, o, 1.0);
+                self.gossip.set_link_loss(o, i, 1.0);
+            }
+        }
+    }
+
+    /// Thaws node `i` (`SIGCONT`): what waited for it is handled, in a random order.
+    pub fn thaw(&mut self, i: usize) {
+        if !self.nodes[i].frozen {
+            return;
+        }
+        self.nodes[i].frozen = false;
+        let loss = self.gossip.config().loss;
+        for o in 0..self.nodes.len() {
+            if o != i {
+                self.gossip.set_link_loss(i, o, loss);
+                self.gossip.set_link_loss(o, i, loss);
+            }
+        }
+        let mut backlog = std::mem::take(&mut self.nodes[i].backlog);
+        backlog.shuffle(&mut self.rng);
+        // Job ends first: the jobs ran on in wall time while the node was stopped (a real
+        // node's timers fire at once when it thaws).
+        backlog.sort_by_key(|e| !matches!(e, Event::JobEnd { .. }));
+        for event in backlog {
+            self.perform(event);
+        }
+        self.nodes[i].wake = None;
+        self.rewake(i);
+    }
+
+    /// Cuts the network into groups, gossip and job messages alike.
+    pub fn partition(&mut self, groups: &[&[usize]]) {
+        self.gossip.partition(groups);
+        self.group = vec![0; self.nodes.len()];
+        for (g, members) in groups.iter().enumerate() {
+            for &i in *members {
+                self.group[i] = g + 1;
+            }
+        }
+    }
+
+    /// Joins every group again.
+    pub fn heal(&mut self) {
+        self.gossip.heal();
+        self.group = vec![0; self.nodes.len()];
+    }
+
+    /// Sets the loss probability of job messages, and forgets every per-link setting.
+    pub fn set_job_loss(&mut self, loss: f64) {
+        self.config.job_loss = loss;
+        self.link_loss.clear();
+    }
+
+    /// Sets the loss probability of job messages from `from` to `to` (one direction only).
+    pub fn set_link_job_loss(&mut self, from: usize, to: usize, loss: f64) {
+        self.link_loss.insert((from, to), loss);
+    }
+
+    /// Starts every running node's hand-off core afresh, placing by `policy`, and forgets
+    /// every job: the next workload runs on the same gossip, already converged. Events of the
+    /// old cores are dropped.
+    pub fn reset_handoff(&mut self, policy: Policy, steal: bool) {
+        self.config.policy = policy;
+        self.config.steal = steal;
+        for i in 0..self.nodes.len() {
+            if self.gossip.core(i).is_some() {
+                self.boot(i);
+            }
+        }
+        self.jobs.clear();
+        self.accepted.clear();
+        self.settled.clear();
+        self.refused = 0;
+        self.drops = JobDrops::default();
+    }
+
+    // ---- queries -------------------------------------------------------------------------
+
+    /// Node `i`'s hand-off core, while it runs.
+    pub fn core(&self, i: usize) -> Option<&Handoff> {
+        self.nodes[i].core.as_ref()
+    }
+
+    /// Every job the simulation saw.
+    pub fn jobs(&self) -> &HashMap<JobId, JobTruth> {
+        &self.jobs
+    }
+
+    /// Jobs that started running more than once (on two nodes, or twice on one): at most
+    /// once says none. (A stolen job is put in two executors, one after the other, and starts
+    /// in one.)
+    pub fn double_runs(&self) -> Vec<(JobId, Vec<usize>)> {
+        self.jobs
+            .iter()
+            .filter(|(_, j)| j.starts.len() > 1)
+            .map(|(id, j)| (*id, j.starts.clone()))
+            .collect()
+    }
+
+    /// Jobs accepted, with their entry node.
+    pub fn accepted(&self) -> &HashMap<JobId, usize> {
+        &self.accepted
+    }
+
+    /// Every settlement of every job, as its entry node made it.
+    pub fn settled(&self) -> &HashMap<JobId, Vec<(JobStatus, Option<String>)>> {
+        &self.settled
+    }
+
+    /// Submissions refused.
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+
+    /// What the network did with job messages.
+    pub fn drops(&self) -> JobDrops {
+        self.drops
+    }
+
+    /// Whether node `i` ever crashed.
+    pub fn ever_crashed(&self, i: usize) -> bool {
+        self.nodes[i].crashed
+    }
+
+    /// Accepted jobs whose entry node never crashed and that did not settle exactly once, with
+    /// their settlements.
+    pub fn unsettled_or_settled_twice(&self) -> Vec<(JobId, usize)> {
+        self.accepted
+            .iter()
+            .filter(|(_, entry)| !self.nodes[**entry].crashed)
+            .map(|(id, _)| (*id, self.settled.get(id).map_or(0, Vec::len)))
+            .filter(|(_, n)| *n != 1)
+            .collect()
+    }
+
+    /// Whether every entry node that never crashed has settled everything it accepted.
+    pub fn all_settled(&self) -> bool {
+        self.nodes
+            .iter()
+            .all(|n| n.crashed || n.core.as_ref().is_none_or(|c| c.unsettled() == 0))
+    }
+
+    /// Sojourn (submission to end) of every job that ended and was submitted at or after
+    /// `since`, in the order of submission.
+    pub fn sojourns(&self, since: Duration) -> Vec<Duration> {
+        let mut done: Vec<(Duration, Duration)> = self
+            .jobs
+            .values()
+            .filter(|j| j.submitted >= since)
+            .filter_map(|j| j.ended.map(|e| (j.submitted, e - j.submitted)))
+            .collect();
+        done.sort();
+        done.into_iter().map(|(_, s)| s).collect()
+    }
+}
