@@ -37,8 +37,7 @@
 //! settlement an entry node made ([`JobSim::settled`]), and each job's submission, start and
 //! end in virtual time ([`JobSim::sojourns`]).
 
-use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use hearsay_scheduler::handoff::{
@@ -52,6 +51,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 use crate::sim::{node_id, Sim, SimConfig};
+use crate::timeline::Timeline;
 
 /// How to build a job simulation.
 #[derive(Debug, Clone)]
@@ -169,30 +169,6 @@ impl Event {
     }
 }
 
-#[derive(Debug)]
-struct Scheduled {
-    at: Duration,
-    order: u64,
-    event: Event,
-}
-
-impl Ord for Scheduled {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.at, other.order).cmp(&(self.at, self.order))
-    }
-}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.order) == (other.at, other.order)
-    }
-}
-impl Eq for Scheduled {}
-
 /// A long poll held by a node: answered when the job ends or the hold runs out.
 #[derive(Debug)]
 struct HeldPoll {
@@ -238,8 +214,7 @@ pub struct JobSim {
     config: JobSimConfig,
     gossip: Sim,
     nodes: Vec<JobNode>,
-    queue: BinaryHeap<Scheduled>,
-    queued: u64,
+    queue: Timeline<Event>,
     /// The job network's randomness.
     rng: StdRng,
     group: Vec<usize>,
@@ -279,8 +254,7 @@ impl JobSim {
         let mut sim = JobSim {
             gossip,
             nodes,
-            queue: BinaryHeap::new(),
-            queued: 0,
+            queue: Timeline::default(),
             rng,
             group: vec![0; n],
             link_loss: HashMap::new(),
@@ -351,26 +325,21 @@ impl JobSim {
     }
 
     fn schedule(&mut self, at: Duration, event: Event) {
-        self.queued += 1;
-        self.queue.push(Scheduled {
-            at,
-            order: self.queued,
-            event,
-        });
+        self.queue.push(at, event);
     }
 
     /// Runs gossip up to the earliest job event and performs it; `false` if there is none
     /// before `end`.
     fn step_until(&mut self, end: Duration) -> bool {
-        let Some(at) = self.queue.peek().map(|s| s.at).filter(|at| *at <= end) else {
+        let Some(at) = self.queue.next_at().filter(|at| *at <= end) else {
             return false;
         };
         let now = self.now();
         if at > now {
             self.gossip.run_for(at - now);
         }
-        let next = self.queue.pop().expect("peeked");
-        self.perform(next.event);
+        let (_, event) = self.queue.pop().expect("peeked");
+        self.perform(event);
         true
     }
 

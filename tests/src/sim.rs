@@ -58,11 +58,11 @@
 //! ([`Sim::false_deaths`]). Queries such as [`Sim::all_see_all_alive`] and [`Sim::count_holding`]
 //! ask every live node's map.
 
-use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use crate::timeline::Timeline;
 use hearsay_shared::{Gossip, GossipConfig, LoadVector, NodeId, Verdict, VerdictChange, Version};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -236,32 +236,6 @@ enum Action {
     },
 }
 
-#[derive(Debug)]
-struct Scheduled {
-    at: Duration,
-    /// Order of queueing: breaks ties in time, so that runs are reproducible.
-    order: u64,
-    action: Action,
-}
-
-// `BinaryHeap` is a max-heap: reverse the order so that the earliest entry comes out first.
-impl Ord for Scheduled {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.at, other.order).cmp(&(self.at, self.order))
-    }
-}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.order) == (other.at, other.order)
-    }
-}
-impl Eq for Scheduled {}
-
 /// A simulated cluster. See the [module documentation](self).
 #[derive(Debug)]
 pub struct Sim {
@@ -274,8 +248,7 @@ pub struct Sim {
     seeds: Vec<SocketAddr>,
     by_addr: HashMap<SocketAddr, usize>,
     by_id: HashMap<NodeId, usize>,
-    queue: BinaryHeap<Scheduled>,
-    queued: u64,
+    queue: Timeline<Action>,
     /// The network's randomness (loss, delay).
     rng: StdRng,
     link_loss: HashMap<(usize, usize), f64>,
@@ -324,8 +297,7 @@ impl Sim {
                 .collect(),
             by_addr,
             by_id,
-            queue: BinaryHeap::new(),
-            queued: 0,
+            queue: Timeline::default(),
             rng,
             link_loss: HashMap::new(),
             group: vec![0; config.nodes],
@@ -346,13 +318,13 @@ impl Sim {
     /// Performs the earliest queued action (a delivery or a wake-up), moving the clock to it.
     /// Returns `false` if nothing is queued (every node down and no datagram in flight).
     pub fn step(&mut self) -> bool {
-        let Some(next) = self.queue.pop() else {
+        let Some((at, action)) = self.queue.pop() else {
             return false;
         };
-        self.now = self.now.max(next.at);
-        match next.action {
+        self.now = self.now.max(at);
+        match action {
             Action::Deliver { from, to, bytes } => self.deliver(from, to, bytes),
-            Action::Wake { node } => self.wake(node, next.at),
+            Action::Wake { node } => self.wake(node, at),
         }
         true
     }
@@ -360,7 +332,7 @@ impl Sim {
     /// Runs for `duration` of virtual time.
     pub fn run_for(&mut self, duration: Duration) {
         let end = self.now + duration;
-        while self.queue.peek().is_some_and(|s| s.at <= end) {
+        while self.queue.next_at().is_some_and(|at| at <= end) {
             self.step();
         }
         self.now = end;
@@ -386,11 +358,11 @@ impl Sim {
             if done(self) {
                 return Some(self.now - start);
             }
-            let Some(at) = self.queue.peek().map(|s| s.at).filter(|at| *at <= end) else {
+            let Some(at) = self.queue.next_at().filter(|at| *at <= end) else {
                 self.now = end;
                 return None;
             };
-            while self.queue.peek().is_some_and(|s| s.at == at) {
+            while self.queue.next_at() == Some(at) {
                 self.step();
             }
         }
@@ -418,12 +390,7 @@ impl Sim {
     }
 
     fn schedule(&mut self, at: Duration, action: Action) {
-        self.queued += 1;
-        self.queue.push(Scheduled {
-            at,
-            order: self.queued,
-            action,
-        });
+        self.queue.push(at, action);
     }
 
     fn set_wake(&mut self, i: usize, at: Duration) {
