@@ -17,7 +17,9 @@
 //!
 //! The dispatcher also drains the node when it leaves ([`Dispatcher::drain`]).
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -70,13 +72,30 @@ pub struct Keyed {
     pub replayed: bool,
 }
 
-/// Idempotency keys of jobs submitted here, each to a slot holding the job's id once taken.
-/// A key whose job the store has forgotten (retention) is as good as new.
+/// What an idempotency key names once its job is taken: the job's id and the digest of its body
+/// ([`Keys::digest`]); locked while a submission with the key is being placed.
+type KeySlot = tokio::sync::Mutex<Option<(JobId, u64)>>;
+
+/// Idempotency keys of jobs submitted here, each to a slot holding, once taken, the job's id and
+/// a digest of the job it was given with. A key whose job the store has forgotten (retention)
+/// is as good as new.
 #[derive(Debug, Default)]
 struct Keys {
-    slots: HashMap<String, Arc<tokio::sync::Mutex<Option<JobId>>>>,
+    slots: HashMap<String, Arc<KeySlot>>,
     /// Forgotten keys are swept when the map reaches this size.
     next_sweep: usize,
+    /// Keys the digests with this process's own random keys, so that nobody can make two jobs
+    /// with one digest; a digest is never kept beyond the process (nor are the keys).
+    digests: RandomState,
+}
+
+impl Keys {
+    /// A digest of the job as parsed (so that the same job spelled with other spacing or key
+    /// order is the same job): 64 bits of SipHash, randomly keyed, over its canonical JSON.
+    fn digest(&self, spec: &JobSpec) -> u64 {
+        let canonical = serde_json::to_vec(spec).unwrap_or_default();
+        self.digests.hash_one(canonical)
+    }
 }
 
 /// The least size at which keys are swept.
@@ -91,6 +110,9 @@ pub enum SubmitError {
     /// This node is leaving.
     #[error("this node is leaving and takes no new jobs")]
     Leaving,
+    /// The idempotency key names a job submitted with another body (nothing was run).
+    #[error("the key {0:?} names a job submitted with another body; use a new key for a new job")]
+    KeyReused(String),
     /// The `exec` job names a command that no node in reach declares (this one included).
     #[error("command: no node in reach declares the command {0:?}")]
     UnknownCommand(String),
@@ -293,6 +315,7 @@ impl Dispatcher {
         if self.is_leaving() {
             return Err(SubmitError::Leaving);
         }
+        let digest;
         let slot = {
             let mut keys = self
                 .inner
@@ -309,16 +332,20 @@ impl Dispatcher {
                         return true;
                     }
                     slot.try_lock()
-                        .map(|id| id.is_some_and(|id| store.get(now, id).is_some()))
+                        .map(|held| held.is_some_and(|(id, _)| store.get(now, id).is_some()))
                         .unwrap_or(true)
                 });
                 keys.next_sweep = (keys.slots.len() * 2).max(KEY_SWEEP_MIN);
             }
-            Arc::clone(keys.slots.entry(key).or_default())
+            digest = keys.digest(&spec);
+            Arc::clone(keys.slots.entry(key.clone()).or_default())
         };
         let mut held = slot.lock_owned().await;
-        if let Some(id) = *held {
+        if let Some((id, first)) = *held {
             if let Some(outcome) = self.outcome(id) {
+                if first != digest {
+                    return Err(SubmitError::KeyReused(key));
+                }
                 debug!(%id, "idempotency key names a job already: not run again");
                 return Ok(Keyed {
                     accepted: Accepted {
@@ -335,7 +362,7 @@ impl Dispatcher {
         let this = self.clone();
         let submission = tokio::spawn(async move {
             let accepted = this.submit(spec).await?;
-            *held = Some(accepted.id);
+            *held = Some((accepted.id, digest));
             Ok(accepted)
         });
         match submission.await {

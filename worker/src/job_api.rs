@@ -236,6 +236,12 @@ where
             submitted.map_err(|e| match e {
                 SubmitError::NoRoom(_) => ApiError::unavailable("no_capacity", e.to_string()),
                 SubmitError::Leaving => leaving(),
+                SubmitError::KeyReused(_) => ApiError::field(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "idempotency_key_reused",
+                    IDEMPOTENCY_KEY,
+                    e,
+                ),
                 SubmitError::UnknownCommand(command) => {
                     unknown_command(format!("no node in reach declares the command {command:?}"))
                 }

@@ -66,7 +66,7 @@ pub const REJECT_REASONS: [&str; 3] = ["no_capacity", "queue_full", "leaving"];
 /// Why an HTTP request was refused with a `4xx`, as `reason` label values (see
 /// [`refusal_reason`]); `malformed` is a request hyper could not parse (answered by hyper
 /// itself with a bare 400 or 431, the connection closed).
-pub const REFUSAL_REASONS: [&str; 12] = [
+pub const REFUSAL_REASONS: [&str; 13] = [
     "invalid",
     "unauthorized",
     "cross_origin",
@@ -75,6 +75,7 @@ pub const REFUSAL_REASONS: [&str; 12] = [
     "body_too_large",
     "unsupported_media_type",
     "unknown_host",
+    "key_reused",
     "too_many_waits",
     "body_timeout",
     "malformed",
@@ -98,6 +99,7 @@ pub fn refusal_reason(status: u16) -> Option<&'static str> {
         413 => "body_too_large",
         415 => "unsupported_media_type",
         421 => "unknown_host",
+        422 => "key_reused",
         429 => "too_many_waits",
         other if (400..500).contains(&other) => "other",
         _ => return None,

@@ -144,3 +144,30 @@ async fn a_bad_key_is_a_400_naming_the_header() {
     assert_eq!(completed(&http, nodes[0].api_addr()).await, 0.0);
     leave_all(&nodes).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_reused_with_another_body_is_a_422_naming_the_key_and_runs_nothing() {
+    let nodes = cluster(&[1]).await;
+    let http = http();
+    let entry = nodes[0].api_addr();
+    let job = json!({"kind": "sleep", "ms": 20});
+    let (status, _, first) = post_keyed(&http, entry, "?wait=true", "order-7", &job).await;
+    assert_eq!(status, 200, "{first}");
+
+    // The same job spelled otherwise is the same job.
+    let respelled = serde_json::from_str::<Value>(r#"{ "ms": 20, "kind": "sleep" }"#).unwrap();
+    let (status, replayed, again) = post_keyed(&http, entry, "", "order-7", &respelled).await;
+    assert_eq!((status, replayed), (202, true), "{again}");
+    assert_eq!(again["id"], first["id"]);
+
+    // Another body under the same key: refused, naming the key and the header.
+    let other = json!({"kind": "sleep", "ms": 21});
+    let (status, replayed, refused) = post_keyed(&http, entry, "", "order-7", &other).await;
+    assert_eq!((status, replayed), (422, false), "{refused}");
+    assert_eq!(refused["error"]["code"], "idempotency_key_reused");
+    assert_eq!(refused["error"]["field"], "Idempotency-Key");
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(message.contains("\"order-7\""), "{message}");
+    assert_eq!(completed(&http, entry).await, 1.0, "only the first job ran");
+    leave_all(&nodes).await;
+}
