@@ -155,7 +155,8 @@ pub struct Config {
     #[arg(long, env = "HEARSAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
-    /// Seed of the gossip rng, to repeat a run [default: from the OS, and logged].
+    /// Seed of the node's rngs (gossip, and placement from it), to repeat a run [default: from the
+    /// OS, and logged].
     #[arg(long, env = "HEARSAY_SEED", value_name = "N")]
     pub seed: Option<u64>,
 

@@ -356,7 +356,7 @@ impl NodeHandle {
     pub fn gossip_addr(&self) -> SocketAddr {
         self.gossip_addr
     }
-    /// The seed of the node's gossip rng.
+    /// The seed of the node's rngs (gossip, and placement derived from it).
     pub fn seed(&self) -> u64 {
         self.seed
     }
