@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
-use hearsay_shared::{JobId, JobOutcome};
+use hearsay_shared::JobOutcome;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -218,7 +218,7 @@ pub async fn run(
             Dispatch::Cluster => Submission::Place,
             // A fresh id per job and per run, so that runs against the same cluster never
             // reuse one.
-            Dispatch::Random | Dispatch::Jsq => Submission::Placed(JobId(rand::random())),
+            Dispatch::Random | Dispatch::Jsq => Submission::Placed,
         };
         let body = job_body(options.kind, job.service_ms);
         let task = JobTask {

@@ -10,7 +10,7 @@ use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
-use hearsay_shared::{JobId, JobOutcome};
+use hearsay_shared::JobOutcome;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Request, StatusCode, Uri};
@@ -18,15 +18,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
-
-/// Header naming the node a forwarded job was submitted to.
-pub const ENTRY_NODE: &str = "hearsay-entry-node";
-/// Header carrying a forwarded job's id.
-pub const JOB_ID: &str = "hearsay-job-id";
-/// Header carrying how many times a job was forwarded; a worker never forwards a job at 1.
-pub const HOPS: &str = "hearsay-hops";
-/// What loadgen calls itself in [`ENTRY_NODE`] when it places a job itself.
-pub const LOADGEN_NODE: &str = "loadgen";
 
 /// The largest answer read from a worker.
 const MAX_ANSWER: usize = 4 * 1024 * 1024;
@@ -116,9 +107,9 @@ impl std::error::Error for RequestError {}
 pub enum Submission {
     /// As a client would submit it: the worker places it with its own policy.
     Place,
-    /// Already placed by loadgen: sent with the forwarding headers (`Hearsay-Hops: 1`) so that
-    /// the worker runs it and never forwards it.
-    Placed(JobId),
+    /// Already placed by loadgen: sent with `?place=here`, so that the worker runs it or
+    /// refuses it, and never places it elsewhere.
+    Placed,
 }
 
 /// A pooled HTTP client for one run of loadgen. Cloning shares the pool.
@@ -242,17 +233,14 @@ impl Http {
         timeout: Duration,
     ) -> Result<JobOutcome, RequestError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut request = Request::builder()
+        let path = match submission {
+            Submission::Place => "/v1/jobs?wait=true",
+            Submission::Placed => "/v1/jobs?wait=true&place=here",
+        };
+        let request = Request::builder()
             .method(Method::POST)
-            .uri(uri(base, "/v1/jobs?wait=true")?)
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Submission::Placed(id) = submission {
-            request = request
-                .header(ENTRY_NODE, LOADGEN_NODE)
-                .header(JOB_ID, id.to_string())
-                .header(HOPS, "1");
-        }
-        let request = request
+            .uri(uri(base, path)?)
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .body(Full::new(job))
             .map_err(|e| RequestError::BadAnswer(e.to_string()))?;
         let (status, retry_after, body) = self.exchange(request, timeout).await?;

@@ -123,11 +123,8 @@ impl RunSummary {
                 .executing_node
                 .as_ref()
                 .map(|n| n.as_str().to_owned());
-            let worker_hops = match run.dispatch {
-                Dispatch::Cluster => outcome.hops,
-                // Sent with Hearsay-Hops: 1, which the worker reports back.
-                Dispatch::Random | Dispatch::Jsq => outcome.hops.saturating_sub(1),
-            };
+            // A job loadgen placed itself (`?place=here`) is never moved: hops 0.
+            let worker_hops = outcome.hops;
             let moved = worker_hops > 0 || executing.as_deref().is_some_and(|e| e != target);
             if moved {
                 forwarded += 1;
@@ -568,7 +565,7 @@ mod tests {
     }
 
     #[test]
-    fn loadgen_placed_jobs_do_not_count_loadgens_hop() {
+    fn loadgen_placed_jobs_run_where_they_were_sent() {
         let run = RunRecords {
             label: "random".into(),
             dispatch: Dispatch::Random,
@@ -576,8 +573,9 @@ mod tests {
             targets: vec![target("a"), target("b")],
             planned: 2,
             records: vec![
-                record(0, 0, Ok(outcome(JobStatus::Succeeded, "loadgen", "a", 1))),
-                record(1, 1, Ok(outcome(JobStatus::Succeeded, "loadgen", "b", 1))),
+                // Sent with `?place=here`: entered and ran at the target, never moved.
+                record(0, 0, Ok(outcome(JobStatus::Succeeded, "a", "a", 0))),
+                record(1, 1, Ok(outcome(JobStatus::Succeeded, "b", "b", 0))),
             ],
             wall: Duration::from_secs(1),
             aborted: None,

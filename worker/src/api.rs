@@ -6,6 +6,7 @@
 //! | `GET /`                   | the dashboard (see [`crate::dashboard`])                 |
 //! | `POST /v1/jobs`           | submit a job (see [`crate::job_api`])                    |
 //! | `GET /v1/jobs/{id}`       | a job's status and outcome (see [`crate::job_api`])      |
+//! | `POST /v1/peer/*`         | the peer protocol: offer, ask, steal ([`crate::peer`])   |
 //! | `GET /v1/cluster`         | this node's load map ([`ClusterView`])                   |
 //! | `GET /v1/cluster/stream`  | the same, as server-sent events (see [`crate::stream`])  |
 //! | `GET /metrics`            | Prometheus metrics (see [`crate::metrics`])              |
@@ -73,6 +74,7 @@ use crate::limits::{
     WaitLimiter, CONNECTION_RETRY_AFTER_SECS, REFUSAL_ANSWERS, REFUSAL_HEAD_TIMEOUT,
 };
 use crate::metrics::{refusal_reason, Exposition, Format};
+use crate::peer_api;
 use crate::stream::ClusterStream;
 use crate::view::{ClusterView, ErrorBody};
 use crate::SharedGossip;
@@ -455,17 +457,11 @@ where
     if let Some(id) = job_id_segment(&path) {
         if matches!(method, Method::GET | Method::HEAD) {
             let client = ClientAddr::ip_of(&req);
-            let fence = req.headers().contains_key(crate::forward::FENCE);
-            return job_api::status(
-                id,
-                req.uri().query(),
-                fence,
-                &state.jobs,
-                &state.waits,
-                client,
-            )
-            .await;
+            return job_api::status(id, req.uri().query(), &state.jobs, &state.waits, client).await;
         }
+    }
+    if method == Method::POST && peer_api::is_route(&path) {
+        return peer_api::answer(&path, req, &state.jobs, &state.waits).await;
     }
     match (&method, path.as_str()) {
         (&Method::GET | &Method::HEAD, "/") => dashboard::page(),
@@ -518,6 +514,7 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
         "/" | "/metrics" | "/v1/cluster" | "/healthz" => Some("GET, HEAD"),
         "/v1/cluster/stream" => Some("GET"),
         "/v1/jobs" => Some("POST"),
+        _ if peer_api::is_route(path) => Some("POST"),
         _ if job_id_segment(path).is_some() => Some("GET, HEAD"),
         _ => None,
     }
@@ -553,7 +550,8 @@ mod tests {
     use std::sync::Arc;
     use std::time::Instant;
 
-    use hearsay_scheduler::{PlacerConfig, Policy};
+    use hearsay_scheduler::handoff::HandoffConfig;
+    use hearsay_scheduler::Policy;
     use hearsay_shared::{Gossip, GossipConfig, LoadVector, NodeId};
     use http_body_util::BodyExt;
     use rand::rngs::StdRng;
@@ -592,8 +590,10 @@ mod tests {
             executor.clone(),
             store,
             metrics.clone(),
-            PlacerConfig::default(),
+            HandoffConfig::new(NodeId::new("n").unwrap(), 1),
             StdRng::seed_from_u64(1),
+            None,
+            &TaskTracker::new(),
         );
         let stream = ClusterStream::new(
             gossip.clone(),

@@ -1,58 +1,46 @@
-//! The dispatcher: what happens to a job submitted to this node, from placement to the outcome.
+//! The hand-off shell: carries out what the hand-off core
+//! ([`hearsay_scheduler::handoff`]) decides, and feeds it what happens. The core places,
+//! offers, follows, fences and settles; this file only moves its [`Action`]s to the executor,
+//! the job store, the peers ([`crate::peer`]) and the waiting submitters, under one lock with
+//! the gossiped map, so that a job's path goes one way: API → here → executor or peer.
 //!
-//! A job submitted here (this node is its *entry node*) gets an id and is placed by the
-//! [`Placer`] over the gossiped load map, with this node's exact load from the executor. If the
-//! placer says `Local`, the executor takes it; if it names a peer, the job is offered to that peer
-//! ([`Forwarder::offer`]). A refusal or a peer that cannot be reached excludes that peer (or this
-//! node, if its own queue is full) and the job is placed again among the rest, until a node takes
-//! it or none is left ([`SubmitError::NoRoom`]).
-//!
-//! A job a peer took is followed: the entry node keeps its record and long-polls the peer until
-//! the job ends, so that it can answer for the job. If the peer disappears first — its map entry
-//! turns dead, it comes back as a new incarnation, it no longer knows the job, or it stops
-//! answering — the job is recorded `lost` with the reason. A job is never dropped silently.
-//!
-//! A job forwarded here by a peer (`Hearsay-Hops: 1`) is never forwarded again: the executor takes
-//! it or it is refused.
-//!
-//! The dispatcher also drains the node when it leaves ([`Dispatcher::drain`]).
+//! What goes in: submissions ([`Dispatcher::submit`]), peers' offers and asks
+//! ([`Dispatcher::offer`], [`Dispatcher::ask`]), the answers to this node's own requests, the
+//! executor's starts and ends, the map every [`MAP_CHECK`], and the core's timer.
 
-use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
-use std::hash::BuildHasher;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use hearsay_scheduler::{Placement, PlacementRequest, Placer, PlacerConfig, Policy};
+use hearsay_scheduler::handoff::{
+    Action, Answer, AskAnswer, BodyDigest, Handoff, HandoffConfig, Keyed, MoveKind, Offer,
+    OfferAnswer, Refusal, Reply, Request, StealAnswer, Submission, SubmitRefusal, Ticket, View,
+};
+use hearsay_scheduler::Policy;
 use hearsay_shared::offers::command_bits;
-use hearsay_shared::{JobId, JobKind, JobOutcome, JobSpec, JobStatus, NodeId, NodeState, Verdict};
+use hearsay_shared::{JobId, JobKind, JobOutcome, JobSpec, JobStatus, NodeId};
 use rand::rngs::StdRng;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, field, info, info_span, warn, Instrument as _, Span};
+use tracing::{info, warn};
 
-use crate::executor::{ms, Executor, Refusal, Submission};
-use crate::forward::{Forwarder, Offer, Poll};
+use crate::executor::{self, ms, Executor};
 use crate::job_store::JobStore;
-use crate::metrics::{status_name, Decision, ForwardFailure, Metrics};
+use crate::metrics::{Decision, ForwardFailure, Metrics};
+use crate::peer::{AskReply, Peers, StealReply, LONG_POLL};
 use crate::SharedGossip;
 
-/// Consecutive failed polls after which a peer that is still in the map as alive is taken for
-/// dead. A peer the map shows as left is given up on at the first failure.
-const MAX_POLL_FAILURES: u32 = 3;
-/// How long a follower waits before asking again a peer that answered `429`.
-const BUSY_PAUSE: Duration = Duration::from_secs(1);
-/// How often a follower looks at the map while a poll is under way.
-const FATE_CHECK: Duration = Duration::from_millis(200);
+/// How often the core is shown the map (a job followed at a peer the map judges dead is lost).
+pub const MAP_CHECK: Duration = Duration::from_millis(200);
 /// How long a drain that ran out of time waits for abandoned jobs to record their end.
 const ABANDON_GRACE: Duration = Duration::from_secs(2);
 
-/// A job this node took, as the submitter is told at once (the body of a `202`):
-/// `{"id": "...", "status": "queued", "executing_node": "..."}`.
+/// A job this node took, as the submitter is told at once (the body of a `202`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Accepted {
     /// Its id.
@@ -61,69 +49,6 @@ pub struct Accepted {
     pub status: JobStatus,
     /// Where it runs.
     pub executing_node: NodeId,
-}
-
-/// A job submitted with an idempotency key: the one the key names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Keyed {
-    /// The job, as taken now or as it stands if the key named one already.
-    pub accepted: Accepted,
-    /// Whether the key named a job already (nothing new was run).
-    pub replayed: bool,
-}
-
-/// What an idempotency key names once its job is taken: the job's id and the digest of its body
-/// ([`Keys::digest`]); locked while a submission with the key is being placed.
-type KeySlot = tokio::sync::Mutex<Option<(JobId, u64)>>;
-
-/// Idempotency keys of jobs submitted here, each to a slot holding, once taken, the job's id and
-/// a digest of the job it was given with. A key whose job the store has forgotten (retention)
-/// is as good as new.
-#[derive(Debug, Default)]
-struct Keys {
-    slots: HashMap<String, Arc<KeySlot>>,
-    /// Forgotten keys are swept when the map reaches this size.
-    next_sweep: usize,
-    /// Keys the digests with this process's own random keys, so that nobody can make two jobs
-    /// with one digest; a digest is never kept beyond the process (nor are the keys).
-    digests: RandomState,
-}
-
-impl Keys {
-    /// A digest of the job as parsed (so that the same job spelled with other spacing or key
-    /// order is the same job): 64 bits of SipHash, randomly keyed, over its canonical JSON.
-    fn digest(&self, spec: &JobSpec) -> u64 {
-        let canonical = serde_json::to_vec(spec).unwrap_or_default();
-        self.digests.hash_one(canonical)
-    }
-}
-
-/// The least size at which keys are swept.
-const KEY_SWEEP_MIN: usize = 1024;
-
-/// Why a job was not taken. Nothing was recorded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SubmitError {
-    /// Every node in reach refused the job or could not be reached; says who and why.
-    #[error("no node in reach can take the job: {0}")]
-    NoRoom(String),
-    /// This node is leaving.
-    #[error("this node is leaving and takes no new jobs")]
-    Leaving,
-    /// The idempotency key names a job submitted with another body (nothing was run).
-    #[error("the key {0:?} names a job submitted with another body; use a new key for a new job")]
-    KeyReused(String),
-    /// The `exec` job names a command that no node in reach declares (this one included).
-    #[error("command: no node in reach declares the command {0:?}")]
-    UnknownCommand(String),
-    /// The `exec` job's args do not fit its command (here, or on the peer that declares it).
-    #[error("{field}: {reason}")]
-    Invalid {
-        /// `args` or `args[i]`.
-        field: String,
-        /// Why.
-        reason: String,
-    },
 }
 
 /// Places, forwards, follows and drains jobs. Cloning gives another handle to the same one.
@@ -139,128 +64,92 @@ struct Inner {
     executor: Executor,
     store: Arc<JobStore>,
     metrics: Metrics,
-    forwarder: Forwarder,
+    peers: Peers,
     policy: Policy,
-    /// The placer and its rng, one lock: a placement is a few microseconds.
-    placing: Mutex<(Placer, StdRng)>,
-    leaving: AtomicBool,
-    /// Idempotency keys of jobs submitted here.
-    keys: Mutex<Keys>,
-    /// Ids of jobs that their entry nodes asked after when this node did not hold them: this
-    /// node must never take them (see [`FENCE`](crate::forward::FENCE)). The lock also orders
-    /// taking a forwarded job against fencing it.
-    fences: Mutex<Fences>,
-    /// The tasks that follow forwarded jobs.
-    followers: TaskTracker,
-    /// Cancelled when the drain is over: followers stop, waiting requests answer as things
-    /// stand.
+    config: HandoffConfig,
+    shell: Mutex<Shell>,
+    /// Woken when the core's next wake-up may be earlier.
+    rearm: Notify,
+    /// Woken whenever a job settles.
+    settled: Notify,
+    tasks: TaskTracker,
     stopping: CancellationToken,
+    leaving: AtomicBool,
 }
 
-/// A job a peer took, as its follower knows it.
-#[derive(Debug, Clone)]
-struct Forwarded {
-    id: JobId,
-    node: NodeId,
-    api: SocketAddr,
-    /// The peer's incarnation when it took the job: a later one has forgotten it.
-    incarnation: u64,
+/// The core and what the shell keeps beside it, under one lock.
+#[derive(Debug)]
+struct Shell {
+    core: Handoff,
+    rng: StdRng,
+    /// Jobs this node gives on and has not placed yet: their spec, submission and arrival.
+    pending: HashMap<JobId, Pending>,
+    /// The job submitted or offered in this call, until the core names its id.
+    incoming: Option<Pending>,
+    /// What a peer just said of a job followed there, for the record.
+    heard: Option<JobOutcome>,
+    /// Submitters waiting for their reply.
+    waiting: HashMap<Ticket, oneshot::Sender<Reply>>,
+    /// When each job followed at a peer arrived here.
+    followed: HashMap<JobId, Instant>,
+    /// Jobs taken out of the executor's queue for a thief, until the move is settled.
+    given: HashMap<JobId, executor::Submission>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    spec: JobSpec,
+    ticket: Option<Ticket>,
     arrived: Instant,
 }
 
-/// Questions after an offer whose answer was lost, before the job is followed there unconfirmed.
-const RESOLVE_ATTEMPTS: u32 = 3;
-/// How long a fenced id is remembered: far longer than an offer can be on its way.
-const FENCE_TTL: Duration = Duration::from_secs(600);
-/// The most fenced ids remembered (the oldest are forgotten first).
-const MAX_FENCES: usize = 100_000;
-
-/// Fenced job ids, oldest first.
-#[derive(Debug, Default)]
-struct Fences {
-    ids: HashMap<JobId, Instant>,
-    order: std::collections::VecDeque<(Instant, JobId)>,
-}
-
-impl Fences {
-    fn prune(&mut self, now: Instant) {
-        while let Some(&(at, id)) = self.order.front() {
-            if now.saturating_duration_since(at) < FENCE_TTL && self.order.len() <= MAX_FENCES {
-                break;
-            }
-            self.order.pop_front();
-            if self.ids.get(&id) == Some(&at) {
-                self.ids.remove(&id);
-            }
-        }
-    }
-
-    fn add(&mut self, id: JobId, now: Instant) {
-        self.ids.insert(id, now);
-        self.order.push_back((now, id));
-        self.prune(now);
-    }
-
-    fn holds(&mut self, id: JobId, now: Instant) -> bool {
-        self.prune(now);
-        self.ids.contains_key(&id)
-    }
-}
-
-/// What the map says of a peer that holds a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fate {
-    /// Alive or suspect: keep asking.
-    Present,
-    /// Left, or dropped from the map: keep asking while it answers.
-    Left,
-    /// Judged dead.
-    Dead,
-    /// Back as a new incarnation, which does not know the job.
-    Restarted,
-}
-
 impl Dispatcher {
-    /// A dispatcher for node `me`. `rng` drives placement (seed it from the node's logged seed).
+    /// The shell of node `me` over a core configured by `config`; its tasks run on `tracker`.
+    /// `rng` drives placement (seed it from the node's logged seed).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         gossip: SharedGossip,
         executor: Executor,
         store: Arc<JobStore>,
         metrics: Metrics,
-        placer: PlacerConfig,
+        config: HandoffConfig,
         rng: StdRng,
+        token: Option<&crate::auth::ApiToken>,
+        tracker: &TaskTracker,
     ) -> Self {
-        let me = gossip.with(|g| g.node().clone());
-        metrics.expect_policy(placer.policy);
-        Dispatcher {
+        let me = config.node.clone();
+        metrics.expect_policy(config.placer.policy);
+        let (events, executed) = mpsc::unbounded_channel();
+        executor.report_to(events);
+        let this = Dispatcher {
             inner: Arc::new(Inner {
+                peers: Peers::new(me.clone(), token),
                 me,
                 gossip,
                 executor,
                 store,
                 metrics,
-                forwarder: Forwarder::new(),
-                policy: placer.policy,
-                placing: Mutex::new((Placer::new(placer), rng)),
-                leaving: AtomicBool::new(false),
-                keys: Mutex::new(Keys::default()),
-                fences: Mutex::new(Fences::default()),
-                followers: TaskTracker::new(),
+                policy: config.placer.policy,
+                shell: Mutex::new(Shell {
+                    core: Handoff::new(config.clone()),
+                    rng,
+                    pending: HashMap::new(),
+                    incoming: None,
+                    heard: None,
+                    waiting: HashMap::new(),
+                    followed: HashMap::new(),
+                    given: HashMap::new(),
+                }),
+                config,
+                rearm: Notify::new(),
+                settled: Notify::new(),
+                tasks: tracker.clone(),
                 stopping: CancellationToken::new(),
+                leaving: AtomicBool::new(false),
             }),
-        }
-    }
-
-    /// The same dispatcher, with a forwarding client that sends the cluster's API token to
-    /// peers. To be called at construction, before the dispatcher is shared.
-    ///
-    /// # Panics
-    /// If the dispatcher has been cloned already.
-    pub fn with_api_token(mut self, token: Option<&crate::auth::ApiToken>) -> Self {
-        Arc::get_mut(&mut self.inner)
-            .expect("with_api_token is called before the dispatcher is shared")
-            .forwarder = Forwarder::with_token(token);
-        self
+        };
+        tracker.spawn(this.clone().drive(executed));
+        this
     }
 
     /// This node's id.
@@ -283,265 +172,152 @@ impl Dispatcher {
         self.inner.leaving.load(Ordering::Relaxed)
     }
 
-    /// Takes a job submitted to this node: places it here or on a peer.
-    pub async fn submit(&self, spec: JobSpec) -> Result<Accepted, SubmitError> {
-        let inner = &self.inner;
-        if self.is_leaving() {
-            return Err(SubmitError::Leaving);
-        }
-        let arrived = Instant::now();
-        let id = loop {
-            let id = JobId(rand::random());
-            if inner.store.get(arrived, id).is_none() {
-                break id;
-            }
-        };
-        // Every log line about the job carries its id, its entry node and, once placed, where
-        // it runs; the follower of a forwarded job logs in the same span.
-        let span = info_span!("job", %id, entry = %inner.me, executing = field::Empty);
-        self.place_and_hand_over(id, spec, arrived, &span)
-            .instrument(span.clone())
-            .await
-    }
-
-    /// Takes a job submitted with an idempotency key: if the key names a job this node still
-    /// knows, that job as it stands (nothing is run); otherwise [`Dispatcher::submit`], and the
-    /// key names the job taken. Concurrent submissions with one key are served one at a time,
-    /// so they map to one job. A submission that failed leaves the key free.
-    ///
-    /// The submission runs to its end even if the caller goes away (a client that timed out
-    /// and retries must find the job its first attempt created).
-    pub async fn submit_with_key(&self, key: String, spec: JobSpec) -> Result<Keyed, SubmitError> {
-        if self.is_leaving() {
-            return Err(SubmitError::Leaving);
-        }
-        let digest;
-        let slot = {
-            let mut keys = self
-                .inner
-                .keys
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if keys.slots.len() >= keys.next_sweep {
-                let now = Instant::now();
-                let store = &self.inner.store;
-                // Under the map's lock nobody can take a new handle on a slot: one held only
-                // by the map is not in use, and goes if its job is forgotten (or never was).
-                keys.slots.retain(|_, slot| {
-                    if Arc::strong_count(slot) > 1 {
-                        return true;
-                    }
-                    slot.try_lock()
-                        .map(|held| held.is_some_and(|(id, _)| store.get(now, id).is_some()))
-                        .unwrap_or(true)
-                });
-                keys.next_sweep = (keys.slots.len() * 2).max(KEY_SWEEP_MIN);
-            }
-            digest = keys.digest(&spec);
-            Arc::clone(keys.slots.entry(key.clone()).or_default())
-        };
-        let mut held = slot.lock_owned().await;
-        if let Some((id, first)) = *held {
-            if let Some(outcome) = self.outcome(id) {
-                if first != digest {
-                    return Err(SubmitError::KeyReused(key));
-                }
-                debug!(%id, "idempotency key names a job already: not run again");
-                return Ok(Keyed {
-                    accepted: Accepted {
-                        id,
-                        status: outcome.status,
-                        executing_node: outcome
-                            .executing_node
-                            .unwrap_or_else(|| self.inner.me.clone()),
-                    },
-                    replayed: true,
-                });
-            }
-        }
-        let this = self.clone();
-        let submission = tokio::spawn(async move {
-            let accepted = this.submit(spec).await?;
-            *held = Some((accepted.id, digest));
-            Ok(accepted)
-        });
-        match submission.await {
-            Ok(result) => result.map(|accepted| Keyed {
-                accepted,
-                replayed: false,
-            }),
-            Err(e) => Err(SubmitError::NoRoom(format!("the submission failed: {e}"))),
-        }
-    }
-
-    async fn place_and_hand_over(
+    /// Takes a job submitted to this node (with its idempotency key, if any): placed here or
+    /// on a peer, or with `here_only` here or nowhere. `Ok` with whether the key named a job
+    /// already (nothing new runs then).
+    pub async fn submit(
         &self,
-        id: JobId,
         spec: JobSpec,
-        arrived: Instant,
-        span: &Span,
-    ) -> Result<Accepted, SubmitError> {
-        let inner = &self.inner;
-        let mut excluded: Vec<NodeId> = Vec::new();
-        let mut refusals: Vec<String> = Vec::new();
-        let mut local_refused = false;
-        // An exec job goes only to a node whose gossiped command set holds its command, and
-        // runs here only if this node declares it (its args checked here then).
-        let (requires, runs_here) = match &spec.kind {
-            JobKind::Exec { command, args, .. } => match inner.executor.commands().get(command) {
-                Some(declared) => {
-                    declared.argv(args).map_err(|e| SubmitError::Invalid {
-                        field: e.field,
-                        reason: e.reason,
-                    })?;
-                    (command_bits(command), true)
+        key: Option<String>,
+        here_only: bool,
+    ) -> Result<(Accepted, bool), SubmitRefusal> {
+        if self.is_leaving() {
+            return Err(SubmitRefusal::Leaving);
+        }
+        let (requires, runs_here, command) = match &spec.kind {
+            JobKind::Exec { command, .. } => match self.inner.executor.can_run(&spec) {
+                Ok(()) => (command_bits(command), true, Some(command.clone())),
+                Err(executor::Refusal::BadArgs(e)) => {
+                    let (field, reason) = (e.field, e.reason);
+                    return Err(SubmitRefusal::Invalid { field, reason });
                 }
-                None => (command_bits(command), false),
+                Err(_) => (command_bits(command), false, Some(command.clone())),
             },
-            _ => (0, true),
+            _ => (0, true, None),
         };
-        // Whether a node that may declare the command refused or could not be reached: then
-        // the answer is "no room", not "no such command".
-        let mut offered_elsewhere = false;
-        loop {
-            let (placement, incarnation) =
-                inner.place(&excluded, local_refused || !runs_here, requires);
-            match placement {
-                Placement::Local if local_refused || !runs_here => {
-                    if let (false, false, Some(command)) =
-                        (runs_here, offered_elsewhere, spec.kind.command())
-                    {
-                        return Err(SubmitError::UnknownCommand(command.to_owned()));
-                    }
-                    return Err(SubmitError::NoRoom(refusals.join("; ")));
-                }
-                Placement::Local => {
-                    let job = Submission {
+        // The job as parsed, so that the same job spelled with other spacing is the same.
+        let key = key.map(|key| Keyed {
+            key,
+            digest: BodyDigest(
+                Sha256::digest(serde_json::to_vec(&spec).unwrap_or_default()).into(),
+            ),
+        });
+        let submission = Submission {
+            key,
+            requires,
+            runs_here,
+            command,
+            here_only,
+        };
+        let (tx, rx) = oneshot::channel();
+        self.with_core(|shell, now, view| {
+            let ticket = shell
+                .core
+                .handle_submit(now, &mut shell.rng, view, submission);
+            shell.waiting.insert(ticket, tx);
+            let arrived = Instant::now();
+            shell.incoming = Some(Pending {
+                spec,
+                ticket: Some(ticket),
+                arrived,
+            });
+        });
+        match rx.await.map_err(|_| SubmitRefusal::Leaving)? {
+            Reply::Accepted { id, at, status } => {
+                // Placed here: as the executor has it (a free slot started it at once).
+                let status = match at == self.inner.me {
+                    true => self.outcome(id).map_or(status, |o| o.status),
+                    false => status,
+                };
+                let accepted = Accepted {
+                    id,
+                    status,
+                    executing_node: at,
+                };
+                Ok((accepted, false))
+            }
+            Reply::Replayed { id } => {
+                let outcome = self.outcome(id);
+                let status = outcome.as_ref().map_or(JobStatus::Queued, |o| o.status);
+                let at = outcome.and_then(|o| o.executing_node);
+                let executing_node = at.unwrap_or_else(|| self.inner.me.clone());
+                Ok((
+                    Accepted {
                         id,
-                        spec: spec.clone(),
-                        entry: inner.me.clone(),
-                        hops: 0,
-                        arrived,
-                    };
-                    match inner.executor.submit(job) {
-                        Ok(status) => {
-                            span.record("executing", field::display(&inner.me));
-                            inner.metrics.placed_locally();
-                            debug!(status = status_name(status), "placed here");
-                            return Ok(Accepted {
-                                id,
-                                status,
-                                executing_node: inner.me.clone(),
-                            });
-                        }
-                        Err(Refusal::Closed) => return Err(SubmitError::Leaving),
-                        Err(refusal) => {
-                            refusals.push(format!("{} (this node): {refusal}", inner.me));
-                            local_refused = true;
-                        }
-                    }
-                }
-                Placement::Forward { node, api } => {
-                    let offer = inner.forwarder.offer(api, id, &spec, &inner.me).await;
-                    let taken = match offer {
-                        Offer::Accepted(status) => Ok(status),
-                        // The job went out and no answer came back: the peer may hold it.
-                        // Placing it elsewhere now could run it twice, so ask first.
-                        Offer::Unconfirmed(reason) => inner
-                            .resolve(&node, api, id, reason)
-                            .await
-                            .map_err(|reason| {
-                                offered_elsewhere = true;
-                                (ForwardFailure::Unreachable, reason)
-                            }),
-                        Offer::Undeclared(reason) => Err((ForwardFailure::Refused, reason)),
-                        Offer::Invalid { field, reason } => {
-                            return Err(SubmitError::Invalid { field, reason });
-                        }
-                        Offer::Refused(reason) => {
-                            offered_elsewhere = true;
-                            Err((ForwardFailure::Refused, reason))
-                        }
-                        Offer::Unreachable(reason) => {
-                            offered_elsewhere = true;
-                            Err((ForwardFailure::Unreachable, reason))
-                        }
-                    };
-                    let (failure, reason) = match taken {
-                        Ok(status) => {
-                            span.record("executing", field::display(&node));
-                            inner.metrics.forwarded_to(&node);
-                            debug!(status = status_name(status), "forwarded");
-                            let job = Forwarded {
-                                id,
-                                node: node.clone(),
-                                api,
-                                // Always known (the placer chose it from the map); if not,
-                                // never take a report of it for a restart.
-                                incarnation: incarnation.unwrap_or(u64::MAX),
-                                arrived,
-                            };
-                            inner.record_forwarded(&job, &spec, status);
-                            let follower = Arc::clone(inner);
-                            inner.followers.spawn(
-                                async move { follower.follow(job).await }.instrument(span.clone()),
-                            );
-                            return Ok(Accepted {
-                                id,
-                                status,
-                                executing_node: node,
-                            });
-                        }
-                        Err(failure) => failure,
-                    };
-                    inner.metrics.forward_failed(failure);
-                    info!(peer = %node, %reason, "peer did not take a forwarded job; placing it again");
-                    refusals.push(format!("{node}: {reason}"));
-                    excluded.push(node);
+                        status,
+                        executing_node,
+                    },
+                    true,
+                ))
+            }
+            Reply::Refused(refusal) => Err(refusal),
+        }
+    }
+
+    /// A peer offers a job: taken into the executor, or refused with the reason.
+    pub fn offer(&self, offer: &Offer, spec: JobSpec) -> OfferAnswer {
+        let executor = &self.inner.executor;
+        let fit = match executor.can_run(&spec) {
+            Ok(()) if executor.is_full() => Err(Refusal::Full),
+            Ok(()) => Ok(()),
+            Err(executor::Refusal::Undeclared(command)) => Err(Refusal::Undeclared(format!(
+                "{} does not declare the command {command:?}",
+                self.inner.me
+            ))),
+            Err(executor::Refusal::BadArgs(e)) => Err(Refusal::Invalid {
+                field: e.field,
+                reason: e.reason,
+            }),
+            Err(other) => Err(Refusal::Other(other.to_string())),
+        };
+        self.with_core(|shell, now, _| {
+            let arrived = Instant::now();
+            shell.incoming = Some(Pending {
+                spec,
+                ticket: None,
+                arrived,
+            });
+            shell.core.handle_offer(now, offer, fit)
+        })
+    }
+
+    /// A peer asks how job `id` stands (fencing it off here if this node does not hold it);
+    /// with `wait`, the answer waits for the job's end, at most [`LONG_POLL`].
+    pub async fn ask(&self, id: JobId, wait: bool, incarnation: u64) -> AskReply {
+        let answer = self.with_core(|shell, now, _| shell.core.handle_ask(now, id, incarnation));
+        match answer {
+            AskAnswer::Held(status) => {
+                let outcome = if wait && !status.is_terminal() {
+                    self.wait(id, Some(LONG_POLL)).await
+                } else {
+                    self.outcome(id)
+                };
+                let outcome = outcome.unwrap_or_else(|| bare_outcome(id, status, &self.inner.me));
+                AskReply::Held {
+                    outcome: Box::new(outcome),
                 }
             }
+            AskAnswer::Moved(node) => AskReply::Moved { node },
+            AskAnswer::Restarted => AskReply::Restarted,
+            AskAnswer::Unknown | AskAnswer::Busy => AskReply::Unknown,
         }
     }
 
-    /// Takes a job that `entry` forwarded here, into this node's executor (it is never
-    /// forwarded again).
-    pub fn accept_forwarded(
-        &self,
-        id: JobId,
-        spec: JobSpec,
-        entry: NodeId,
-    ) -> Result<JobStatus, Refusal> {
-        if self.is_leaving() {
-            return Err(Refusal::Closed);
+    /// A peer (`thief`, believing this node at `incarnation`) asks for a queued job: the
+    /// newest queued one is taken out of the executor's queue and offered to it, or none.
+    pub fn steal(&self, thief: &NodeId, incarnation: u64) -> StealReply {
+        let answer = self.with_core(|shell, now, view| {
+            let newest = self.inner.executor.take_newest();
+            let id = newest.as_ref().map(|job| job.id);
+            if let Some(job) = newest {
+                shell.given.insert(job.id, job);
+            }
+            shell.core.handle_steal(now, view, thief, incarnation, id)
+        });
+        match answer {
+            StealAnswer::Empty => StealReply::Empty,
+            StealAnswer::Coming(id) => StealReply::Coming { id },
         }
-        let mut fences = self.inner.fences();
-        let now = Instant::now();
-        if fences.holds(id, now) {
-            return Err(Refusal::Fenced(id));
-        }
-        let status = self.inner.executor.submit(Submission {
-            id,
-            spec,
-            entry,
-            hops: 1,
-            arrived: now,
-        })?;
-        drop(fences);
-        self.inner.metrics.received_forwarded();
-        Ok(status)
-    }
-
-    /// An entry node asks after job `id` that it forwarded here: the job as it stands if this
-    /// node holds it; otherwise `None`, and the id is fenced off — an offer of it that arrives
-    /// late is refused, so the entry node may place the job elsewhere.
-    pub fn fence(&self, id: JobId) -> Option<JobOutcome> {
-        let mut fences = self.inner.fences();
-        let now = Instant::now();
-        let outcome = self.inner.store.get(now, id);
-        if outcome.is_none() {
-            fences.add(id, now);
-        }
-        outcome
     }
 
     /// The job as it stands, if it is known.
@@ -576,11 +352,11 @@ impl Dispatcher {
         Some(outcome)
     }
 
-    /// Refuses new jobs from now on (the first step of [`Dispatcher::drain`], taken at once by
-    /// [`crate::node::NodeHandle::shutdown`] so that no job is accepted between the signal and
-    /// the drain task's first poll).
+    /// Refuses new jobs and offers from now on (the first step of [`Dispatcher::drain`], taken
+    /// at once by [`crate::node::NodeHandle::shutdown`]).
     pub fn stop_accepting(&self) {
         self.inner.leaving.store(true, Ordering::Relaxed);
+        self.with_core(|shell, _, _| shell.core.leave());
     }
 
     /// Leaves gracefully: refuses new jobs at once, lets the jobs queued and running here finish
@@ -588,20 +364,26 @@ impl Dispatcher {
     /// every job still queued or running here as lost, and stops following.
     pub async fn drain(&self, timeout: Duration) {
         let inner = &self.inner;
-        inner.leaving.store(true, Ordering::Relaxed);
+        self.stop_accepting();
         inner.executor.close();
-        inner.followers.close();
         let work = inner.executor.work();
+        let unsettled = self.shell().core.unsettled();
         info!(
             queued = work.queued,
             running = work.running,
-            forwarded = inner.followers.len(),
+            unsettled,
             timeout_ms = ms(timeout),
             "draining: taking no new jobs, finishing those taken"
         );
         let finished = tokio::time::timeout(timeout, async {
             inner.executor.idle().await;
-            inner.followers.wait().await;
+            loop {
+                let settled = inner.settled.notified();
+                if self.shell().core.unsettled() == 0 {
+                    break;
+                }
+                settled.await;
+            }
         })
         .await
         .is_ok();
@@ -612,7 +394,7 @@ impl Dispatcher {
             warn!(
                 queued = left.queued,
                 running = left.running,
-                forwarded_unfinished = inner.followers.len(),
+                unsettled = self.shell().core.unsettled(),
                 "drain timed out; jobs still here are recorded lost"
             );
             if tokio::time::timeout(ABANDON_GRACE, inner.executor.idle())
@@ -632,245 +414,260 @@ impl Dispatcher {
         self.inner.executor.kill();
         self.inner.stopping.cancel();
     }
+
+    fn shell(&self) -> std::sync::MutexGuard<'_, Shell> {
+        self.inner
+            .shell
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the core with the map and this node's exact load, then carries out what it
+    /// decided, all under the map's lock and the core's.
+    fn with_core<R>(&self, f: impl FnOnce(&mut Shell, std::time::Instant, &View<'_>) -> R) -> R {
+        let inner = &self.inner;
+        let result = inner.gossip.with(|g| {
+            let view = View {
+                map: g.map(),
+                own: inner.executor.load(g.own_report().load.cpu_permille),
+                room: !inner.executor.is_full(),
+            };
+            let now = Instant::now();
+            let mut shell = self.shell();
+            let result = f(&mut shell, now.into_std(), &view);
+            self.carry_out(&mut shell, now);
+            result
+        });
+        inner.rearm.notify_one();
+        result
+    }
+
+    fn carry_out(&self, shell: &mut Shell, now: Instant) {
+        let inner = &self.inner;
+        while let Some(action) = shell.core.poll_action() {
+            match action {
+                Action::Reply { ticket, reply } => {
+                    if matches!(reply, Reply::Refused(_)) {
+                        shell.pending.retain(|_, p| p.ticket != Some(ticket));
+                    }
+                    if let Some(submitter) = shell.waiting.remove(&ticket) {
+                        let _ = submitter.send(reply);
+                    }
+                }
+                Action::Run { id, entry, path } => {
+                    let Some(job) = shell.pending.remove(&id).or_else(|| shell.incoming.take())
+                    else {
+                        continue;
+                    };
+                    if path.is_empty() {
+                        inner
+                            .metrics
+                            .placement_decided(inner.policy, Decision::Local);
+                        inner.metrics.placed_locally();
+                    } else {
+                        inner.metrics.received_forwarded();
+                    }
+                    let hops = u32::try_from(path.len()).unwrap_or(u32::MAX);
+                    let arrived = job.arrived;
+                    let job = executor::Submission {
+                        id,
+                        spec: job.spec,
+                        entry,
+                        hops,
+                        arrived,
+                    };
+                    if let Err(refusal) = inner.executor.submit(job) {
+                        warn!(%id, %refusal, "the executor refused a job the core placed here");
+                        shell.core.handle_ended(now.into_std(), id, JobStatus::Lost);
+                    }
+                }
+                Action::Send {
+                    to,
+                    api,
+                    request,
+                    message,
+                } => {
+                    let spec = match &message {
+                        Request::Offer(offer) => {
+                            if !shell.pending.contains_key(&offer.id) {
+                                if let Some(job) = shell.incoming.take() {
+                                    shell.pending.insert(offer.id, job);
+                                }
+                            }
+                            if offer.kind == MoveKind::Forward {
+                                inner
+                                    .metrics
+                                    .placement_decided(inner.policy, Decision::Forward);
+                            }
+                            let given = shell.given.get(&offer.id).map(|job| &job.spec);
+                            let pending = shell.pending.get(&offer.id).map(|p| &p.spec);
+                            pending.or(given).cloned()
+                        }
+                        _ => None,
+                    };
+                    let timeout = match &message {
+                        Request::Offer(_) => inner.config.offer_timeout,
+                        Request::Ask { wait: true, .. } => inner.config.follow.timeout,
+                        _ => inner.config.ask_timeout,
+                    };
+                    let this = self.clone();
+                    inner.tasks.spawn(async move {
+                        let sent = this.inner.peers.send(api, &message, spec.as_ref(), timeout);
+                        let (answer, heard) = tokio::select! {
+                            answer = sent => answer,
+                            () = this.inner.stopping.cancelled() => return,
+                        };
+                        match (&message, &answer) {
+                            (Request::Offer(_), Answer::NotSent(_)) => {
+                                this.inner
+                                    .metrics
+                                    .forward_failed(ForwardFailure::Unreachable);
+                            }
+                            (Request::Offer(_), Answer::Offer(OfferAnswer::Refused(_))) => {
+                                this.inner.metrics.forward_failed(ForwardFailure::Refused);
+                            }
+                            _ => {}
+                        }
+                        tracing::debug!(peer = %to, ?answer, "peer answered");
+                        this.with_core(|shell, now, view| {
+                            shell.heard = heard;
+                            shell
+                                .core
+                                .handle_answer(now, &mut shell.rng, view, request, answer);
+                        });
+                    });
+                }
+                Action::Follow { id, at, status } => {
+                    let kind = shell.pending.remove(&id).map(|p| {
+                        shell.followed.insert(id, p.arrived);
+                        p.spec.kind.name().to_owned()
+                    });
+                    let moved = inner.store.update(now, id, |o| {
+                        o.executing_node = Some(at.clone());
+                        o.status = status;
+                    });
+                    if !moved {
+                        inner.metrics.forwarded_to(&at);
+                        let mut outcome = bare_outcome(id, status, &inner.me);
+                        outcome.kind = kind.unwrap_or_default();
+                        outcome.executing_node = Some(at);
+                        outcome.hops = 1;
+                        let _ = inner.store.insert(now, outcome);
+                    }
+                }
+                Action::Learned { id, status } => {
+                    inner.store.update(now, id, |o| o.status = status);
+                }
+                Action::Requeue { id } => {
+                    if let Some(job) = shell.given.remove(&id) {
+                        inner.executor.requeue(job);
+                    }
+                }
+                Action::Moved { id, .. } => {
+                    shell.given.remove(&id);
+                    // A job entered elsewhere: its entry node follows it to the thief, and a
+                    // long poll here ends, so that the next ask hears where it went.
+                    let entered_elsewhere = inner
+                        .store
+                        .get(now, id)
+                        .is_some_and(|o| o.entry_node != inner.me);
+                    if entered_elsewhere {
+                        inner.store.remove_unfinished(now, id);
+                    }
+                }
+                Action::Settled {
+                    id,
+                    status,
+                    reason,
+                    path,
+                } => {
+                    let arrived = shell.followed.remove(&id);
+                    let heard = shell.heard.take().filter(|h| h.id == id);
+                    let change = |o: &mut JobOutcome| {
+                        if o.status.is_terminal() {
+                            return; // ended here: the executor recorded it
+                        }
+                        if let Some(heard) = heard {
+                            o.queued_ms = heard.queued_ms;
+                            o.run_ms = heard.run_ms;
+                            o.output = heard.output;
+                            o.output_truncated = heard.output_truncated;
+                            o.output_original_bytes = heard.output_original_bytes;
+                            o.error = heard.error;
+                        }
+                        o.status = status;
+                        o.error = reason.or(o.error.take());
+                        o.hops = u32::try_from(path.len().saturating_sub(1)).unwrap_or(0);
+                        o.executing_node = path.last().cloned();
+                        if let Some(arrived) = arrived {
+                            o.total_ms = Some(ms(now - arrived));
+                        }
+                    };
+                    if inner.store.get(now, id).is_some() {
+                        inner.store.update(now, id, change);
+                    } else {
+                        let mut outcome = bare_outcome(id, JobStatus::Queued, &inner.me);
+                        change(&mut outcome);
+                        let _ = inner.store.insert(now, outcome);
+                    }
+                    inner.settled.notify_waiters();
+                }
+            }
+        }
+        shell.incoming = None;
+        shell.heard = None;
+    }
+
+    /// Feeds the core the executor's starts and ends, the map, and its wake-ups, until the
+    /// node stops.
+    async fn drive(self, mut executed: mpsc::UnboundedReceiver<(JobId, JobStatus)>) {
+        let mut rounds = tokio::time::interval(MAP_CHECK);
+        rounds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let next = self.shell().core.poll_timeout().map(Instant::from_std);
+            let timer = async {
+                match next {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                Some((id, status)) = executed.recv() => self.with_core(|shell, now, _| {
+                    if status == JobStatus::Running {
+                        shell.core.handle_started(now, id);
+                    } else {
+                        shell.core.handle_ended(now, id, status);
+                    }
+                }),
+                () = timer => self.with_core(|shell, now, view| {
+                    shell.core.handle_timeout(now, &mut shell.rng, view);
+                }),
+                _ = rounds.tick() => self.with_core(|shell, now, view| {
+                    shell.core.handle_map(view.map);
+                    shell.core.handle_timeout(now, &mut shell.rng, view);
+                }),
+                () = self.inner.rearm.notified() => {}
+                () = self.inner.stopping.cancelled() => return,
+            }
+        }
+    }
 }
 
-impl Inner {
-    /// Asks the placer, under the map's lock, for a job that requires the command bits
-    /// `requires` (0: none). Returns the placement and, for a peer, its incarnation now.
-    fn place(
-        &self,
-        excluded: &[NodeId],
-        local_refused: bool,
-        requires: u64,
-    ) -> (Placement, Option<u64>) {
-        let now = Instant::now().into_std();
-        self.gossip.with(|g| {
-            let mut own = self.executor.load(g.own_report().load.cpu_permille);
-            if local_refused {
-                own.state = NodeState::Leaving;
-            }
-            let mut placing = self.placing.lock().unwrap_or_else(PoisonError::into_inner);
-            let (placer, rng) = &mut *placing;
-            let placement = placer.place(
-                &PlacementRequest {
-                    map: g.map(),
-                    me: g.node(),
-                    own,
-                    now,
-                    hops: 0,
-                    exclude: excluded,
-                    requires,
-                },
-                rng,
-            );
-            let (decision, incarnation) = match &placement {
-                Placement::Forward { node, .. } => (
-                    Decision::Forward,
-                    g.map().get(node).map(|e| e.report().incarnation),
-                ),
-                Placement::Local => (Decision::Local, None),
-            };
-            self.metrics.placement_decided(self.policy, decision);
-            (placement, incarnation)
-        })
-    }
-
-    /// Records a job a peer took, so that this node can answer for it.
-    fn record_forwarded(&self, job: &Forwarded, spec: &JobSpec, status: JobStatus) {
-        let outcome = JobOutcome {
-            id: job.id,
-            kind: spec.kind.name().to_owned(),
-            status,
-            entry_node: self.me.clone(),
-            executing_node: Some(job.node.clone()),
-            hops: 1,
-            queued_ms: None,
-            run_ms: None,
-            total_ms: None,
-            output: None,
-            error: None,
-            output_truncated: false,
-            output_original_bytes: None,
-        };
-        if let Err(e) = self.store.insert(Instant::now(), outcome) {
-            // Ids are 64 random bits and checked when drawn: this cannot happen in practice.
-            warn!(error = %e, "a forwarded job's id is already in use here");
-        }
-    }
-
-    /// Follows a job a peer took until it ends, is lost, or the node stops.
-    async fn follow(self: Arc<Self>, job: Forwarded) {
-        let mut failures = 0u32;
-        loop {
-            let fate = self.fate(&job);
-            match fate {
-                Fate::Dead => {
-                    // Dead is the failure detector's verdict: the peer stopped answering. It
-                    // may be frozen or cut off rather than gone, and may finish the job yet.
-                    return self.lose(
-                        &job,
-                        format!(
-                            "executing node {} stopped answering (this node judged it dead); the job may have finished there",
-                            job.node
-                        ),
-                    );
-                }
-                Fate::Restarted => {
-                    return self.lose(
-                        &job,
-                        format!("executing node {} restarted before finishing", job.node),
-                    );
-                }
-                Fate::Present | Fate::Left => {}
-            }
-            let poll = tokio::select! {
-                poll = self.forwarder.poll(job.api, job.id) => poll,
-                () = self.until_gone(&job) => continue,
-                () = self.stopping.cancelled() => return,
-            };
-            match poll {
-                Poll::Outcome(outcome) => {
-                    failures = 0;
-                    if self.learn(&job, *outcome) {
-                        return;
-                    }
-                }
-                Poll::Busy => {
-                    // The peer holds as many of this node's waits as it allows: it answers,
-                    // so it is not a failure; ask again a little later.
-                    tokio::select! {
-                        () = tokio::time::sleep(BUSY_PAUSE) => {}
-                        () = self.stopping.cancelled() => return,
-                    }
-                }
-                Poll::Unknown => {
-                    return self.lose(
-                        &job,
-                        format!(
-                            "executing node {} does not hold the job (it restarted, or never took it); the job is fenced off there and will not run there",
-                            job.node
-                        ),
-                    );
-                }
-                Poll::Failed(reason) => {
-                    failures += 1;
-                    debug!(peer = %job.node, failures, %reason, "cannot ask after a forwarded job");
-                    if self.fate(&job) == Fate::Left {
-                        return self.lose(
-                            &job,
-                            format!(
-                                "executing node {} left before finishing ({reason})",
-                                job.node
-                            ),
-                        );
-                    }
-                    if failures >= MAX_POLL_FAILURES {
-                        return self.lose(
-                            &job,
-                            format!(
-                                "executing node {} stopped answering (it did not answer {MAX_POLL_FAILURES} polls in a row: {reason}); the job may have finished there",
-                                job.node
-                            ),
-                        );
-                    }
-                    // Back off a little: 100, 200, 400 ms.
-                    let pause = Duration::from_millis(100) * 2u32.pow(failures - 1);
-                    tokio::select! {
-                        () = tokio::time::sleep(pause) => {}
-                        () = self.stopping.cancelled() => return,
-                    }
-                }
-            }
-        }
-    }
-
-    /// The fenced ids, locked.
-    fn fences(&self) -> std::sync::MutexGuard<'_, Fences> {
-        self.fences.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// After an offer to `node` whose answer was lost: asks the peer whether it holds the job.
-    /// It does → `Ok` with the job's status: the job is taken. It does not → `Err` with the
-    /// reason: the id is now fenced off there, and the job may be placed again. No answer after
-    /// a few tries → `Ok(Queued)` all the same: the job is followed there, and reported `lost`
-    /// if the peer turns out dead, never run a second time elsewhere.
-    async fn resolve(
-        &self,
-        node: &NodeId,
-        api: SocketAddr,
-        id: JobId,
-        reason: String,
-    ) -> Result<JobStatus, String> {
-        for attempt in 0..RESOLVE_ATTEMPTS {
-            match self.forwarder.resolve(api, id).await {
-                Poll::Outcome(outcome) => return Ok(outcome.status),
-                Poll::Unknown => {
-                    return Err(format!(
-                        "{reason}; it does not hold the job, which is fenced off there"
-                    ))
-                }
-                Poll::Busy | Poll::Failed(_) if attempt + 1 < RESOLVE_ATTEMPTS => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Poll::Busy | Poll::Failed(_) => {}
-            }
-        }
-        warn!(peer = %node, %reason, "cannot tell whether the peer took a forwarded job; following it there rather than risk running it twice");
-        Ok(JobStatus::Queued)
-    }
-
-    fn fate(&self, job: &Forwarded) -> Fate {
-        self.gossip.with(|g| match g.map().get(&job.node) {
-            None => Fate::Left,
-            Some(entry) if entry.report().incarnation > job.incarnation => Fate::Restarted,
-            Some(entry) => match entry.verdict() {
-                Verdict::Alive | Verdict::Suspect => Fate::Present,
-                Verdict::Left => Fate::Left,
-                Verdict::Dead => Fate::Dead,
-            },
-        })
-    }
-
-    /// Resolves when the map says the peer is dead or restarted (never, otherwise).
-    async fn until_gone(&self, job: &Forwarded) {
-        loop {
-            tokio::time::sleep(FATE_CHECK).await;
-            if matches!(self.fate(job), Fate::Dead | Fate::Restarted) {
-                return;
-            }
-        }
-    }
-
-    /// Takes in what the peer says of the job; returns whether it has ended.
-    fn learn(&self, job: &Forwarded, peer: JobOutcome) -> bool {
-        let now = Instant::now();
-        let ended = peer.status.is_terminal();
-        if ended {
-            debug!(status = status_name(peer.status), "forwarded job ended");
-        }
-        self.store.update(now, job.id, |o| {
-            o.status = peer.status;
-            o.queued_ms = peer.queued_ms;
-            o.run_ms = peer.run_ms;
-            o.output = peer.output;
-            o.output_truncated = peer.output_truncated;
-            o.output_original_bytes = peer.output_original_bytes;
-            o.error = peer.error;
-            if ended {
-                // From submission here to the end as learned here: the forwarding included.
-                o.total_ms = Some(ms(now - job.arrived));
-            }
-        });
-        ended
-    }
-
-    fn lose(&self, job: &Forwarded, reason: String) {
-        warn!(peer = %job.node, %reason, "forwarded job lost");
-        let now = Instant::now();
-        self.store.update(now, job.id, |o| {
-            o.status = JobStatus::Lost;
-            o.error = Some(reason);
-            o.total_ms = Some(ms(now - job.arrived));
-        });
+/// A record of job `id` entered at `entry` that says no more than its status.
+fn bare_outcome(id: JobId, status: JobStatus, entry: &NodeId) -> JobOutcome {
+    JobOutcome {
+        id,
+        kind: String::new(),
+        status,
+        entry_node: entry.clone(),
+        executing_node: None,
+        hops: 0,
+        queued_ms: None,
+        run_ms: None,
+        total_ms: None,
+        output: None,
+        error: None,
+        output_truncated: false,
+        output_original_bytes: None,
     }
 }

@@ -21,14 +21,14 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use hearsay_shared::{
     JobId, JobKind, JobOutcome, JobSpec, JobStatus, LoadVector, NodeId, NodeState,
 };
 use serde_json::Value;
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -107,6 +107,8 @@ struct Shared {
     /// Set when the node is killed: running jobs stop and nothing more is recorded.
     killed: AtomicBool,
     tracker: TaskTracker,
+    /// Where starts and ends are reported (see [`Executor::report_to`]).
+    events: OnceLock<mpsc::UnboundedSender<(JobId, JobStatus)>>,
 }
 
 #[derive(Debug)]
@@ -167,21 +169,35 @@ impl Executor {
                 abandon: CancellationToken::new(),
                 killed: AtomicBool::new(false),
                 tracker,
+                events: OnceLock::new(),
             }),
         }
+    }
+
+    /// Reports every job's start (`running`) and end (its status; `lost` for one abandoned)
+    /// on `events`, from now on. Only the first call counts.
+    pub fn report_to(&self, events: mpsc::UnboundedSender<(JobId, JobStatus)>) {
+        let _ = self.shared.events.set(events);
+    }
+
+    /// Whether this node can run `spec`: it declares an `exec` job's command and the args fit.
+    pub fn can_run(&self, spec: &JobSpec) -> Result<(), Refusal> {
+        if let JobKind::Exec { command, args, .. } = &spec.kind {
+            let declared = self
+                .shared
+                .commands
+                .get(command)
+                .ok_or_else(|| Refusal::Undeclared(command.clone()))?;
+            declared.argv(args)?;
+        }
+        Ok(())
     }
 
     /// Takes a job: records it and starts it in a free slot, or queues it. Returns the job's
     /// status (`running` or `queued`).
     pub fn submit(&self, job: Submission) -> Result<JobStatus, Refusal> {
         let shared = &self.shared;
-        if let JobKind::Exec { command, args, .. } = &job.spec.kind {
-            let declared = shared
-                .commands
-                .get(command)
-                .ok_or_else(|| Refusal::Undeclared(command.clone()))?;
-            declared.argv(args)?;
-        }
+        self.can_run(&job.spec)?;
         let now = Instant::now();
         // The record is made under the executor's lock, so that a refused job leaves none and
         // a slot never looks for a record that is not there yet.
@@ -223,6 +239,33 @@ impl Executor {
         } else {
             state.queue.push_back(job);
             Ok(JobStatus::Queued)
+        }
+    }
+
+    /// Takes the newest queued job out of the queue (never a running one), for a thief: the
+    /// one that would wait longest here.
+    pub fn take_newest(&self) -> Option<Submission> {
+        self.shared.lock().queue.pop_back()
+    }
+
+    /// Puts back a job [`Executor::take_newest`] took out, at the end of the queue (or into a
+    /// slot that fell free meanwhile). Its record is still there.
+    pub fn requeue(&self, job: Submission) {
+        let shared = &self.shared;
+        if shared.killed.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut state = shared.lock();
+        if state.running < shared.slots {
+            state.running += 1;
+            drop(state);
+            let started = shared.start(&job);
+            let slot = Arc::clone(shared);
+            shared
+                .tracker
+                .spawn(async move { slot.run_slot(job, started).await });
+        } else {
+            state.queue.push_back(job);
         }
     }
 
@@ -301,6 +344,7 @@ impl Executor {
         };
         let now = Instant::now();
         for job in &queue {
+            self.shared.report(job.id, JobStatus::Lost);
             self.shared.metrics.job_ended(JobStatus::Lost, None);
             let total = ms(now - job.arrived);
             self.shared.store.update(now, job.id, |o| {
@@ -342,6 +386,12 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn report(&self, id: JobId, status: JobStatus) {
+        if let Some(events) = self.events.get() {
+            let _ = events.send((id, status));
+        }
+    }
+
     fn refuses(&self, state: &State) -> bool {
         !state.open || (state.running >= self.slots && state.queue.len() >= self.queue_limit)
     }
@@ -355,6 +405,7 @@ impl Shared {
             o.status = JobStatus::Running;
             o.queued_ms = Some(queued);
         });
+        self.report(job.id, JobStatus::Running);
         now
     }
 
@@ -432,6 +483,7 @@ impl Shared {
                 }
             }
         });
+        self.report(job.id, status);
     }
 }
 

@@ -2,11 +2,11 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | `POST /v1/jobs` | `202` with `Location: /v1/jobs/{id}` and [`Accepted`]; with `?wait=true`, `200` and the [`JobOutcome`] once the job has ended |
+//! | `POST /v1/jobs` | `202` with `Location: /v1/jobs/{id}` and [`Accepted`](crate::dispatch::Accepted); with `?wait=true`, `200` and the [`JobOutcome`] once the job has ended; with `?place=here`, run here or refused, never placed elsewhere (loadgen's baselines place jobs themselves) |
 //! | `GET /v1/jobs/{id}` | `200` and the [`JobOutcome`] as it stands; with `?wait=true`, held until the job ends or [`LONG_POLL`] passes |
 //!
-//! A job forwarded by a peer carries the headers [`ENTRY_NODE`], [`JOB_ID`] and [`HOPS`]; it is
-//! run here or refused, never forwarded again.
+//! Moving jobs between nodes is not done here: peers have routes of their own
+//! ([`crate::peer_api`]).
 //!
 //! Errors: `400` for a request at fault, naming the field (a job field, `body`, a query
 //! parameter, a header, or `id`; `duplicate_key` and the key's path for a JSON object that
@@ -18,9 +18,10 @@
 use std::error::Error as StdError;
 
 use bytes::Bytes;
+use hearsay_scheduler::handoff::SubmitRefusal;
 use hearsay_shared::job::MAX_JSON_DEPTH;
 use hearsay_shared::json::{self, JsonRefusal};
-use hearsay_shared::{JobError, JobId, JobOutcome, JobSpec, NodeId};
+use hearsay_shared::{JobError, JobId, JobOutcome, JobSpec};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Body;
 use hyper::header::{
@@ -29,10 +30,9 @@ use hyper::header::{
 use hyper::{Request, Response, StatusCode};
 
 use crate::api::json;
-use crate::dispatch::{Accepted, Dispatcher, SubmitError};
-use crate::executor::Refusal;
-use crate::forward::{ENTRY_NODE, HOPS, JOB_ID, LONG_POLL};
+use crate::dispatch::Dispatcher;
 use crate::limits::{ClientAddr, WaitLimiter, WaitPermit, WAIT_RETRY_AFTER_SECS};
+use crate::peer::LONG_POLL;
 use crate::view::ErrorBody;
 
 /// The largest job body accepted, in bytes: 1 MiB.
@@ -52,14 +52,14 @@ const RETRY_AFTER_SECS: &str = "1";
 /// An error answer: its status and body.
 #[derive(Debug)]
 pub(crate) struct ApiError {
-    status: StatusCode,
-    body: ErrorBody,
+    pub(crate) status: StatusCode,
+    pub(crate) body: ErrorBody,
     /// Close the connection after answering (the request was not read to its end).
     close: bool,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             body: ErrorBody::new(code, message),
@@ -68,7 +68,7 @@ impl ApiError {
     }
 
     /// A request at fault in `field`, with the message `<field>: <reason>`.
-    fn field(
+    pub(crate) fn field(
         status: StatusCode,
         code: &'static str,
         field: &str,
@@ -122,7 +122,7 @@ fn parse_job(body: &[u8]) -> Result<JobSpec, ApiError> {
 }
 
 /// A wait for client `ip`, or the `429` that says it has too many open.
-fn take_wait(waits: &WaitLimiter, ip: std::net::IpAddr) -> Result<WaitPermit, ApiError> {
+pub(crate) fn take_wait(waits: &WaitLimiter, ip: std::net::IpAddr) -> Result<WaitPermit, ApiError> {
     waits
         .acquire(ip)
         .map_err(|e| ApiError::field(StatusCode::TOO_MANY_REQUESTS, "too_many_waits", "wait", e))
@@ -155,7 +155,9 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
-    let wait = wait_param(req.uri().query())?;
+    let query = query_params(req.uri().query(), &["wait", "place"])?;
+    let wait = flag(&query, "wait", "true", "false")?;
+    let here_only = flag(&query, "place", "here", "anywhere")?;
     // Taken before the job is, so that a refused wait leaves no job behind; held until the
     // answer is sent or the client goes away.
     let _permit = if wait {
@@ -163,94 +165,34 @@ where
     } else {
         None
     };
-    let forwarded = forwarded_from(req.headers())?;
-    // A peer's forward never carries a key (it is the entry node's business); ignore one.
-    let key = match forwarded {
-        None => idempotency_key(req.headers())?,
-        Some(_) => None,
-    };
+    let key = idempotency_key(req.headers())?;
     let body = read_body(req).await?;
     let spec = parse_job(&body)?;
-    if forwarded.is_none() {
-        jobs.metrics().job_submitted();
-    }
+    jobs.metrics().job_submitted();
     if jobs.is_leaving() {
         return Err(leaving());
     }
-    let mut replayed = false;
-    let accepted = match forwarded {
-        Some(Forwarded { id, entry }) => match jobs.accept_forwarded(id, spec, entry) {
-            Ok(status) => Accepted {
-                id,
-                status,
-                executing_node: jobs.node().clone(),
-            },
-            Err(Refusal::Full) => {
-                return Err(ApiError::unavailable(
-                    "queue_full",
-                    format!("{} has every slot busy and its queue full", jobs.node()),
-                ))
-            }
-            Err(Refusal::Closed) => return Err(leaving()),
-            Err(refusal @ Refusal::Fenced(_)) => {
-                return Err(ApiError::field(
-                    StatusCode::CONFLICT,
-                    "fenced",
-                    JOB_ID,
-                    refusal.to_string(),
-                ))
-            }
-            Err(Refusal::Duplicate(e)) => {
-                return Err(ApiError::field(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_forward",
-                    JOB_ID,
-                    e,
-                ))
-            }
-            // The entry node places the job again elsewhere (a false positive of this node's
-            // gossiped command set, or a configuration changed since).
-            Err(Refusal::Undeclared(command)) => {
-                return Err(unknown_command(format!(
-                    "{} does not declare the command {command:?}",
-                    jobs.node()
-                )))
-            }
-            Err(Refusal::BadArgs(e)) => {
-                return Err(ApiError::field(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_job",
-                    &e.field,
-                    &e.reason,
-                ))
-            }
-        },
-        None => {
-            let submitted = match key {
-                Some(key) => jobs.submit_with_key(key, spec).await.map(|keyed| {
-                    replayed = keyed.replayed;
-                    keyed.accepted
-                }),
-                None => jobs.submit(spec).await,
-            };
-            submitted.map_err(|e| match e {
-                SubmitError::NoRoom(_) => ApiError::unavailable("no_capacity", e.to_string()),
-                SubmitError::Leaving => leaving(),
-                SubmitError::KeyReused(_) => ApiError::field(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "idempotency_key_reused",
-                    IDEMPOTENCY_KEY,
-                    e,
+    let (accepted, replayed) = jobs
+        .submit(spec, key, here_only)
+        .await
+        .map_err(|e| match e {
+            SubmitRefusal::Nowhere { .. } => ApiError::unavailable("no_capacity", e.to_string()),
+            SubmitRefusal::Leaving => leaving(),
+            SubmitRefusal::KeyReused { key } => ApiError::field(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                IDEMPOTENCY_KEY,
+                format!(
+                    "{key:?} names a job submitted with another body; use a new key for a new job"
                 ),
-                SubmitError::UnknownCommand(command) => {
-                    unknown_command(format!("no node in reach declares the command {command:?}"))
-                }
-                SubmitError::Invalid { field, reason } => {
-                    ApiError::field(StatusCode::BAD_REQUEST, "invalid_job", &field, reason)
-                }
-            })?
-        }
-    };
+            ),
+            SubmitRefusal::UnknownCommand(command) => {
+                unknown_command(format!("no node in reach declares the command {command:?}"))
+            }
+            SubmitRefusal::Invalid { field, reason } => {
+                ApiError::field(StatusCode::BAD_REQUEST, "invalid_job", &field, reason)
+            }
+        })?;
     let mark = |response: &mut Response<Full<Bytes>>| {
         if replayed {
             response
@@ -275,18 +217,15 @@ where
     Ok(response)
 }
 
-/// `GET /v1/jobs/{id}` (and `HEAD`).
-/// `GET /v1/jobs/{id}`. With the [`FENCE`](crate::forward::FENCE) header (an entry node asking after a job it
-/// forwarded here), an id this node does not hold is fenced off first: it will never be taken.
+/// `GET /v1/jobs/{id}` (and `HEAD`): reads only, never changes a thing.
 pub(crate) async fn status(
     id: &str,
     query: Option<&str>,
-    fence: bool,
     jobs: &Dispatcher,
     waits: &WaitLimiter,
     client: std::net::IpAddr,
 ) -> Response<Full<Bytes>> {
-    status_checked(id, query, fence, jobs, waits, client)
+    status_checked(id, query, jobs, waits, client)
         .await
         .unwrap_or_else(ApiError::into_response)
 }
@@ -294,7 +233,6 @@ pub(crate) async fn status(
 async fn status_checked(
     id: &str,
     query: Option<&str>,
-    fence: bool,
     jobs: &Dispatcher,
     waits: &WaitLimiter,
     client: std::net::IpAddr,
@@ -303,9 +241,7 @@ async fn status_checked(
         .parse()
         .map_err(|e| ApiError::field(StatusCode::BAD_REQUEST, "invalid_job_id", "id", e))?;
     let wait = wait_param(query)?;
-    let outcome: Option<JobOutcome> = if fence && jobs.fence(id).is_none() {
-        None
-    } else if wait {
+    let outcome: Option<JobOutcome> = if wait {
         let _permit = take_wait(waits, client)?;
         jobs.wait(id, Some(LONG_POLL)).await
     } else {
@@ -338,28 +274,47 @@ fn leaving() -> ApiError {
 /// The `wait` query parameter: `true` or `false` (the default). Any other parameter, value or
 /// repetition is refused.
 fn wait_param(query: Option<&str>) -> Result<bool, ApiError> {
-    let bad = |field: &str, reason: String| {
-        ApiError::field(StatusCode::BAD_REQUEST, "invalid_query", field, reason)
-    };
-    let mut wait = None;
+    flag(&query_params(query, &["wait"])?, "wait", "true", "false")
+}
+
+fn bad_query(field: &str, reason: String) -> ApiError {
+    ApiError::field(StatusCode::BAD_REQUEST, "invalid_query", field, reason)
+}
+
+/// The query's parameters, each at most once and each one of `known`.
+fn query_params<'q>(
+    query: Option<&'q str>,
+    known: &[&str],
+) -> Result<Vec<(&'q str, &'q str)>, ApiError> {
+    let mut seen: Vec<(&str, &str)> = Vec::new();
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if key != "wait" {
-            return Err(bad(
+        if !known.contains(&key) {
+            let known = known.join(", ");
+            return Err(bad_query(
                 key,
-                "unknown query parameter; the only one is wait".into(),
+                format!("unknown query parameter; known: {known}"),
             ));
         }
-        if wait.is_some() {
-            return Err(bad("wait", "is given more than once".into()));
+        if seen.iter().any(|(k, _)| *k == key) {
+            return Err(bad_query(key, "is given more than once".into()));
         }
-        wait = Some(match value {
-            "true" => true,
-            "false" => false,
-            other => return Err(bad("wait", format!("must be true or false, not {other:?}"))),
-        });
+        seen.push((key, value));
     }
-    Ok(wait.unwrap_or(false))
+    Ok(seen)
+}
+
+/// Parameter `name`: `yes` (true) or `no` (false, the default).
+fn flag(params: &[(&str, &str)], name: &str, yes: &str, no: &str) -> Result<bool, ApiError> {
+    match params.iter().find(|(k, _)| *k == name).map(|(_, v)| *v) {
+        None => Ok(false),
+        Some(v) if v == yes => Ok(true),
+        Some(v) if v == no => Ok(false),
+        Some(other) => Err(bad_query(
+            name,
+            format!("must be {yes} or {no}, not {other:?}"),
+        )),
+    }
 }
 
 /// The [`IDEMPOTENCY_KEY`] header, if given: once, 1 to [`MAX_KEY_LEN`] visible ASCII
@@ -395,61 +350,13 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(String::from_utf8_lossy(key).into_owned()))
 }
 
-/// Who forwarded a job, from its headers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Forwarded {
-    id: JobId,
-    entry: NodeId,
-}
-
-/// `None` for a job submitted by a client (no `Hearsay-*` header); the entry node and id for a
-/// job forwarded by a peer, whose three headers must all be there, once each, and well formed.
-fn forwarded_from(headers: &HeaderMap) -> Result<Option<Forwarded>, ApiError> {
-    if ![ENTRY_NODE, JOB_ID, HOPS]
-        .iter()
-        .any(|name| headers.contains_key(*name))
-    {
-        return Ok(None);
-    }
-    let bad = |name: &str, reason: String| {
-        ApiError::field(StatusCode::BAD_REQUEST, "invalid_forward", name, reason)
-    };
-    let text = |name: &'static str| -> Result<&str, ApiError> {
-        let mut values = headers.get_all(name).iter();
-        let value = values.next().ok_or_else(|| {
-            bad(
-                name,
-                format!("is required on a forwarded job, with {ENTRY_NODE}, {JOB_ID} and {HOPS}"),
-            )
-        })?;
-        if values.next().is_some() {
-            return Err(bad(name, "is given more than once".into()));
-        }
-        value
-            .to_str()
-            .map_err(|_| bad(name, "is not printable ASCII".into()))
-    };
-    let hops = text(HOPS)?;
-    if hops != "1" {
-        return Err(bad(
-            HOPS,
-            format!("must be 1: a job is forwarded at most once, not {hops:?}"),
-        ));
-    }
-    let id = text(JOB_ID)?
-        .parse::<JobId>()
-        .map_err(|e| bad(JOB_ID, e.to_string()))?;
-    let entry = NodeId::new(text(ENTRY_NODE)?).map_err(|e| bad(ENTRY_NODE, e.to_string()))?;
-    Ok(Some(Forwarded { id, entry }))
-}
-
 /// The whole body, if it is at most [`MAX_BODY`] bytes: a `Content-Length` over it is refused
 /// without keeping anything, and reading stops keeping at the limit whatever the headers said.
 ///
 /// A refused body is still read and thrown away, up to [`DISCARD_LIMIT`], before the `413` is
 /// sent: a client that is still sending when the server closes the connection gets a broken
 /// pipe instead of the answer.
-async fn read_body<B>(req: Request<B>) -> Result<Bytes, ApiError>
+pub(crate) async fn read_body<B>(req: Request<B>) -> Result<Bytes, ApiError>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
@@ -563,58 +470,12 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_headers_are_all_or_nothing_and_well_formed() {
-        assert_eq!(forwarded_from(&HeaderMap::new()).unwrap(), None);
-        let good = [
-            (ENTRY_NODE, "n1"),
-            (JOB_ID, "00000000000000ff"),
-            (HOPS, "1"),
-        ];
-        assert_eq!(
-            forwarded_from(&headers(&good)).unwrap(),
-            Some(Forwarded {
-                id: JobId(255),
-                entry: NodeId::new("n1").unwrap()
-            })
-        );
-        let cases: [(&[(&'static str, &str)], &str); 5] = [
-            (&[(HOPS, "1")], JOB_ID),
-            (
-                &[
-                    (ENTRY_NODE, "n1"),
-                    (JOB_ID, "00000000000000ff"),
-                    (HOPS, "2"),
-                ],
-                HOPS,
-            ),
-            (&[(ENTRY_NODE, "n1"), (JOB_ID, "xyz"), (HOPS, "1")], JOB_ID),
-            (
-                &[
-                    (ENTRY_NODE, "a b"),
-                    (JOB_ID, "00000000000000ff"),
-                    (HOPS, "1"),
-                ],
-                ENTRY_NODE,
-            ),
-            (
-                &[
-                    (ENTRY_NODE, "n1"),
-                    (JOB_ID, "00000000000000ff"),
-                    (HOPS, "1"),
-                    (HOPS, "1"),
-                ],
-                HOPS,
-            ),
-        ];
-        for (pairs, field) in cases {
-            let e = forwarded_from(&headers(pairs)).unwrap_err();
-            assert_eq!(e.status, StatusCode::BAD_REQUEST);
-            assert_eq!(e.body.error.field.as_deref(), Some(field), "{pairs:?}");
-            assert!(
-                e.body.error.message.starts_with(field),
-                "{}",
-                e.body.error.message
-            );
-        }
+    fn place_is_here_or_anywhere() {
+        let params = query_params(Some("wait=true&place=here"), &["wait", "place"]).unwrap();
+        assert!(flag(&params, "place", "here", "anywhere").unwrap());
+        let params = query_params(Some("place=there"), &["wait", "place"]).unwrap();
+        let e = flag(&params, "place", "here", "anywhere").unwrap_err();
+        assert_eq!(e.body.error.field.as_deref(), Some("place"));
+        assert!(query_params(Some("place=here&place=here"), &["place"]).is_err());
     }
 }

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use hearsay_scheduler::handoff::HandoffConfig;
 use hearsay_scheduler::PlacerConfig;
 use hearsay_shared::gossip::ConfigError;
 use hearsay_shared::seal::{self, Sealing};
@@ -227,19 +228,29 @@ impl Node {
             tracker.clone(),
             commands,
         );
+        let mut handoff = HandoffConfig::new(id.clone(), incarnation);
+        handoff.placer = PlacerConfig {
+            policy: config.policy,
+            report_interval: config.interval(),
+            ..PlacerConfig::default()
+        };
+        let retain_jobs = usize::try_from(config.retain_jobs).unwrap_or(usize::MAX);
+        // The core remembers ended jobs and keys as long as the store keeps their records.
+        handoff.retention = hearsay_scheduler::handoff::Retention {
+            time: config.retain(),
+            jobs: retain_jobs,
+        };
+        handoff.keys.ttl = config.retain();
         let jobs = Dispatcher::new(
             gossip.clone(),
             executor.clone(),
             store.clone(),
             metrics.clone(),
-            PlacerConfig {
-                policy: config.policy,
-                report_interval: config.interval(),
-                ..PlacerConfig::default()
-            },
+            handoff,
             StdRng::seed_from_u64(placement_seed(seed)),
-        )
-        .with_api_token(config.api_token.as_ref());
+            config.api_token.as_ref(),
+            &tracker,
+        );
 
         let work: Arc<dyn WorkGauge> = Arc::new(executor.clone());
         let mut tasks = Vec::new();

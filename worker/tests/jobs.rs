@@ -301,21 +301,27 @@ async fn a_full_queue_is_a_503_with_retry_after() {
     let refused = post(&http, api, "/v1/jobs", slow.clone()).await;
     refused.assert_error(503, "no_capacity", None);
     assert_eq!(refused.headers[RETRY_AFTER], "1");
-    let forwarded = call(
+    // A job placed by its client (`?place=here`) is refused alike; so is a peer's offer.
+    let pinned = post(&http, api, "/v1/jobs?place=here", slow.clone()).await;
+    pinned.assert_error(503, "no_capacity", None);
+    assert_eq!(pinned.headers[RETRY_AFTER], "1");
+    let cluster = get(&http, api, "/v1/cluster").await;
+    let offer = json!({
+        "id": "00000000000000aa", "entry": "elsewhere",
+        "incarnation": cluster.body["incarnation"], "kind": "forward",
+        "path": ["elsewhere"], "job": slow,
+    });
+    let offered = call(
         &http,
         Method::POST,
         api,
-        "/v1/jobs",
-        &[
-            ("Hearsay-Entry-Node", "elsewhere"),
-            ("Hearsay-Job-Id", "00000000000000aa"),
-            ("Hearsay-Hops", "1"),
-        ],
-        slow.to_string(),
+        "/v1/peer/offer",
+        &[],
+        offer.to_string(),
     )
     .await;
-    forwarded.assert_error(503, "queue_full", None);
-    assert_eq!(forwarded.headers[RETRY_AFTER], "1");
+    assert_eq!(offered.body["answer"], "refused", "{offered:?}");
+    assert_eq!(offered.body["reason"], "full", "{offered:?}");
 
     leave_all(&[node]).await;
 }
@@ -429,63 +435,85 @@ async fn every_bad_input_is_refused_naming_the_field() {
     let wrong = call(&http, Method::PUT, api, "/v1/jobs", &[], "{}").await;
     wrong.assert_error(405, "method_not_allowed", None);
 
-    let good = [
-        ("Hearsay-Entry-Node", "entry-1"),
-        ("Hearsay-Job-Id", "00000000000000ab"),
-        ("Hearsay-Hops", "1"),
-    ];
-    let with = |name: &str, value: &'static str| -> Vec<(&'static str, &'static str)> {
-        good.iter()
-            .map(|&(n, v)| (n, if n == name { value } else { v }))
-            .collect()
+    // The peer routes: POST only, bodies checked field by field.
+    let wrong = call(&http, Method::GET, api, "/v1/peer/ask", &[], "").await;
+    wrong.assert_error(405, "method_not_allowed", None);
+    assert_eq!(wrong.headers[ALLOW], "POST");
+    let cluster = get(&http, api, "/v1/cluster").await;
+    let incarnation = cluster.body["incarnation"].as_u64().unwrap();
+    let offer = json!({
+        "id": "00000000000000ab", "entry": "entry-1", "incarnation": incarnation,
+        "kind": "forward", "path": ["entry-1"], "job": sleep,
+    });
+    let with = |name: &str, value: Value| {
+        let mut body = offer.clone();
+        body[name] = value;
+        body
     };
-    let malformed: Vec<(Vec<(&str, &str)>, &str)> = vec![
-        (with("Hearsay-Hops", "2"), "Hearsay-Hops"),
-        (with("Hearsay-Hops", "0"), "Hearsay-Hops"),
-        (with("Hearsay-Job-Id", "12"), "Hearsay-Job-Id"),
-        (
-            with("Hearsay-Entry-Node", "no spaces"),
-            "Hearsay-Entry-Node",
-        ),
-        (good[1..].to_vec(), "Hearsay-Entry-Node"),
-        (vec![("Hearsay-Hops", "1")], "Hearsay-Job-Id"),
+    let mut without_id = offer.clone();
+    without_id.as_object_mut().unwrap().remove("id");
+    let malformed = [
+        (with("kind", json!("jump")), "kind"),
+        (with("id", json!("12")), "id"),
+        (with("entry", json!("no spaces")), "entry"),
+        (with("path", json!([])), "path"),
+        (with("job", json!({"kind": "sleep", "ms": "x"})), "job.ms"),
+        (with("hops", json!(1)), "hops"),
+        (without_id, "id"),
     ];
-    for (headers, field) in malformed {
+    for (body, field) in malformed {
         call(
             &http,
             Method::POST,
             api,
-            "/v1/jobs",
-            &headers,
-            sleep.to_string(),
+            "/v1/peer/offer",
+            &[],
+            body.to_string(),
         )
         .await
-        .assert_error(400, "invalid_forward", Some(field));
+        .assert_error(400, "invalid_peer_request", Some(field));
     }
-    let accepted = call(
-        &http,
-        Method::POST,
-        api,
-        "/v1/jobs",
-        &good,
-        sleep.to_string(),
-    )
-    .await;
-    assert_eq!(accepted.status, 202, "{accepted:?}");
-    assert_eq!(accepted.body["id"], "00000000000000ab");
-    let outcome = ended(&http, api, "00000000000000ab").await;
-    assert_eq!(outcome["entry_node"], "entry-1");
-    assert_eq!(outcome["hops"], 1);
     call(
         &http,
         Method::POST,
         api,
-        "/v1/jobs",
-        &good,
-        sleep.to_string(),
+        "/v1/peer/ask",
+        &[],
+        r#"{"id":"00000000000000ab"}"#,
     )
     .await
-    .assert_error(400, "invalid_forward", Some("Hearsay-Job-Id"));
+    .assert_error(400, "invalid_peer_request", Some("wait"));
+    // An offer meant for another incarnation of this node is refused, nothing runs.
+    let stale = with("incarnation", json!(incarnation - 1)).to_string();
+    let refused = call(&http, Method::POST, api, "/v1/peer/offer", &[], stale).await;
+    assert_eq!(refused.body["answer"], "refused", "{refused:?}");
+    assert_eq!(refused.body["reason"], "wrong_incarnation", "{refused:?}");
+    let accepted = call(
+        &http,
+        Method::POST,
+        api,
+        "/v1/peer/offer",
+        &[],
+        offer.to_string(),
+    )
+    .await;
+    assert_eq!(accepted.status, 200, "{accepted:?}");
+    assert_eq!(accepted.body["answer"], "accepted", "{accepted:?}");
+    let outcome = ended(&http, api, "00000000000000ab").await;
+    assert_eq!(outcome["entry_node"], "entry-1");
+    assert_eq!(outcome["hops"], 1);
+    // The same offer again runs nothing new: it is taken as it stands.
+    let again = call(
+        &http,
+        Method::POST,
+        api,
+        "/v1/peer/offer",
+        &[],
+        offer.to_string(),
+    )
+    .await;
+    assert_eq!(again.body["answer"], "accepted", "{again:?}");
+    assert_eq!(again.body["status"], "succeeded", "{again:?}");
 
     // After all that, the node still works.
     let echo = post(

@@ -148,8 +148,8 @@ impl Follow {
                 }
                 if self.failures >= limits.failures {
                     return FollowStep::Lost(format!(
-                        "executing node {} died before finishing (unreachable: {reason})",
-                        self.at
+                        "executing node {} stopped answering (it did not answer {} asks in a row: {reason}); the job may have finished there",
+                        self.at, limits.failures
                     ));
                 }
                 FollowStep::Ask {
@@ -166,7 +166,12 @@ impl Follow {
     pub(crate) fn on_fate(&mut self, fate: Fate) -> Option<String> {
         self.left = fate == Fate::Left;
         match fate {
-            Fate::Dead => Some(format!("executing node {} died before finishing", self.at)),
+            // Dead is the failure detector's verdict: the peer may be frozen or cut off rather
+            // than gone, and may finish the job yet.
+            Fate::Dead => Some(format!(
+                "executing node {} stopped answering (this node judged it dead); the job may have finished there",
+                self.at
+            )),
             Fate::Restarted => Some(format!(
                 "executing node {} restarted before finishing",
                 self.at
@@ -199,7 +204,7 @@ mod tests {
         assert_eq!(Fate::of(None, 5), Fate::Left);
         let mut f = follow();
         assert!(f.on_fate(Fate::Present).is_none());
-        assert!(f.on_fate(Fate::Dead).unwrap().contains("died"));
+        assert!(f.on_fate(Fate::Dead).unwrap().contains("stopped answering"));
         assert!(f.on_fate(Fate::Restarted).unwrap().contains("restarted"));
     }
 
@@ -242,7 +247,10 @@ mod tests {
         f.on_answer(t("b"), &limits);
         match f.on_answer(t("c"), &limits) {
             FollowStep::Lost(reason) => {
-                assert!(reason.contains("died") && reason.contains('c'), "{reason}")
+                assert!(
+                    reason.contains("stopped answering") && reason.contains('c'),
+                    "{reason}"
+                )
             }
             other => panic!("{other:?}"),
         }

@@ -173,6 +173,7 @@ struct Entered {
     key: Option<String>,
     requires: u64,
     runs_here: bool,
+    here_only: bool,
     command: Option<String>,
     /// Nodes that did not take it.
     excluded: Vec<NodeId>,
@@ -330,6 +331,7 @@ impl Handoff {
                 key: submission.key.map(|k| k.key),
                 requires: submission.requires,
                 runs_here: submission.runs_here,
+                here_only: submission.here_only,
                 command: submission.command,
                 excluded: Vec::new(),
                 refusals: Vec::new(),
@@ -356,19 +358,27 @@ impl Handoff {
                 .push(format!("{me} (this node): its queue is full"));
         }
         let here = job.runs_here && view.room;
-        let target = self.placer.choose(
-            &PlacementRequest {
-                map: view.map,
-                me: &me,
-                own: view.own,
-                now,
-                hops: 0,
-                exclude: &job.excluded,
-                requires: job.requires,
-            },
-            here,
-            rng,
-        );
+        let target = if job.here_only {
+            if here {
+                Target::Here
+            } else {
+                Target::Nowhere
+            }
+        } else {
+            self.placer.choose(
+                &PlacementRequest {
+                    map: view.map,
+                    me: &me,
+                    own: view.own,
+                    now,
+                    hops: 0,
+                    exclude: &job.excluded,
+                    requires: job.requires,
+                },
+                here,
+                rng,
+            )
+        };
         match target {
             Target::Here => {
                 job.stage = Stage::Here;

@@ -32,6 +32,9 @@ pub struct Submission {
     pub runs_here: bool,
     /// The command an `exec` job names, to say so when no node declares it.
     pub command: Option<String>,
+    /// Run it here or nowhere: no placement (a client that placed the job itself, as
+    /// loadgen's baselines do).
+    pub here_only: bool,
 }
 
 /// Names one submission, so that its [`Reply`] finds the submitter.

@@ -156,6 +156,7 @@ impl Handoff {
                         key: None,
                         requires: 0,
                         runs_here: true,
+                        here_only: false,
                         command: None,
                         excluded: Vec::new(),
                         refusals: Vec::new(),
