@@ -121,17 +121,20 @@ struct Worker {
 pub struct LocalCluster {
     workers: Vec<Worker>,
     policy: String,
+    steal: bool,
 }
 
 impl LocalCluster {
-    /// Starts the workers with `--policy policy`; `tag` names their log files.
-    pub fn start(spec: &ClusterSpec, policy: &str, tag: &str) -> Result<Self> {
+    /// Starts the workers with `--policy policy` and `--steal on` or `off`; `tag` names their
+    /// log files.
+    pub fn start(spec: &ClusterSpec, policy: &str, steal: bool, tag: &str) -> Result<Self> {
         spec.validate()?;
         std::fs::create_dir_all(&spec.log_dir)
             .with_context(|| format!("cannot create {}", spec.log_dir.display()))?;
         let mut cluster = LocalCluster {
             workers: Vec::with_capacity(spec.workers),
             policy: policy.to_owned(),
+            steal,
         };
         for i in 0..spec.workers {
             let id = format!("w{}", i + 1);
@@ -150,6 +153,8 @@ impl LocalCluster {
                 .arg(spec.slots.to_string())
                 .arg("--policy")
                 .arg(policy)
+                .arg("--steal")
+                .arg(if steal { "on" } else { "off" })
                 .arg("--seed")
                 .arg(spec.seed.wrapping_add(i as u64).to_string());
             if i > 0 {
@@ -194,6 +199,11 @@ impl LocalCluster {
     /// The placement policy the workers run.
     pub fn policy(&self) -> &str {
         &self.policy
+    }
+
+    /// Whether the workers steal.
+    pub fn steals(&self) -> bool {
+        self.steal
     }
 
     /// Waits until every worker's map shows every worker alive; how long it took. Fails if

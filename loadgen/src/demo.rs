@@ -25,8 +25,9 @@ use crate::report::RunSummary;
 /// One run of the demo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DemoRun {
-    /// Jobs enter at the workers, which place them with this policy.
-    Workers(Policy),
+    /// Jobs enter at the workers, which place them with this policy, and steal (`true`: the
+    /// workers run `--steal on`) or not.
+    Workers(Policy, bool),
     /// loadgen places every job itself, forwarding off.
     Loadgen(Dispatch),
 }
@@ -35,17 +36,20 @@ impl DemoRun {
     /// The run's name in the table.
     pub fn label(self) -> String {
         match self {
-            DemoRun::Workers(Policy::Random) => "worker-random".into(),
-            DemoRun::Workers(p) => p.as_str().into(),
+            DemoRun::Workers(Policy::Random, steal) => {
+                format!("worker-random{}", if steal { "+steal" } else { "" })
+            }
+            DemoRun::Workers(p, true) => format!("{}+steal", p.as_str()),
+            DemoRun::Workers(p, false) => p.as_str().into(),
             DemoRun::Loadgen(d) => format!("{} (loadgen)", d.as_str()),
         }
     }
 
-    /// The policy the workers must run.
-    fn worker_policy(self) -> Policy {
+    /// The policy the workers must run, and whether they steal.
+    fn worker_policy(self) -> (Policy, bool) {
         match self {
-            DemoRun::Workers(p) => p,
-            DemoRun::Loadgen(_) => Policy::Local,
+            DemoRun::Workers(p, steal) => (p, steal),
+            DemoRun::Loadgen(_) => (Policy::Local, false),
         }
     }
 }
@@ -57,22 +61,27 @@ impl fmt::Display for DemoRun {
 }
 
 /// The names `--runs` takes.
-const RUN_NAMES: &str =
-    "p2c, least-loaded, local, round-robin, worker-random (worker policies), random, jsq (loadgen)";
+const RUN_NAMES: &str = "p2c, least-loaded, local, round-robin, worker-random (worker policies, \
+     each also with +steal, e.g. p2c+steal), random, jsq (loadgen)";
 
 impl FromStr for DemoRun {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim() {
-            "random" => Ok(DemoRun::Loadgen(Dispatch::Random)),
-            "jsq" => Ok(DemoRun::Loadgen(Dispatch::Jsq)),
-            "worker-random" => Ok(DemoRun::Workers(Policy::Random)),
+        let s = s.trim();
+        let (name, steal) = match s.strip_suffix("+steal") {
+            Some(name) => (name, true),
+            None => (s, false),
+        };
+        match (name, steal) {
+            ("random", false) => Ok(DemoRun::Loadgen(Dispatch::Random)),
+            ("jsq", false) => Ok(DemoRun::Loadgen(Dispatch::Jsq)),
+            ("worker-random", _) => Ok(DemoRun::Workers(Policy::Random, steal)),
             // "random" as a worker policy is spelt worker-random, to tell it from loadgen's.
-            other => match other.parse::<Policy>() {
-                Ok(Policy::Random) | Err(_) => Err(format!(
-                    "unknown run {other:?}; expected one of {RUN_NAMES}"
-                )),
-                Ok(policy) => Ok(DemoRun::Workers(policy)),
+            (other, _) => match other.parse::<Policy>() {
+                Ok(Policy::Random) | Err(_) => {
+                    Err(format!("unknown run {s:?}; expected one of {RUN_NAMES}"))
+                }
+                Ok(policy) => Ok(DemoRun::Workers(policy, steal)),
             },
         }
     }
@@ -86,12 +95,13 @@ pub struct DemoArgs {
     pub workload: WorkloadArgs,
 
     /// The runs to compare, in order, comma-separated: p2c, least-loaded, local, round-robin,
-    /// worker-random (the workers' policies), random, jsq (placed by loadgen).
+    /// worker-random (the workers' policies, with --steal off; NAME+steal with --steal on),
+    /// random, jsq (placed by loadgen).
     #[arg(
         long,
         value_name = "RUN,...",
         value_delimiter = ',',
-        default_value = "p2c,least-loaded,local,random,jsq"
+        default_value = "p2c+steal,p2c,local+steal,least-loaded,local,random,jsq"
     )]
     pub runs: Vec<DemoRun>,
 
@@ -165,23 +175,24 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
     let mut plan = None;
     let mut summaries: Vec<RunSummary> = Vec::new();
     for (i, run) in args.runs.iter().copied().enumerate() {
-        let policy = run.worker_policy();
+        let (policy, steal) = run.worker_policy();
         let reuse = cluster
             .as_ref()
-            .is_some_and(|c| c.policy() == policy.as_str());
+            .is_some_and(|c| c.policy() == policy.as_str() && c.steals() == steal);
         if !reuse {
             if let Some(old) = cluster.take() {
                 old.stop().await;
             }
             println!(
-                "starting {} workers ({} slot{} each, policy {policy}) on 127.0.0.1:{}..",
+                "starting {} workers ({} slot{} each, policy {policy}, steal {}) on 127.0.0.1:{}..",
                 spec.workers,
                 spec.slots,
                 if spec.slots == 1 { "" } else { "s" },
+                if steal { "on" } else { "off" },
                 spec.base_port
             );
-            let mut started =
-                LocalCluster::start(&spec, policy.as_str(), &format!("{}-{policy}", i + 1))?;
+            let tag = format!("{}-{}", i + 1, run.label().replace(' ', "-"));
+            let mut started = LocalCluster::start(&spec, policy.as_str(), steal, &tag)?;
             let took = started.wait_converged(&http, converge).await?;
             println!(
                 "  every worker sees all {} alive after {:.1} s",
@@ -216,10 +227,13 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
         let options = RunOptions {
             label: run.label(),
             dispatch: match run {
-                DemoRun::Workers(_) => Dispatch::Cluster,
+                DemoRun::Workers(..) => Dispatch::Cluster,
                 DemoRun::Loadgen(d) => d,
             },
-            worker_policy: Some(policy.as_str().into()),
+            worker_policy: Some(match steal {
+                true => format!("{policy}+steal"),
+                false => policy.as_str().into(),
+            }),
             kind: plan.spec.kind,
             request_timeout: timeout,
             progress: !args.output.no_progress,
@@ -272,21 +286,28 @@ mod tests {
 
     #[test]
     fn run_names_parse_and_random_is_loadgens() {
-        assert_eq!("p2c".parse(), Ok(DemoRun::Workers(Policy::P2c)));
+        assert_eq!("p2c".parse(), Ok(DemoRun::Workers(Policy::P2c, false)));
+        assert_eq!("p2c+steal".parse(), Ok(DemoRun::Workers(Policy::P2c, true)));
+        assert_eq!(
+            "local+steal".parse(),
+            Ok(DemoRun::Workers(Policy::Local, true))
+        );
+        assert_eq!(DemoRun::Workers(Policy::P2c, true).label(), "p2c+steal");
+        assert!("jsq+steal".parse::<DemoRun>().is_err());
         assert_eq!(
             "least-loaded".parse(),
-            Ok(DemoRun::Workers(Policy::LeastLoaded))
+            Ok(DemoRun::Workers(Policy::LeastLoaded, false))
         );
         assert_eq!("random".parse(), Ok(DemoRun::Loadgen(Dispatch::Random)));
         assert_eq!("jsq".parse(), Ok(DemoRun::Loadgen(Dispatch::Jsq)));
         assert_eq!(
             "worker-random".parse(),
-            Ok(DemoRun::Workers(Policy::Random))
+            Ok(DemoRun::Workers(Policy::Random, false))
         );
         assert!("fastest".parse::<DemoRun>().unwrap_err().contains("jsq"));
         assert_eq!(
             DemoRun::Loadgen(Dispatch::Jsq).worker_policy(),
-            Policy::Local
+            (Policy::Local, false)
         );
     }
 }

@@ -479,7 +479,8 @@ where
         // HEAD is answered as GET; hyper sends the headers without the body.
         (&Method::GET | &Method::HEAD, "/v1/cluster") => {
             let now = tokio::time::Instant::now().into_std();
-            let view = ClusterView::of_shared(&state.gossip, now);
+            let mut view = ClusterView::of_shared(&state.gossip, now);
+            view.moves = Some(state.jobs.stats().into());
             let mut response = json(StatusCode::OK, &view);
             response
                 .headers_mut()
@@ -591,6 +592,7 @@ mod tests {
             store,
             metrics.clone(),
             HandoffConfig::new(NodeId::new("n").unwrap(), 1),
+            None,
             StdRng::seed_from_u64(1),
             None,
             &TaskTracker::new(),

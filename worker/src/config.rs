@@ -79,6 +79,23 @@ pub struct Config {
     #[arg(long, env = "HEARSAY_POLICY", value_name = "POLICY", default_value_t = Policy::P2c)]
     pub policy: Policy,
 
+    /// Load sharing the other way: a node with a free slot and an empty queue asks a busy peer
+    /// for one of its queued jobs, and a leaving node hands its queue on (`on`, the default);
+    /// `off`: placement alone, each job moved at most once.
+    #[arg(
+        long,
+        env = "HEARSAY_STEAL",
+        value_name = "on|off",
+        default_value = "on"
+    )]
+    pub steal: Switch,
+
+    /// Milliseconds between steal requests while this node stays idle (it also asks at once
+    /// whenever a job ends and leaves it idle).
+    #[arg(long, env = "HEARSAY_STEAL_INTERVAL", value_name = "MS", default_value_t = 200,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub steal_interval: u64,
+
     /// The worker's configuration file (TOML): the commands `exec` jobs may run here, as
     /// `[commands.NAME]` tables. Checked at start; without it the node runs no command.
     #[arg(long = "config", env = "HEARSAY_CONFIG", value_name = "PATH")]
@@ -234,6 +251,28 @@ pub struct Config {
     pub allowed_hosts: AllowedHosts,
 }
 
+/// A feature on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    /// On.
+    On,
+    /// Off.
+    Off,
+}
+
+impl Switch {
+    /// Whether it is on.
+    pub fn is_on(self) -> bool {
+        self == Switch::On
+    }
+}
+
+impl std::fmt::Display for Switch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.is_on() { "on" } else { "off" })
+    }
+}
+
 impl Default for Config {
     /// The same settings as a command line with no flags and no `HEARSAY_*` variables.
     fn default() -> Self {
@@ -245,6 +284,8 @@ impl Default for Config {
             slots: None,
             queue_limit: 1024,
             policy: Policy::P2c,
+            steal: Switch::On,
+            steal_interval: 200,
             config_file: None,
             retain_ms: 600_000,
             retain_jobs: 100_000,
@@ -298,6 +339,11 @@ impl Config {
     /// How long a finished job's outcome is kept.
     pub fn retain(&self) -> Duration {
         Duration::from_millis(self.retain_ms)
+    }
+
+    /// How often an idle node asks for work.
+    pub fn steal_interval(&self) -> Duration {
+        Duration::from_millis(self.steal_interval)
     }
 
     /// How long a leaving node waits for its jobs.

@@ -67,6 +67,8 @@ struct Inner {
     peers: Peers,
     policy: Policy,
     config: HandoffConfig,
+    /// With stealing on: how often an idle node asks a busy peer for work.
+    steal: Option<Duration>,
     shell: Mutex<Shell>,
     /// Woken when the core's next wake-up may be earlier.
     rearm: Notify,
@@ -90,7 +92,7 @@ struct Shell {
     heard: Option<JobOutcome>,
     /// Submitters waiting for their reply.
     waiting: HashMap<Ticket, oneshot::Sender<Reply>>,
-    /// When each job followed at a peer arrived here.
+    /// When each job submitted here and not yet settled arrived.
     followed: HashMap<JobId, Instant>,
     /// Jobs taken out of the executor's queue for a thief, until the move is settled.
     given: HashMap<JobId, executor::Submission>,
@@ -105,7 +107,9 @@ struct Pending {
 
 impl Dispatcher {
     /// The shell of node `me` over a core configured by `config`; its tasks run on `tracker`.
-    /// `rng` drives placement (seed it from the node's logged seed).
+    /// `rng` drives placement (seed it from the node's logged seed). With `steal` (its
+    /// interval), an idle node asks busy peers for queued jobs, and a leaving one hands its
+    /// queue on.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         gossip: SharedGossip,
@@ -113,6 +117,7 @@ impl Dispatcher {
         store: Arc<JobStore>,
         metrics: Metrics,
         config: HandoffConfig,
+        steal: Option<Duration>,
         rng: StdRng,
         token: Option<&crate::auth::ApiToken>,
         tracker: &TaskTracker,
@@ -130,6 +135,7 @@ impl Dispatcher {
                 store,
                 metrics,
                 policy: config.placer.policy,
+                steal,
                 shell: Mutex::new(Shell {
                     core: Handoff::new(config.clone()),
                     rng,
@@ -165,6 +171,11 @@ impl Dispatcher {
     /// The node's job metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// What the hand-off core counted so far.
+    pub fn stats(&self) -> hearsay_scheduler::handoff::HandoffStats {
+        self.shell().core.stats()
     }
 
     /// Whether the node is leaving (and refuses new jobs).
@@ -376,13 +387,17 @@ impl Dispatcher {
             "draining: taking no new jobs, finishing those taken"
         );
         let finished = tokio::time::timeout(timeout, async {
-            inner.executor.idle().await;
             loop {
                 let settled = inner.settled.notified();
-                if self.shell().core.unsettled() == 0 {
+                if inner.steal.is_some() {
+                    self.hand_over_queue();
+                }
+                let work = inner.executor.work();
+                if work.queued == 0 && work.running == 0 && self.shell().core.unsettled() == 0 {
                     break;
                 }
-                settled.await;
+                // A job settled, or a while passed: hand on what is queued again.
+                let _ = tokio::time::timeout(MAP_CHECK, settled).await;
             }
         })
         .await
@@ -413,6 +428,32 @@ impl Dispatcher {
         self.inner.leaving.store(true, Ordering::Relaxed);
         self.inner.executor.kill();
         self.inner.stopping.cancel();
+    }
+
+    /// Offers every queued job on to a peer (this node is leaving); those no peer takes come
+    /// back to the queue.
+    fn hand_over_queue(&self) {
+        self.with_core(|shell, now, view| {
+            while let Some(job) = self.inner.executor.take_newest() {
+                let id = job.id;
+                let requires = job.spec.kind.command().map_or(0, command_bits);
+                shell.given.insert(id, job);
+                if !shell
+                    .core
+                    .handle_hand_over(now, &mut shell.rng, view, id, requires)
+                {
+                    break; // no peer takes work now; the rest stay queued
+                }
+            }
+        });
+    }
+
+    /// Whether this node is idle enough to steal: a free slot, an empty queue, not leaving.
+    fn may_steal(&self, view: &View<'_>) -> bool {
+        self.inner.steal.is_some()
+            && !self.is_leaving()
+            && view.own.queued == 0
+            && view.own.running < view.own.slots
     }
 
     fn shell(&self) -> std::sync::MutexGuard<'_, Shell> {
@@ -467,8 +508,17 @@ impl Dispatcher {
                     } else {
                         inner.metrics.received_forwarded();
                     }
+                    if !path.is_empty() && entry == inner.me {
+                        // Stolen back to its entry node: the record this node kept while
+                        // following the job elsewhere makes way for the executor's.
+                        inner.store.remove_unfinished(now, id);
+                    }
                     let hops = u32::try_from(path.len()).unwrap_or(u32::MAX);
                     let arrived = job.arrived;
+                    if path.is_empty() {
+                        // Submitted here: if a thief takes it later, its total counts from now.
+                        shell.followed.insert(id, arrived);
+                    }
                     let job = executor::Submission {
                         id,
                         spec: job.spec,
@@ -539,7 +589,7 @@ impl Dispatcher {
                 }
                 Action::Follow { id, at, status } => {
                     let kind = shell.pending.remove(&id).map(|p| {
-                        shell.followed.insert(id, p.arrived);
+                        shell.followed.entry(id).or_insert(p.arrived);
                         p.spec.kind.name().to_owned()
                     });
                     let moved = inner.store.update(now, id, |o| {
@@ -623,6 +673,8 @@ impl Dispatcher {
     async fn drive(self, mut executed: mpsc::UnboundedReceiver<(JobId, JobStatus)>) {
         let mut rounds = tokio::time::interval(MAP_CHECK);
         rounds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut steals = tokio::time::interval(self.inner.steal.unwrap_or(Duration::MAX / 4));
+        steals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next = self.shell().core.poll_timeout().map(Instant::from_std);
             let timer = async {
@@ -632,11 +684,20 @@ impl Dispatcher {
                 }
             };
             tokio::select! {
-                Some((id, status)) = executed.recv() => self.with_core(|shell, now, _| {
+                Some((id, status)) = executed.recv() => self.with_core(|shell, now, view| {
                     if status == JobStatus::Running {
                         shell.core.handle_started(now, id);
                     } else {
                         shell.core.handle_ended(now, id, status);
+                        // Idle now? Ask at once (the tick asks again while it stays so).
+                        if self.may_steal(view) {
+                            shell.core.handle_idle(now, &mut shell.rng, view);
+                        }
+                    }
+                }),
+                _ = steals.tick(), if self.inner.steal.is_some() => self.with_core(|shell, now, view| {
+                    if self.may_steal(view) {
+                        shell.core.handle_idle(now, &mut shell.rng, view);
                     }
                 }),
                 () = timer => self.with_core(|shell, now, view| {

@@ -55,6 +55,7 @@ pub mod job_store;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod move_metrics;
 pub mod node;
 pub mod peer;
 pub mod peer_api;

@@ -483,6 +483,13 @@ pub struct Exposition {
 }
 
 impl Exposition {
+    /// Adds the counters of jobs moved between nodes, read at scrape time.
+    pub fn with_moves(mut self, stats: crate::move_metrics::StatsSource) -> Self {
+        self.registry
+            .register_collector(Box::new(crate::move_metrics::MoveCounters(stats)));
+        self
+    }
+
     /// Adds the gauges of what `store` keeps of finished jobs, read at scrape time.
     pub fn with_store(mut self, store: Arc<JobStore>) -> Self {
         self.registry

@@ -145,6 +145,8 @@ impl Node {
             slots,
             queue_limit = config.queue_limit,
             policy = %config.policy,
+            steal = %config.steal,
+            steal_interval_ms = config.steal_interval,
             retain_ms = config.retain_ms,
             retain_jobs = config.retain_jobs,
             drain_timeout_ms = config.drain_timeout,
@@ -241,12 +243,17 @@ impl Node {
             jobs: retain_jobs,
         };
         handoff.keys.ttl = config.retain();
+        // With stealing a job moves at most twice: a forward and a steal (or hand-over), or
+        // two steals of a job queued at its entry node.
+        let steal = config.steal.is_on().then(|| config.steal_interval());
+        handoff.max_moves = if steal.is_some() { 2 } else { 1 };
         let jobs = Dispatcher::new(
             gossip.clone(),
             executor.clone(),
             store.clone(),
             metrics.clone(),
             handoff,
+            steal,
             StdRng::seed_from_u64(placement_seed(seed)),
             config.api_token.as_ref(),
             &tracker,
@@ -272,7 +279,11 @@ impl Node {
         }));
         let exposition = metrics
             .registry(gossip.clone(), Arc::new(executor.clone()), slots)
-            .with_store(store);
+            .with_store(store)
+            .with_moves({
+                let jobs = jobs.clone();
+                Arc::new(move || jobs.stats())
+            });
         tasks.push(tracker.spawn(sampler::run(
             gossip.clone(),
             work,

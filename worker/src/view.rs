@@ -46,6 +46,10 @@ pub struct ClusterView {
     pub nodes: Vec<NodeView>,
     /// What the gossip core has done so far.
     pub gossip: StatsView,
+    /// Jobs moved between nodes, as this node's hand-off counted them (absent where no
+    /// hand-off runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moves: Option<crate::move_metrics::MovesView>,
 }
 
 /// One node as this node sees it.
@@ -142,6 +146,7 @@ impl ClusterView {
                     ..ReceiveErrorCounts::default()
                 },
             },
+            moves: None,
         }
     }
 

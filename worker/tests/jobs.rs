@@ -190,11 +190,9 @@ async fn jobs_submitted_to_one_node_spread_over_three() {
         assert_eq!(outcome["entry_node"], entry.id().as_str());
         let executing = outcome["executing_node"].as_str().unwrap().to_owned();
         let hops = outcome["hops"].as_u64().unwrap();
-        assert_eq!(
-            hops,
-            u64::from(executing != entry.id().as_str()),
-            "{outcome}"
-        );
+        // Run where it entered: no move; elsewhere: a forward, perhaps a steal after it.
+        assert_eq!(hops == 0, executing == entry.id().as_str(), "{outcome}");
+        assert!(hops <= 2, "{outcome}");
         for field in ["queued_ms", "run_ms", "total_ms"] {
             assert!(outcome[field].is_u64(), "{field} in {outcome}");
         }

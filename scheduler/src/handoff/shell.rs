@@ -210,6 +210,8 @@ pub struct HandoffStats {
     pub steals_empty: u64,
     /// Jobs this node gave to a thief.
     pub stolen_out: u64,
+    /// Queued jobs this node offered on as it left.
+    pub handed_over: u64,
     /// Steal offers this node was made (taken or not).
     pub stolen_in: u64,
 }

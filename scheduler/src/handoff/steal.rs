@@ -89,7 +89,7 @@ impl Handoff {
         let Some(id) = newest else {
             return StealAnswer::Empty;
         };
-        match self.give(now, view, thief, incarnation, id) {
+        match self.give(now, view, thief, incarnation, id, false) {
             Some(offer) => {
                 self.stats.stolen_out += 1;
                 let (api, to) = match self.jobs.get(&id).map(|j| &j.stage) {
@@ -107,7 +107,56 @@ impl Handoff {
         }
     }
 
-    /// Sets up the move of queued job `id` to `thief`; `None` if it may not go.
+    /// This node is leaving: offer queued job `id` (which the shell took out of its queue; it
+    /// requires the command bits `requires`) to a peer, chosen by the placer among those
+    /// that take work, so that the drain waits for the running jobs only. Settled as a steal:
+    /// not taken, it comes back ([`Action::Requeue`]) to be tried again or run here. Returns
+    /// whether an offer went out.
+    pub fn handle_hand_over<R: Rng + ?Sized>(
+        &mut self,
+        now: Instant,
+        rng: &mut R,
+        view: &View<'_>,
+        id: JobId,
+        requires: u64,
+    ) -> bool {
+        let me = self.config.node.clone();
+        let target = self.placer.choose(
+            &crate::PlacementRequest {
+                map: view.map,
+                me: &me,
+                own: view.own,
+                now,
+                hops: 0,
+                exclude: std::slice::from_ref(&me),
+                requires,
+            },
+            false,
+            rng,
+        );
+        let offer = match target {
+            crate::Target::Peer { node, .. } => {
+                let incarnation = self.config.incarnation;
+                self.give(now, view, &node, incarnation, id, true)
+            }
+            _ => None,
+        };
+        let Some(offer) = offer else {
+            self.actions.push_back(Action::Requeue { id });
+            return false;
+        };
+        self.stats.handed_over += 1;
+        let (api, to) = match self.jobs.get(&id).map(|j| &j.stage) {
+            Some(Stage::Moving(m)) => (m.api, m.to.clone()),
+            _ => unreachable!("give set the move"),
+        };
+        let timeout = self.config.offer_timeout;
+        self.send(now, id, to, api, Request::Offer(offer), timeout);
+        true
+    }
+
+    /// Sets up the move of queued job `id` to `thief`; `None` if it may not go (while this node
+    /// leaves, only a hand-over goes).
     fn give(
         &mut self,
         now: Instant,
@@ -115,8 +164,12 @@ impl Handoff {
         thief: &NodeId,
         incarnation: u64,
         id: JobId,
+        hand_over: bool,
     ) -> Option<Offer> {
-        if self.leaving || incarnation != self.config.incarnation || *thief == self.config.node {
+        if (self.leaving && !hand_over)
+            || incarnation != self.config.incarnation
+            || *thief == self.config.node
+        {
             return None;
         }
         let report = view.map.get(thief)?.report();
@@ -145,7 +198,10 @@ impl Handoff {
         match self.jobs.get_mut(&id) {
             // Submitted here and queued here: this node is its entry node and keeps answering
             // for it.
-            Some(job) if matches!(job.stage, Stage::Here) => job.stage = Stage::Moving(m),
+            // (A job its client pinned here with `here_only` never moves.)
+            Some(job) if matches!(job.stage, Stage::Here) && !job.here_only => {
+                job.stage = Stage::Moving(m);
+            }
             Some(_) => return None,
             None => {
                 self.jobs.insert(
