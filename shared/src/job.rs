@@ -425,6 +425,25 @@ pub const MAX_OUTPUT_VALUES: usize = 256;
 pub const MAX_ERROR_BYTES: usize = 4096;
 
 impl JobOutcome {
+    /// The record of job `id` of `kind`, entered at `entry`, that says no more than `status`.
+    pub fn new(id: JobId, kind: &str, status: JobStatus, entry: NodeId) -> JobOutcome {
+        JobOutcome {
+            id,
+            kind: kind.to_owned(),
+            status,
+            entry_node: entry,
+            executing_node: None,
+            hops: 0,
+            queued_ms: None,
+            run_ms: None,
+            total_ms: None,
+            output: None,
+            error: None,
+            output_truncated: false,
+            output_original_bytes: None,
+        }
+    }
+
     /// Bounds what the outcome holds: the text of its output (the bytes of its strings — an
     /// `echo` job's data, an `exec` job's `stdout` and `stderr`) to `max_output_bytes` in all,
     /// and its error to [`MAX_ERROR_BYTES`]. Returns whether anything was cut.

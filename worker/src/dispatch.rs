@@ -303,7 +303,8 @@ impl Dispatcher {
                 } else {
                     self.outcome(id)
                 };
-                let outcome = outcome.unwrap_or_else(|| bare_outcome(id, status, &self.inner.me));
+                let outcome = outcome
+                    .unwrap_or_else(|| JobOutcome::new(id, "", status, self.inner.me.clone()));
                 AskReply::Held {
                     outcome: Box::new(outcome),
                 }
@@ -598,7 +599,7 @@ impl Dispatcher {
                     });
                     if !moved {
                         inner.metrics.forwarded_to(&at);
-                        let mut outcome = bare_outcome(id, status, &inner.me);
+                        let mut outcome = JobOutcome::new(id, "", status, inner.me.clone());
                         outcome.kind = kind.unwrap_or_default();
                         outcome.executing_node = Some(at);
                         outcome.hops = 1;
@@ -656,7 +657,8 @@ impl Dispatcher {
                     if inner.store.get(now, id).is_some() {
                         inner.store.update(now, id, change);
                     } else {
-                        let mut outcome = bare_outcome(id, JobStatus::Queued, &inner.me);
+                        let mut outcome =
+                            JobOutcome::new(id, "", JobStatus::Queued, inner.me.clone());
                         change(&mut outcome);
                         let _ = inner.store.insert(now, outcome);
                     }
@@ -711,24 +713,5 @@ impl Dispatcher {
                 () = self.inner.stopping.cancelled() => return,
             }
         }
-    }
-}
-
-/// A record of job `id` entered at `entry` that says no more than its status.
-fn bare_outcome(id: JobId, status: JobStatus, entry: &NodeId) -> JobOutcome {
-    JobOutcome {
-        id,
-        kind: String::new(),
-        status,
-        entry_node: entry.clone(),
-        executing_node: None,
-        hops: 0,
-        queued_ms: None,
-        run_ms: None,
-        total_ms: None,
-        output: None,
-        error: None,
-        output_truncated: false,
-        output_original_bytes: None,
     }
 }

@@ -209,32 +209,19 @@ impl Executor {
         if shared.refuses(&state) {
             return Err(Refusal::Full);
         }
-        shared.store.insert(
-            now,
-            JobOutcome {
-                id: job.id,
-                kind: job.spec.kind.name().to_owned(),
-                status: JobStatus::Queued,
-                entry_node: job.entry.clone(),
-                executing_node: Some(shared.node.clone()),
-                hops: job.hops,
-                queued_ms: None,
-                run_ms: None,
-                total_ms: None,
-                output: None,
-                error: None,
-                output_truncated: false,
-                output_original_bytes: None,
-            },
-        )?;
+        let mut record = JobOutcome::new(
+            job.id,
+            job.spec.kind.name(),
+            JobStatus::Queued,
+            job.entry.clone(),
+        );
+        record.executing_node = Some(shared.node.clone());
+        record.hops = job.hops;
+        shared.store.insert(now, record)?;
         if starts_now {
             state.running += 1;
             drop(state);
-            let started = shared.start(&job);
-            let slot = Arc::clone(shared);
-            shared
-                .tracker
-                .spawn(async move { slot.run_slot(job, started).await });
+            Shared::start_slot(shared, job);
             Ok(JobStatus::Running)
         } else {
             state.queue.push_back(job);
@@ -259,11 +246,7 @@ impl Executor {
         if state.running < shared.slots {
             state.running += 1;
             drop(state);
-            let started = shared.start(&job);
-            let slot = Arc::clone(shared);
-            shared
-                .tracker
-                .spawn(async move { slot.run_slot(job, started).await });
+            Shared::start_slot(shared, job);
         } else {
             state.queue.push_back(job);
         }
@@ -407,6 +390,15 @@ impl Shared {
         });
         self.report(job.id, JobStatus::Running);
         now
+    }
+
+    /// Starts `job` in a slot just counted as running.
+    fn start_slot(shared: &Arc<Shared>, job: Submission) {
+        let started = shared.start(&job);
+        let slot = Arc::clone(shared);
+        shared
+            .tracker
+            .spawn(async move { slot.run_slot(job, started).await });
     }
 
     /// One busy slot: runs `job`, then the queue's next jobs, until the queue is empty.
