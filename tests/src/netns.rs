@@ -236,6 +236,10 @@ pub struct Host {
 impl Drop for Host {
     fn drop(&mut self) {
         std::fs::remove_dir_all(&self.etc).ok();
+        // And `/etc/netns` itself once no host is left in it (fails, harmlessly, before).
+        if let Some(parent) = self.etc.parent() {
+            std::fs::remove_dir(parent).ok();
+        }
         // `namespace` is dropped after this: its processes killed, itself deleted.
     }
 }
