@@ -325,6 +325,30 @@ impl Gossip {
         }
     }
 
+    /// The seed gossip addresses: where a node with no live peer sends its rounds, and what
+    /// it probes now and then.
+    pub fn seeds(&self) -> &[SocketAddr] {
+        &self.seeds
+    }
+
+    /// Replaces the seed addresses (a seed name resolved again); this node's own gossip
+    /// address and repeats are left out. Nothing else changes: the next round uses them.
+    pub fn set_seeds(&mut self, seeds: impl IntoIterator<Item = SocketAddr>) {
+        let mut kept: Vec<SocketAddr> = Vec::new();
+        for seed in seeds {
+            if seed != self.config.gossip && !kept.contains(&seed) {
+                kept.push(seed);
+            }
+        }
+        self.seeds = kept;
+    }
+
+    /// Whether any other node is alive in this node's map: while none is, the node gossips
+    /// only to its seeds.
+    pub fn has_live_peer(&self) -> bool {
+        self.peers().any(|e| e.verdict() == Verdict::Alive)
+    }
+
     /// Sets the load that the next report carries. A node that is leaving stays leaving.
     pub fn set_load(&mut self, load: LoadVector) {
         let state = if self.is_leaving() {
@@ -747,6 +771,33 @@ mod tests {
     fn core(i: usize, wall: u64, seeds: Vec<SocketAddr>, now: Instant) -> Gossip {
         let config = GossipConfig::new(id(i), addr(i), addr(i));
         Gossip::new(config, wall, LoadVector::idle(2), seeds, now).unwrap()
+    }
+
+    #[test]
+    fn seeds_can_be_replaced_and_a_lonely_node_pushes_to_the_new_ones() {
+        let now = Instant::now();
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut a = core(0, WALL, vec![addr(1)], now);
+        assert_eq!(a.seeds(), [addr(1)]);
+        assert!(!a.has_live_peer());
+        // Its own address and repeats are left out.
+        a.set_seeds([addr(0), addr(2), addr(3), addr(2)]);
+        assert_eq!(a.seeds(), [addr(2), addr(3)]);
+        a.handle_tick(now, &mut rng);
+        let sent: Vec<Transmit> = std::iter::from_fn(|| a.poll_transmit()).collect();
+        let to: Vec<SocketAddr> = sent.iter().map(|t| t.to).collect();
+        assert!(to.contains(&addr(2)) && to.contains(&addr(3)), "{to:?}");
+        assert!(!to.contains(&addr(1)), "the old seed is gone: {to:?}");
+        // Once a seed hears it and answers, the node has a live peer.
+        let mut b = core(2, WALL, vec![], now);
+        for t in sent.iter().filter(|t| t.to == addr(2)) {
+            b.handle_datagram(now, addr(0), &t.bytes, &mut rng).unwrap();
+        }
+        b.handle_tick(now, &mut rng);
+        for t in std::iter::from_fn(|| b.poll_transmit()).filter(|t| t.to == addr(0)) {
+            a.handle_datagram(now, addr(2), &t.bytes, &mut rng).unwrap();
+        }
+        assert!(a.has_live_peer());
     }
 
     fn forged(i: usize, incarnation: u64, seq: u64, state: NodeState) -> Vec<u8> {

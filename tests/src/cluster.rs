@@ -61,6 +61,10 @@ pub struct WorkerSpec {
     pub seeds: Vec<SocketAddr>,
     /// Extra flags.
     pub args: Vec<String>,
+    /// The network namespace to run it in (`ip netns exec`), if not the test's own.
+    pub netns: Option<String>,
+    /// Where its sockets listen, if not at `ip` (e.g. `0.0.0.0`, with `--advertise-*`).
+    pub bind: Option<IpAddr>,
 }
 
 impl WorkerSpec {
@@ -71,6 +75,8 @@ impl WorkerSpec {
             ip: fresh_loopback(),
             seeds,
             args: Vec::new(),
+            netns: None,
+            bind: None,
         }
     }
     /// Where its HTTP API listens.
@@ -301,14 +307,23 @@ pub fn start_with_env(spec: WorkerSpec, env: &[(&str, &str)]) -> Result<WorkerPr
         .open(&log_path)
         .with_context(|| format!("cannot open {}", log_path.display()))?;
     let seeds: Vec<String> = spec.seeds.iter().map(|s| s.to_string()).collect();
-    let mut command = Command::new(&bin);
+    // `ip netns exec` runs the worker in place of itself: the child is the worker still.
+    let mut command = match &spec.netns {
+        Some(netns) => {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", netns]).arg(&bin);
+            command
+        }
+        None => Command::new(&bin),
+    };
+    let listen = spec.bind.unwrap_or(spec.ip);
     command
         .arg("--node-id")
         .arg(&spec.node_id)
         .arg("--api")
-        .arg(spec.api().to_string())
+        .arg(SocketAddr::new(listen, API_PORT).to_string())
         .arg("--gossip")
-        .arg(spec.gossip().to_string())
+        .arg(SocketAddr::new(listen, GOSSIP_PORT).to_string())
         .arg("--slots")
         .arg("1")
         .args(&spec.args)

@@ -4,8 +4,15 @@
 //!
 //! The usual shape: the test (or tool) runs itself again inside the namespace with
 //! [`run_inside`], and the inner run starts its workers there.
+//!
+//! Hosts of their own: a [`Lan`] is a bridge in a namespace of its own with a namespace per host
+//! plugged into it, each host with its own address ([`LanPlan::host_ip`]) and its own
+//! `/etc/hosts` (`ip netns exec` bind-mounts `/etc/netns/NAME/hosts` over it). The test runs
+//! itself again in the bridge's namespace, which reaches every host and nothing else, and starts
+//! each worker in its host's namespace.
 
-use std::path::Path;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
@@ -141,4 +148,157 @@ pub fn run(program: &str, args: &[&str]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The names and addresses of a [`Lan`], known to the run that creates it and, given the
+/// creator's process id, to the run inside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LanPlan {
+    /// The prefix of every namespace's name.
+    pub prefix: String,
+    /// How many hosts.
+    pub hosts: usize,
+    /// The process id of the run that creates the namespaces (their names end with it).
+    pub pid: u32,
+}
+
+impl LanPlan {
+    /// The bridge's own address in the LAN's namespace: where the test speaks from.
+    pub const BRIDGE_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 254);
+
+    /// A plan for `hosts` hosts (at most 250), to be created by this process.
+    pub fn new(prefix: &str, hosts: usize) -> Self {
+        assert!((1..=250).contains(&hosts), "1 to 250 hosts");
+        LanPlan {
+            prefix: prefix.to_owned(),
+            hosts,
+            pid: std::process::id(),
+        }
+    }
+
+    /// The namespace holding the bridge.
+    pub fn lan_namespace(&self) -> String {
+        format!("{}lan-{}", self.prefix, self.pid)
+    }
+
+    /// Host `i`'s namespace.
+    pub fn host_namespace(&self, i: usize) -> String {
+        format!("{}{i}-{}", self.prefix, self.pid)
+    }
+
+    /// Host `i`'s address: 10.77.0.(i+1), on a /24 that exists only inside these namespaces.
+    pub fn host_ip(&self, i: usize) -> Ipv4Addr {
+        Ipv4Addr::new(10, 77, 0, u8::try_from(i + 1).expect("at most 250 hosts"))
+    }
+
+    /// Host `i`'s `/etc/hosts`, as `ip netns exec` mounts it.
+    pub fn hosts_file(&self, i: usize) -> PathBuf {
+        Path::new("/etc/netns")
+            .join(self.host_namespace(i))
+            .join("hosts")
+    }
+
+    /// Host `i`'s port on the bridge, in the LAN's namespace.
+    fn port(i: usize) -> String {
+        format!("host{i}")
+    }
+
+    /// Rewrites host `i`'s `/etc/hosts` in place (the mount is of the file, so it must keep its
+    /// inode; the resolver reads it again at every lookup).
+    pub fn set_hosts(&self, i: usize, text: &str) -> Result<()> {
+        let path = self.hosts_file(i);
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// Takes host `i`'s link down (its bridge port: nothing reaches it or leaves it) or up.
+    pub fn set_link(&self, i: usize, up: bool) -> Result<()> {
+        let lan = self.lan_namespace();
+        ip(&[
+            "-n",
+            &lan,
+            "link",
+            "set",
+            &Self::port(i),
+            if up { "up" } else { "down" },
+        ])
+    }
+}
+
+/// One host of a [`Lan`]: on drop, what runs in it is killed, its namespace deleted and its
+/// `/etc/netns` folder removed.
+#[derive(Debug)]
+pub struct Host {
+    /// Its namespace.
+    pub namespace: Namespace,
+    etc: PathBuf,
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.etc).ok();
+        // And `/etc/netns` itself once no host is left in it (fails, harmlessly, before).
+        if let Some(parent) = self.etc.parent() {
+            std::fs::remove_dir(parent).ok();
+        }
+        // `namespace` is dropped after this: its processes killed, itself deleted.
+    }
+}
+
+/// Hosts on one bridge, each in a namespace of its own; everything is torn down on drop (the
+/// hosts first, then the bridge's namespace), also when a test fails half-way.
+#[derive(Debug)]
+pub struct Lan {
+    /// Its names and addresses.
+    pub plan: LanPlan,
+    /// The hosts (dropped before `namespace`: fields drop in order).
+    pub hosts: Vec<Host>,
+    /// The namespace holding the bridge.
+    pub namespace: Namespace,
+}
+
+impl Lan {
+    /// Creates the bridge (at [`LanPlan::BRIDGE_IP`]/24) and `plan.hosts` hosts plugged into
+    /// it, host `i` at [`LanPlan::host_ip`]/24 on its `eth0`, with an `/etc/hosts` of
+    /// `hosts(i)`. Needs root and `ip`; fails on the first step that fails, leaving nothing.
+    pub fn create(plan: LanPlan, hosts: impl Fn(usize) -> String) -> Result<Lan> {
+        assert_eq!(
+            plan.pid,
+            std::process::id(),
+            "the plan is for another process"
+        );
+        let namespace = Namespace::create(&format!("{}lan", plan.prefix))?;
+        let lan = namespace.name.clone();
+        ip(&["-n", &lan, "link", "add", "br0", "type", "bridge"])?;
+        let bridge_ip = format!("{}/24", LanPlan::BRIDGE_IP);
+        ip(&["-n", &lan, "addr", "add", &bridge_ip, "dev", "br0"])?;
+        ip(&["-n", &lan, "link", "set", "br0", "up"])?;
+        let mut made = Lan {
+            plan,
+            hosts: Vec::new(),
+            namespace,
+        };
+        for i in 0..made.plan.hosts {
+            let host = Namespace::create(&format!("{}{i}", made.plan.prefix))?;
+            let etc = Path::new("/etc/netns").join(&host.name);
+            let host = Host {
+                namespace: host,
+                etc: etc.clone(),
+            };
+            let name = host.namespace.name.clone();
+            made.hosts.push(host);
+            std::fs::create_dir_all(&etc)
+                .with_context(|| format!("cannot create {}", etc.display()))?;
+            made.plan.set_hosts(i, &hosts(i))?;
+            let port = LanPlan::port(i);
+            ip(&[
+                "link", "add", &port, "netns", &lan, "type", "veth", "peer", "name", "eth0",
+                "netns", &name,
+            ])?;
+            ip(&["-n", &lan, "link", "set", &port, "master", "br0", "up"])?;
+            let host_ip = format!("{}/24", made.plan.host_ip(i));
+            ip(&["-n", &name, "addr", "add", &host_ip, "dev", "eth0"])?;
+            ip(&["-n", &name, "link", "set", "eth0", "up"])?;
+        }
+        Ok(made)
+    }
 }

@@ -1,7 +1,7 @@
 //! The node's configuration: command-line flags, each with a `HEARSAY_*` environment fallback.
 
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -14,6 +14,7 @@ use hearsay_shared::{wire, GossipConfig, NodeId};
 
 use crate::auth::ApiToken;
 use crate::browser_guard::AllowedHosts;
+use crate::discovery::SeedName;
 use crate::job_store::{DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_RETAIN_BYTES};
 use crate::limits::{
     BodyLimits, ConnectionLimits, DEFAULT_BODY_MIN_RATE, DEFAULT_BODY_RATE_GRACE_MS,
@@ -51,8 +52,22 @@ pub struct Config {
     )]
     pub gossip: SocketAddr,
 
-    /// Gossip addresses of nodes to join through, comma-separated (`host:port` is resolved once,
-    /// at start); empty for the first node.
+    /// The API address peers and clients are told to reach this node at (its gossip reports
+    /// carry it) [default: the address --api bound]: for a node listening on 0.0.0.0, or
+    /// behind NAT.
+    #[arg(long, env = "HEARSAY_ADVERTISE_API", value_name = "ADDR")]
+    pub advertise_api: Option<SocketAddr>,
+
+    /// The gossip address peers are told to send to [default: the address --gossip bound]: for
+    /// a node listening on 0.0.0.0, or behind NAT. With a cluster key, datagrams are opened for
+    /// this address.
+    #[arg(long, env = "HEARSAY_ADVERTISE_GOSSIP", value_name = "ADDR")]
+    pub advertise_gossip: Option<SocketAddr>,
+
+    /// Gossip addresses of nodes to join through, comma-separated: `IP:PORT`, or `HOST:PORT`,
+    /// a name resolved at start and again while this node has no live peer (and every minute or
+    /// so after), every address it has a seed; a name that does not resolve yet is retried with
+    /// backoff. Empty for the first node.
     #[arg(
         long,
         env = "HEARSAY_SEEDS",
@@ -280,6 +295,8 @@ impl Default for Config {
             node_id: None,
             api: SocketAddr::from(([127, 0, 0, 1], 8080)),
             gossip: SocketAddr::from(([127, 0, 0, 1], 7946)),
+            advertise_api: None,
+            advertise_gossip: None,
             seeds: Seeds::default(),
             slots: None,
             queue_limit: 1024,
@@ -404,6 +421,22 @@ impl Config {
 
     /// Checks the settings before anything is bound; the error names the flag.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
+        for (flag, addr) in [
+            ("--advertise-api", self.advertise_api),
+            ("--advertise-gossip", self.advertise_gossip),
+        ] {
+            if let Some(addr) = addr {
+                if addr.ip().is_unspecified() || addr.port() == 0 {
+                    return Err(InvalidSetting {
+                        flag,
+                        value: addr.to_string(),
+                        reason: String::from(
+                            "must be an address peers can reach: a specific IP and a port",
+                        ),
+                    });
+                }
+            }
+        }
         if self.cluster_key_file.is_some() && self.cluster_key.is_some() {
             return Err(InvalidSetting {
                 flag: "--cluster-key-file",
@@ -548,42 +581,51 @@ pub enum LogFormat {
     Json,
 }
 
-/// Seed gossip addresses, parsed from a comma-separated list; empty items are ignored.
+/// Seeds, parsed from a comma-separated list (empty items are ignored): the IP addresses given
+/// (`.0`), and the names to resolve (`.1`, see [`crate::discovery`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Seeds(pub Vec<SocketAddr>);
+pub struct Seeds(pub Vec<SocketAddr>, pub Vec<SeedName>);
+
+impl Seeds {
+    /// Seeds given as addresses only.
+    pub fn addresses(addrs: Vec<SocketAddr>) -> Self {
+        Seeds(addrs, Vec::new())
+    }
+}
 
 impl FromStr for Seeds {
     type Err = String;
     fn from_str(list: &str) -> Result<Self, Self::Err> {
-        let mut seeds = Vec::new();
+        let mut seeds = Seeds::default();
         for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            if let Ok(addr) = item.parse::<SocketAddr>() {
-                seeds.push(addr);
-                continue;
+            match item.parse::<SocketAddr>() {
+                Ok(addr) => seeds.0.push(addr),
+                // Not an IP literal: a name, resolved by the node when it runs (not now: a name
+                // that does not resolve yet is no reason to refuse to start).
+                Err(_) => {
+                    let name = item.parse::<SeedName>()?;
+                    if !seeds.1.contains(&name) {
+                        seeds.1.push(name);
+                    }
+                }
             }
-            // Not an IP literal: a host name, resolved now. Prefer IPv4, as the defaults are.
-            let resolved: Vec<SocketAddr> = item
-                .to_socket_addrs()
-                .map_err(|e| format!("cannot resolve seed {item:?}: {e}"))?
-                .collect();
-            let addr = resolved
-                .iter()
-                .find(|a| a.is_ipv4())
-                .or(resolved.first())
-                .ok_or_else(|| format!("seed {item:?} resolves to no address"))?;
-            seeds.push(*addr);
         }
-        Ok(Seeds(seeds))
+        Ok(seeds)
     }
 }
 
 impl fmt::Display for Seeds {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, seed) in self.0.iter().enumerate() {
+        let items = self
+            .0
+            .iter()
+            .map(ToString::to_string)
+            .chain(self.1.iter().map(ToString::to_string));
+        for (i, item) in items.enumerate() {
             if i > 0 {
                 f.write_str(",")?;
             }
-            write!(f, "{seed}")?;
+            f.write_str(&item)?;
         }
         Ok(())
     }
@@ -683,6 +725,45 @@ mod tests {
     }
 
     #[test]
+    fn seeds_take_names_kept_for_the_node_to_resolve_and_advertised_addresses() {
+        let c = Config::try_parse_from([
+            "worker",
+            "--seeds",
+            "10.0.0.1:7946, hearsay.default.svc.cluster.local:7946,[fd00::1]:7946,\
+             not-resolvable-yet:7000,hearsay.default.svc.cluster.local:7946",
+            "--advertise-api",
+            "10.0.0.5:8080",
+            "--advertise-gossip",
+            "10.0.0.5:7946",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.seeds.0,
+            [
+                "10.0.0.1:7946".parse::<SocketAddr>().unwrap(),
+                "[fd00::1]:7946".parse().unwrap()
+            ]
+        );
+        let names: Vec<String> = c.seeds.1.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            names,
+            [
+                "hearsay.default.svc.cluster.local:7946",
+                "not-resolvable-yet:7000"
+            ],
+            "names are kept once each, unresolved"
+        );
+        assert_eq!(
+            c.seeds.to_string(),
+            "10.0.0.1:7946,[fd00::1]:7946,hearsay.default.svc.cluster.local:7946,\
+             not-resolvable-yet:7000"
+        );
+        assert_eq!(c.advertise_api, Some("10.0.0.5:8080".parse().unwrap()));
+        assert_eq!(c.advertise_gossip, Some("10.0.0.5:7946".parse().unwrap()));
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
     fn connection_and_body_limits_are_parsed_and_capped() {
         let c = Config::try_parse_from([
             "worker",
@@ -730,6 +811,18 @@ mod tests {
         assert!(Config::try_parse_from(["worker", "--slots", "0"]).is_err());
         assert!(Config::try_parse_from(["worker", "--node-id", "a b"]).is_err());
         assert!(Config::try_parse_from(["worker", "--seeds", "nope"]).is_err());
+        assert!(Config::try_parse_from(["worker", "--seeds", "a b:1"]).is_err());
+        for flag in ["--advertise-api", "--advertise-gossip"] {
+            assert!(Config::try_parse_from(["worker", flag, "host:1"]).is_err());
+            for bad in ["0.0.0.0:7946", "10.0.0.1:0"] {
+                let e = Config::try_parse_from(["worker", flag, bad])
+                    .unwrap()
+                    .validate()
+                    .unwrap_err();
+                assert_eq!(e.flag, flag);
+                assert!(e.reason.contains("peers can reach"), "{e}");
+            }
+        }
         assert!(Config::try_parse_from(["worker", "--policy", "fastest"]).is_err());
         assert!(Config::try_parse_from(["worker", "--retain-jobs", "0"]).is_err());
         assert!(Config::try_parse_from(["worker", "--allowed-hosts", "a.example:8080"]).is_err());

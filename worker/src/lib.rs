@@ -10,6 +10,7 @@
 //! # Layout
 //! - [`config`]: the command line and its `HEARSAY_*` environment fallbacks (clap).
 //! - [`node`]: [`Node::start`] binds the sockets and spawns the tasks; [`NodeHandle`] stops them.
+//! - [`discovery`]: seeds given by DNS name, resolved again while the node has no live peer.
 //! - [`gossip_task`]: the UDP socket and timer that drive the [`Gossip`] core; logs membership.
 //! - [`sealing`]: the cluster key — reading the keyring, generating keys, counting the datagrams
 //!   dropped before the core.
@@ -46,6 +47,7 @@ pub mod browser_guard;
 pub mod commands;
 pub mod config;
 pub mod dashboard;
+pub mod discovery;
 pub mod dispatch;
 pub mod exec;
 pub mod executor;

@@ -34,6 +34,7 @@ use crate::api::{self, ApiState};
 use crate::browser_guard::HostNames;
 use crate::commands::{Commands, ConfigFileError};
 use crate::config::{default_node_id, Config, InvalidSetting};
+use crate::discovery;
 use crate::dispatch::Dispatcher;
 use crate::executor::Executor;
 use crate::job_store::{JobStore, Retention};
@@ -116,6 +117,9 @@ impl Node {
             .local_addr()
             .map_err(local_addr_error("API socket"))?;
 
+        // What peers are told: the bound addresses, unless --advertise-* says otherwise.
+        let told_api = config.advertise_api.unwrap_or(api_addr);
+        let told_gossip = config.advertise_gossip.unwrap_or(gossip_addr);
         let id = config.node_id.clone().unwrap_or_else(|| {
             default_node_id(sysinfo::System::host_name().as_deref(), api_addr.port())
         });
@@ -125,7 +129,7 @@ impl Node {
         // The core reads no clock: it is told the wall clock at its creation, and counts on
         // from there on the clock it is driven with, to tell which versions are plausible.
         let core = Gossip::new(
-            config.gossip_config(id.clone(), api_addr, gossip_addr),
+            config.gossip_config(id.clone(), told_api, told_gossip),
             incarnation,
             LoadVector {
                 commands: commands.offer_set(),
@@ -141,6 +145,8 @@ impl Node {
             node = %id,
             api = %api_addr,
             gossip = %gossip_addr,
+            advertise_api = %told_api,
+            advertise_gossip = %told_gossip,
             seeds = %config.seeds,
             slots,
             queue_limit = config.queue_limit,
@@ -169,17 +175,18 @@ impl Node {
                     overhead_bytes = seal::OVERHEAD,
                     "gossip is sealed with the cluster key (XChaCha20-Poly1305)"
                 );
-                if gossip_addr.ip().is_unspecified() {
+                if told_gossip.ip().is_unspecified() {
                     warn!(
                         "gossip listens on the unspecified address {gossip_addr}: a sealed \
                          datagram opens only at the address it was sent to, and this node cannot \
                          tell which of its addresses that was, so it accepts only those sent to \
-                         {:?}, which come from its own machine; give --gossip the address peers \
-                         reach it by",
+                         {:?}, which come from its own machine; give --gossip (or \
+                         --advertise-gossip) the address peers reach it by",
                         seal::own_destinations(gossip_addr)
                     );
                 }
-                Sealing::keyed(keyring, gossip_addr)
+                // Peers seal for the address they are told.
+                Sealing::keyed(keyring, told_gossip)
             }
             None => {
                 warn!(
@@ -191,10 +198,11 @@ impl Node {
                 Sealing::Open
             }
         };
-        if gossip_addr.ip().is_unspecified() || api_addr.ip().is_unspecified() {
+        if told_gossip.ip().is_unspecified() || told_api.ip().is_unspecified() {
             warn!(
-                "listening on an unspecified address ({gossip_addr}, {api_addr}); peers are told \
-                 these addresses and may not reach this node through them"
+                "listening on an unspecified address ({told_gossip}, {told_api}); peers are told \
+                 these addresses and may not reach this node through them: give \
+                 --advertise-gossip and --advertise-api"
             );
         }
 
@@ -277,6 +285,17 @@ impl Node {
                 drop(stop_api);
             }
         }));
+        if !config.seeds.1.is_empty() {
+            tasks.push(tracker.spawn(discovery::run(
+                config.seeds.1.clone(),
+                config.seeds.0.clone(),
+                gossip_addr,
+                gossip.clone(),
+                StdRng::seed_from_u64(discovery_seed(seed)),
+                // A leaving node looks for no more peers.
+                shutdown.clone(),
+            )));
+        }
         let exposition = metrics
             .registry(gossip.clone(), Arc::new(executor.clone()), slots)
             .with_store(store)
@@ -311,6 +330,11 @@ impl Node {
                 drop(drained);
             }
         }));
+        // Clients told the advertised API address use it as `Host`.
+        let mut allowed_hosts = config.allowed_hosts.clone();
+        allowed_hosts
+            .0
+            .extend(config.advertise_api.map(|a| a.ip().to_string()));
         tasks.push(tracker.spawn(api::serve(
             listener,
             ApiState {
@@ -325,7 +349,7 @@ impl Node {
                 hosts: Arc::new(HostNames::new(
                     api_addr.ip(),
                     sysinfo::System::host_name().as_deref(),
-                    &config.allowed_hosts,
+                    &allowed_hosts,
                 )),
             },
             api_stop,
@@ -429,6 +453,11 @@ impl Drop for NodeHandle {
 fn placement_seed(seed: u64) -> u64 {
     // The 64-bit golden ratio: any fixed odd constant would do.
     seed ^ 0x9e37_79b9_7f4a_7c15
+}
+
+/// The seed of the seed-name resolver's rng (its jitter), derived like [`placement_seed`].
+fn discovery_seed(seed: u64) -> u64 {
+    seed.rotate_left(17) ^ 0x6a09_e667_f3bc_c909
 }
 
 /// The incarnation of a node starting now: the wall-clock time in milliseconds since the UNIX

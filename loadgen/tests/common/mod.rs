@@ -22,7 +22,7 @@ pub async fn start_nodes(n: usize, policy: Policy) -> Vec<NodeHandle> {
             .map_or_else(Vec::new, |f| vec![f.gossip_addr()]);
         let config = Config {
             node_id: Some(NodeId::new(format!("t{i}")).unwrap()),
-            seeds: Seeds(seeds),
+            seeds: Seeds::addresses(seeds),
             slots: Some(1),
             policy,
             gossip_interval: 50,
