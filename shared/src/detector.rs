@@ -62,7 +62,7 @@ impl Default for DetectorConfig {
 }
 
 /// How many intervals are measured before the two assumed ones leave the window.
-const ASSUMED_UNTIL: u32 = 30;
+const ASSUMED_UNTIL: u8 = 30;
 
 /// The heartbeat history of one node, in a few numbers whatever its length.
 ///
@@ -78,15 +78,16 @@ pub struct ArrivalWindow {
     last: Instant,
     /// Measured intervals in the window: exact up to `window`, then it stays there.
     count: u32,
-    /// Intervals measured since the window started (saturating), to retire the assumed ones.
-    measured: u32,
+    /// Intervals measured since the window started, up to [`ASSUMED_UNTIL`], to retire the
+    /// assumed ones.
+    measured: u8,
     sum: f64,
     sum_sq: f64,
     /// Whether the two assumed intervals still count.
     assumed: bool,
-    /// The two assumed intervals' sum and sum of squares, zero once they have left.
+    /// The two assumed intervals' sum (their sum of squares follows from it: they are half and
+    /// one and a half times their mean), zero once they have left.
     assumed_sum: f64,
-    assumed_sq: f64,
 }
 
 impl ArrivalWindow {
@@ -105,7 +106,6 @@ impl ArrivalWindow {
             sum_sq: 0.0,
             assumed: true,
             assumed_sum: short + long,
-            assumed_sq: short * short + long * long,
         }
     }
 
@@ -124,11 +124,12 @@ impl ArrivalWindow {
         }
         self.sum += interval;
         self.sum_sq += interval * interval;
-        self.measured = self.measured.saturating_add(1);
+        if self.measured < ASSUMED_UNTIL {
+            self.measured += 1;
+        }
         if self.measured >= ASSUMED_UNTIL {
             self.assumed = false;
             self.assumed_sum = 0.0;
-            self.assumed_sq = 0.0;
         }
     }
 
@@ -141,6 +142,12 @@ impl ArrivalWindow {
     /// When the last heartbeat arrived.
     pub fn last(&self) -> Instant {
         self.last
+    }
+
+    /// The assumed intervals' sum of squares: `(m/2)² + (3m/2)²` for a mean `m` of
+    /// `assumed_sum / 2`.
+    fn assumed_sq(&self) -> f64 {
+        0.625 * self.assumed_sum * self.assumed_sum
     }
 
     /// Intervals in the window, the assumed ones included.
@@ -157,7 +164,7 @@ impl ArrivalWindow {
     fn std_dev_ms(&self) -> f64 {
         let n = self.len();
         let mean = (self.sum + self.assumed_sum) / n;
-        ((self.sum_sq + self.assumed_sq) / n - mean * mean)
+        ((self.sum_sq + self.assumed_sq()) / n - mean * mean)
             .max(0.0)
             .sqrt()
     }
@@ -276,6 +283,6 @@ mod tests {
             "{}",
             w.mean_ms()
         );
-        assert!(std::mem::size_of::<ArrivalWindow>() <= 64);
+        assert!(std::mem::size_of::<ArrivalWindow>() <= 48);
     }
 }

@@ -13,7 +13,6 @@
 //! again by gossip once a place frees up). Live nodes are never pushed out by newcomers, so a
 //! flood can delay a real node's joining but cannot make the cluster forget its members.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -81,11 +80,10 @@ pub struct MergeOutcome {
 #[derive(Debug, Clone)]
 pub struct Entry {
     report: LoadReport,
-    refreshed: Instant,
     verdict: Verdict,
     verdict_since: Instant,
     arrivals: ArrivalWindow,
-    state_changes: u64,
+    state_changes: u32,
     /// How many times this node has pushed this report version to peers (dissemination).
     pub(crate) transmits: u32,
     /// Where the entry stands in the map's index of nodes that take work, if it does.
@@ -99,11 +97,12 @@ impl Entry {
     }
     /// When a newer report last arrived here.
     pub fn refreshed(&self) -> Instant {
-        self.refreshed
+        // The detector's last heartbeat is exactly that: every newer report is one.
+        self.arrivals.last()
     }
     /// How long ago a newer report last arrived here.
     pub fn age(&self, now: Instant) -> Duration {
-        now.saturating_duration_since(self.refreshed)
+        now.saturating_duration_since(self.refreshed())
     }
     /// The failure detector's verdict.
     pub fn verdict(&self) -> Verdict {
@@ -115,7 +114,7 @@ impl Entry {
     }
     /// How many times the verdict has changed since the node entered the map.
     pub fn state_changes(&self) -> u64 {
-        self.state_changes
+        u64::from(self.state_changes)
     }
     /// The detector's current suspicion level (see [`ArrivalWindow::phi`]).
     pub fn phi(&self, now: Instant, config: &DetectorConfig) -> f64 {
@@ -138,7 +137,7 @@ impl Entry {
         };
         self.verdict = to;
         self.verdict_since = now;
-        self.state_changes += 1;
+        self.state_changes = self.state_changes.saturating_add(1);
         Some(change)
     }
 }
@@ -160,7 +159,9 @@ fn verdict_of(report: &LoadReport) -> Verdict {
 #[derive(Debug, Clone)]
 pub struct LoadMap {
     entries: Vec<Entry>,
-    by_id: BTreeMap<NodeId, u32>,
+    /// Positions in `entries`, ordered by node id (an ordered index that holds no second copy
+    /// of every id: a search compares the ids in the entries).
+    by_id: Vec<u32>,
     /// Positions in `entries` of the nodes that take work, in no particular order.
     workers: Vec<u32>,
     /// Sum over `workers` with slots of `(queued + running) / slots`, in units of
@@ -189,7 +190,7 @@ impl Default for LoadMap {
     fn default() -> Self {
         LoadMap {
             entries: Vec::new(),
-            by_id: BTreeMap::new(),
+            by_id: Vec::new(),
             workers: Vec::new(),
             work_load: 0,
             work_slotted: 0,
@@ -245,8 +246,14 @@ impl LoadMap {
         self.entries.is_empty()
     }
 
+    /// Where `node` stands (or would stand) in the ordered index.
+    fn rank(&self, node: &NodeId) -> Result<usize, usize> {
+        self.by_id
+            .binary_search_by(|&i| self.entries[i as usize].report.node.cmp(node))
+    }
+
     fn position(&self, node: &NodeId) -> Option<usize> {
-        self.by_id.get(node).map(|&i| i as usize)
+        self.rank(node).ok().map(|r| self.by_id[r] as usize)
     }
 
     /// One node's entry.
@@ -260,7 +267,7 @@ impl LoadMap {
 
     /// Every entry, ordered by node id.
     pub fn iter(&self) -> impl Iterator<Item = &Entry> {
-        self.by_id.values().map(|&i| &self.entries[i as usize])
+        self.by_id.iter().map(|&i| &self.entries[i as usize])
     }
 
     /// Every entry, in no particular order (but the same for the same history): cheaper than
@@ -337,13 +344,20 @@ impl LoadMap {
     /// Drops entry `i`, moving the last entry into its place.
     fn remove_at(&mut self, i: usize) -> Entry {
         self.unindex(i);
+        if let Ok(r) = self.rank(&self.entries[i].report.node) {
+            self.by_id.remove(r);
+        }
+        // The last entry moves into the place: the index learns it before it moves, while
+        // every position it holds is still valid.
+        let last = self.entries.len() - 1;
+        if last != i {
+            if let Ok(r) = self.rank(&self.entries[last].report.node) {
+                self.by_id[r] = i as u32;
+            }
+        }
         let entry = self.entries.swap_remove(i);
-        self.by_id.remove(&entry.report.node);
         if let Some(moved) = self.entries.get(i) {
             let pos = moved.work_pos;
-            if let Some(slot) = self.by_id.get_mut(&moved.report.node) {
-                *slot = i as u32;
-            }
             if pos != NOWHERE {
                 self.workers[pos as usize] = i as u32;
             }
@@ -383,10 +397,10 @@ impl LoadMap {
                 incarnation: report.incarnation,
             };
             let i = self.entries.len();
-            self.by_id.insert(report.node.clone(), i as u32);
+            let r = self.rank(&report.node).unwrap_or_else(|r| r);
+            self.by_id.insert(r, i as u32);
             self.entries.push(Entry {
                 report,
-                refreshed: now,
                 verdict,
                 verdict_since: now,
                 arrivals: ArrivalWindow::new(now, config),
@@ -422,7 +436,6 @@ impl LoadMap {
         }
         let verdict = verdict_of(&report);
         entry.report = report;
-        entry.refreshed = now;
         entry.transmits = 0;
         let change = entry.set_verdict(verdict, now);
         self.index(i);
@@ -452,7 +465,7 @@ impl LoadMap {
         let mut expired = Vec::new();
         let except = self.position(except);
         // In id order, so that the changes come out in the order they always did.
-        let order: Vec<usize> = self.by_id.values().map(|&i| i as usize).collect();
+        let order: Vec<usize> = self.by_id.iter().map(|&i| i as usize).collect();
         for i in order {
             if Some(i) == except {
                 continue;
