@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::detector::{ArrivalWindow, DetectorConfig};
-use crate::{LoadReport, NodeId, NodeState};
+use crate::{LoadReport, LoadVector, NodeId, NodeState};
 
 /// What this node believes about another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -63,6 +63,25 @@ pub struct VerdictChange {
 /// serves well, small enough that a full map stays a few megabytes.
 pub const DEFAULT_MAX_NODES: usize = 10_000;
 
+/// How much a report is worth relaying, most first: the dissemination budget of a round (a
+/// few reports per push) goes to membership changes, then to load changes, then to bare
+/// heartbeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum News {
+    /// A node new to the map, a new incarnation, or a change of verdict (left, back alive).
+    Membership,
+    /// Its queue, running jobs, slots, state or commands changed (not its CPU figure, which
+    /// moves with every sample).
+    Load,
+    /// Nothing but a newer `seq`.
+    Heartbeat,
+}
+
+fn load_changed(old: &LoadVector, new: &LoadVector) -> bool {
+    (old.queued, old.running, old.slots, old.state, old.commands)
+        != (new.queued, new.running, new.slots, new.state, new.commands)
+}
+
 /// What merging one report did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MergeOutcome {
@@ -86,6 +105,9 @@ pub struct Entry {
     state_changes: u32,
     /// How many times this node has pushed this report version to peers (dissemination).
     pub(crate) transmits: u32,
+    /// How newsworthy the report is to relay (see [`News`]); back to [`News::Heartbeat`] once
+    /// it has been relayed its share of times.
+    pub(crate) news: News,
     /// Where the entry stands in the map's index of nodes that take work, if it does.
     work_pos: u32,
 }
@@ -406,6 +428,7 @@ impl LoadMap {
                 arrivals: ArrivalWindow::new(now, config),
                 state_changes: 0,
                 transmits: 0,
+                news: News::Membership,
                 work_pos: NOWHERE,
             });
             self.index(i);
@@ -435,6 +458,15 @@ impl LoadMap {
             entry.arrivals.heartbeat(now, config);
         }
         let verdict = verdict_of(&report);
+        let news = if report.incarnation > entry.report.incarnation || verdict != entry.verdict {
+            News::Membership
+        } else if load_changed(&entry.report.load, &report.load) {
+            News::Load
+        } else {
+            News::Heartbeat
+        };
+        // News not yet relayed its share keeps its rank through the heartbeats that follow.
+        entry.news = entry.news.min(news);
         entry.report = report;
         entry.transmits = 0;
         let change = entry.set_verdict(verdict, now);
