@@ -2,6 +2,11 @@
 //!
 //! `cargo bench -p hearsay-scheduler`. The `random` policy is the baseline measured in the same
 //! run: report p2c as a ratio to it, since absolute times vary with the machine's other load.
+//! `p2c-full-pass` is the p2c decision as it was made before the placer sampled the map's index
+//! of nodes taking work (a pass over the whole map, see `full_pass.rs`): the ratio of `p2c` to
+//! it is what sampling saves.
+
+mod full_pass;
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -51,7 +56,7 @@ fn map_of(n: usize, now: Instant) -> LoadMap {
 fn placement(c: &mut Criterion) {
     let mut group = c.benchmark_group("place");
     let now = Instant::now();
-    for n in [8, 1000] {
+    for n in [8, 1000, 10_000] {
         let map = map_of(n, now);
         let me = report(0).node;
         for policy in [Policy::Random, Policy::P2c, Policy::LeastLoaded] {
@@ -75,6 +80,22 @@ fn placement(c: &mut Criterion) {
                 })
             });
         }
+        let mut old = full_pass::FullPassP2c::default();
+        let mut rng = StdRng::seed_from_u64(1);
+        group.bench_with_input(BenchmarkId::new("p2c-full-pass", n), &n, |b, _| {
+            b.iter(|| {
+                let req = PlacementRequest {
+                    map: &map,
+                    me: &me,
+                    own: LoadVector::idle(2),
+                    now,
+                    hops: 0,
+                    exclude: &[],
+                    requires: 0,
+                };
+                black_box(old.place(&req, &mut rng))
+            })
+        });
     }
     group.finish();
 }

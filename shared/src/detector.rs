@@ -13,7 +13,6 @@
 //! normal distribution's tail is far too thin for it. The defaults are measured, not guessed: the
 //! `gossip-sim` binary of the test crate runs them against a simulated cluster.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// The detector's settings.
@@ -63,17 +62,32 @@ impl Default for DetectorConfig {
 }
 
 /// How many intervals are measured before the two assumed ones leave the window.
-const ASSUMED_UNTIL: usize = 30;
+const ASSUMED_UNTIL: u8 = 30;
 
-/// The heartbeat history of one node.
+/// The heartbeat history of one node, in a few numbers whatever its length.
+///
+/// The detector needs only the mean and the variance of the intervals, so the window is kept
+/// as sums rather than as the intervals themselves: until it holds `window` intervals the sums
+/// are exact (the same mean and variance as a list of every interval), and from then on each
+/// new interval takes a `1 / window` share, the older ones fading geometrically (an
+/// exponentially weighted mean of the same memory). One entry of a map of 10,000 nodes is thus
+/// a few dozen bytes instead of a list of up to `window` intervals (8 kB at the default 1,000),
+/// which made every node's map, and a simulation of many, grow with the square of the cluster.
 #[derive(Debug, Clone)]
 pub struct ArrivalWindow {
     last: Instant,
-    intervals_ms: VecDeque<f64>,
+    /// Measured intervals in the window: exact up to `window`, then it stays there.
+    count: u32,
+    /// Intervals measured since the window started, up to [`ASSUMED_UNTIL`], to retire the
+    /// assumed ones.
+    measured: u8,
     sum: f64,
     sum_sq: f64,
-    /// How many of the oldest intervals in the window are assumed, not measured.
-    assumed: usize,
+    /// Whether the two assumed intervals still count.
+    assumed: bool,
+    /// The two assumed intervals' sum (their sum of squares follows from it: they are half and
+    /// one and a half times their mean), zero once they have left.
+    assumed_sum: f64,
 }
 
 impl ArrivalWindow {
@@ -83,28 +97,39 @@ impl ArrivalWindow {
     /// so that they do not blunt the detector for long.
     pub fn new(now: Instant, config: &DetectorConfig) -> Self {
         let first = config.first_interval.as_secs_f64() * 1000.0;
-        let mut window = ArrivalWindow {
+        let (short, long) = (first * 0.5, first * 1.5);
+        ArrivalWindow {
             last: now,
-            intervals_ms: VecDeque::with_capacity(config.window.min(16)),
+            count: 0,
+            measured: 0,
             sum: 0.0,
             sum_sq: 0.0,
-            assumed: 0,
-        };
-        window.push(first * 0.5, config.window);
-        window.push(first * 1.5, config.window);
-        window.assumed = window.intervals_ms.len();
-        window
+            assumed: true,
+            assumed_sum: short + long,
+        }
     }
 
     /// Records a heartbeat at `now`.
     pub fn heartbeat(&mut self, now: Instant, config: &DetectorConfig) {
         let interval = now.saturating_duration_since(self.last).as_secs_f64() * 1000.0;
         self.last = now;
-        self.push(interval, config.window);
-        if self.assumed > 0 && self.intervals_ms.len() - self.assumed >= ASSUMED_UNTIL {
-            while self.assumed > 0 {
-                self.pop_oldest();
-            }
+        let cap = u32::try_from(config.window.max(1)).unwrap_or(u32::MAX);
+        if self.count < cap {
+            self.count += 1;
+        } else {
+            // Full: the window's older intervals give up a share to the new one.
+            let keep = (f64::from(cap) - 1.0) / f64::from(cap);
+            self.sum *= keep;
+            self.sum_sq *= keep;
+        }
+        self.sum += interval;
+        self.sum_sq += interval * interval;
+        if self.measured < ASSUMED_UNTIL {
+            self.measured += 1;
+        }
+        if self.measured >= ASSUMED_UNTIL {
+            self.assumed = false;
+            self.assumed_sum = 0.0;
         }
     }
 
@@ -119,32 +144,29 @@ impl ArrivalWindow {
         self.last
     }
 
-    fn push(&mut self, interval_ms: f64, cap: usize) {
-        self.intervals_ms.push_back(interval_ms);
-        self.sum += interval_ms;
-        self.sum_sq += interval_ms * interval_ms;
-        while self.intervals_ms.len() > cap.max(1) {
-            self.pop_oldest();
-        }
+    /// The assumed intervals' sum of squares: `(m/2)² + (3m/2)²` for a mean `m` of
+    /// `assumed_sum / 2`.
+    fn assumed_sq(&self) -> f64 {
+        0.625 * self.assumed_sum * self.assumed_sum
     }
 
-    fn pop_oldest(&mut self) {
-        if let Some(old) = self.intervals_ms.pop_front() {
-            self.sum -= old;
-            self.sum_sq -= old * old;
-            self.assumed = self.assumed.saturating_sub(1);
-        }
+    /// Intervals in the window, the assumed ones included.
+    fn len(&self) -> f64 {
+        let assumed = if self.assumed { 2.0 } else { 0.0 };
+        (f64::from(self.count) + assumed).max(1.0)
     }
 
     /// The mean heartbeat interval, in milliseconds.
     pub fn mean_ms(&self) -> f64 {
-        self.sum / self.intervals_ms.len().max(1) as f64
+        (self.sum + self.assumed_sum) / self.len()
     }
 
     fn std_dev_ms(&self) -> f64 {
-        let n = self.intervals_ms.len().max(1) as f64;
-        let mean = self.sum / n;
-        (self.sum_sq / n - mean * mean).max(0.0).sqrt()
+        let n = self.len();
+        let mean = (self.sum + self.assumed_sum) / n;
+        ((self.sum_sq + self.assumed_sq()) / n - mean * mean)
+            .max(0.0)
+            .sqrt()
     }
 
     /// Whether the silence at `now` is longer than the mean interval (and the acceptable
@@ -226,5 +248,41 @@ mod tests {
         }
         let probe = |w: &ArrivalWindow| w.phi(w.last() + Duration::from_millis(1500), &config);
         assert!(probe(&irregular) < probe(&regular));
+    }
+
+    /// Up to the window's length the sums give exactly the mean and deviation of the list of
+    /// intervals; past it the window follows a change of rhythm, in a few dozen bytes.
+    #[test]
+    fn the_window_is_exact_until_full_then_follows_the_rhythm_in_constant_space() {
+        let config = DetectorConfig {
+            window: 200,
+            ..DetectorConfig::default()
+        };
+        let t0 = Instant::now();
+        let mut w = ArrivalWindow::new(t0, &config);
+        let mut t = t0;
+        let mut intervals = Vec::new();
+        for i in 0..150u64 {
+            let ms = 150 + (i * 37) % 200;
+            t += Duration::from_millis(ms);
+            w.heartbeat(t, &config);
+            intervals.push(ms as f64);
+        }
+        let mean = intervals.iter().sum::<f64>() / intervals.len() as f64;
+        let var =
+            intervals.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / intervals.len() as f64;
+        assert!((w.mean_ms() - mean).abs() < 1e-6, "{} {mean}", w.mean_ms());
+        assert!((w.std_dev_ms() - var.sqrt()).abs() < 1e-6);
+        // A slower rhythm for four windows' worth: the mean follows it.
+        for _ in 0..800 {
+            t += Duration::from_millis(900);
+            w.heartbeat(t, &config);
+        }
+        assert!(
+            (w.mean_ms() - 900.0).abs() < 900.0 * 0.05,
+            "{}",
+            w.mean_ms()
+        );
+        assert!(std::mem::size_of::<ArrivalWindow>() <= 48);
     }
 }

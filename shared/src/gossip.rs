@@ -9,8 +9,10 @@
 //! Each round (one gossip interval) the node:
 //! 1. takes a new sample: its report gets the next `seq`, which is its heartbeat;
 //! 2. runs the failure detector over its map;
-//! 3. pushes its own report and the freshest reports it has heard (those it has relayed fewest
-//!    times, newest first, each version at most `retransmits` times) to `fanout` random peers;
+//! 3. pushes its own report and the most newsworthy reports it has heard to `fanout` random
+//!    peers: membership changes (a new node or incarnation, a change of verdict) first, then
+//!    load changes, then bare heartbeats; within each, those relayed fewest times, newest first;
+//!    each version at most `retransmits` times;
 //! 4. every `pushpull_every` rounds, sends a digest of its map to one random peer, which answers
 //!    with what it holds newer (anti-entropy: repairs whatever the rumours missed);
 //! 5. every `probe_every` rounds, sends a digest to a node it believes dead or to a seed, so that
@@ -53,7 +55,7 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use rand::Rng;
 
 use crate::detector::DetectorConfig;
-use crate::map::{Entry, LoadMap, MergeOutcome, Verdict, VerdictChange};
+use crate::map::{Entry, LoadMap, MergeOutcome, News, Verdict, VerdictChange};
 use crate::wire::{self, DecodeError, DigestEntry, DigestEntryRef, EncodeError, Message};
 use crate::{LoadReport, LoadVector, NodeId, NodeState, Version};
 
@@ -607,11 +609,14 @@ impl Gossip {
             .peers()
             .filter(|e| e.verdict() != Verdict::Dead && e.transmits < self.config.retransmits)
             .collect();
-        // Ties go to the smaller node id, so the order is total and a partial sort (only the
-        // few that are taken need ordering) picks the same reports as a full one.
+        // Membership changes first, then load changes, then bare heartbeats (the budget is a
+        // few reports a push, and at a thousand nodes heartbeats alone would fill it). Ties go
+        // to the smaller node id, so the order is total and a partial sort (only the few that
+        // are taken need ordering) picks the same reports as a full one.
         let order = |a: &&Entry, b: &&Entry| {
-            a.transmits
-                .cmp(&b.transmits)
+            a.news
+                .cmp(&b.news)
+                .then(a.transmits.cmp(&b.transmits))
                 .then(b.refreshed().cmp(&a.refreshed()))
                 .then_with(|| a.report().node.cmp(&b.report().node))
         };
@@ -630,6 +635,9 @@ impl Gossip {
                 for report in &relay[..carried] {
                     if let Some(entry) = self.map.get_mut(&report.node) {
                         entry.transmits += 1;
+                        if entry.transmits >= self.config.retransmits {
+                            entry.news = News::Heartbeat;
+                        }
                     }
                 }
                 self.queue(to, bytes);

@@ -13,13 +13,12 @@
 //! again by gossip once a place frees up). Live nodes are never pushed out by newcomers, so a
 //! flood can delay a real node's joining but cannot make the cluster forget its members.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::detector::{ArrivalWindow, DetectorConfig};
-use crate::{LoadReport, NodeId, NodeState};
+use crate::{LoadReport, LoadVector, NodeId, NodeState};
 
 /// What this node believes about another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -64,6 +63,25 @@ pub struct VerdictChange {
 /// serves well, small enough that a full map stays a few megabytes.
 pub const DEFAULT_MAX_NODES: usize = 10_000;
 
+/// How much a report is worth relaying, most first: the dissemination budget of a round (a
+/// few reports per push) goes to membership changes, then to load changes, then to bare
+/// heartbeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum News {
+    /// A node new to the map, a new incarnation, or a change of verdict (left, back alive).
+    Membership,
+    /// Its queue, running jobs, slots, state or commands changed (not its CPU figure, which
+    /// moves with every sample).
+    Load,
+    /// Nothing but a newer `seq`.
+    Heartbeat,
+}
+
+fn load_changed(old: &LoadVector, new: &LoadVector) -> bool {
+    (old.queued, old.running, old.slots, old.state, old.commands)
+        != (new.queued, new.running, new.slots, new.state, new.commands)
+}
+
 /// What merging one report did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MergeOutcome {
@@ -81,13 +99,17 @@ pub struct MergeOutcome {
 #[derive(Debug, Clone)]
 pub struct Entry {
     report: LoadReport,
-    refreshed: Instant,
     verdict: Verdict,
     verdict_since: Instant,
     arrivals: ArrivalWindow,
-    state_changes: u64,
+    state_changes: u32,
     /// How many times this node has pushed this report version to peers (dissemination).
     pub(crate) transmits: u32,
+    /// How newsworthy the report is to relay (see [`News`]); back to [`News::Heartbeat`] once
+    /// it has been relayed its share of times.
+    pub(crate) news: News,
+    /// Where the entry stands in the map's index of nodes that take work, if it does.
+    work_pos: u32,
 }
 
 impl Entry {
@@ -97,11 +119,12 @@ impl Entry {
     }
     /// When a newer report last arrived here.
     pub fn refreshed(&self) -> Instant {
-        self.refreshed
+        // The detector's last heartbeat is exactly that: every newer report is one.
+        self.arrivals.last()
     }
     /// How long ago a newer report last arrived here.
     pub fn age(&self, now: Instant) -> Duration {
-        now.saturating_duration_since(self.refreshed)
+        now.saturating_duration_since(self.refreshed())
     }
     /// The failure detector's verdict.
     pub fn verdict(&self) -> Verdict {
@@ -113,7 +136,7 @@ impl Entry {
     }
     /// How many times the verdict has changed since the node entered the map.
     pub fn state_changes(&self) -> u64 {
-        self.state_changes
+        u64::from(self.state_changes)
     }
     /// The detector's current suspicion level (see [`ArrivalWindow::phi`]).
     pub fn phi(&self, now: Instant, config: &DetectorConfig) -> f64 {
@@ -136,7 +159,7 @@ impl Entry {
         };
         self.verdict = to;
         self.verdict_since = now;
-        self.state_changes += 1;
+        self.state_changes = self.state_changes.saturating_add(1);
         Some(change)
     }
 }
@@ -149,17 +172,50 @@ fn verdict_of(report: &LoadReport) -> Verdict {
 }
 
 /// The cluster as this node sees it.
+///
+/// The entries live in a dense vector; an ordered index from node id to position gives lookups
+/// and iteration by id, and a second index lists the nodes that take work, so that placement can
+/// draw one at random in constant time ([`LoadMap::taking_work`], [`LoadMap::taking_work_at`])
+/// instead of passing over the whole map, and read the mean load per slot of those nodes
+/// ([`LoadMap::mean_load_per_slot`]) from running sums.
 #[derive(Debug, Clone)]
 pub struct LoadMap {
-    entries: BTreeMap<NodeId, Entry>,
+    entries: Vec<Entry>,
+    /// Positions in `entries`, ordered by node id (an ordered index that holds no second copy
+    /// of every id: a search compares the ids in the entries).
+    by_id: Vec<u32>,
+    /// Positions in `entries` of the nodes that take work, in no particular order.
+    workers: Vec<u32>,
+    /// Sum over `workers` with slots of `(queued + running) / slots`, in units of
+    /// 1 / [`LOAD_SCALE`], kept as an integer so that adding and taking away never drifts.
+    work_load: u64,
+    /// How many of `workers` have slots.
+    work_slotted: u32,
     max_nodes: usize,
     owner: Option<NodeId>,
+}
+
+/// Fixed-point unit of [`LoadMap`]'s running load sum.
+const LOAD_SCALE: u64 = 1 << 16;
+
+/// Position of an entry in no index.
+const NOWHERE: u32 = u32::MAX;
+
+fn scaled_load(report: &LoadReport) -> Option<u64> {
+    let load = &report.load;
+    (load.slots > 0).then(|| {
+        (u64::from(load.queued) + u64::from(load.running)) * LOAD_SCALE / u64::from(load.slots)
+    })
 }
 
 impl Default for LoadMap {
     fn default() -> Self {
         LoadMap {
-            entries: BTreeMap::new(),
+            entries: Vec::new(),
+            by_id: Vec::new(),
+            workers: Vec::new(),
+            work_load: 0,
+            work_slotted: 0,
             max_nodes: DEFAULT_MAX_NODES,
             owner: None,
         }
@@ -176,9 +232,9 @@ impl LoadMap {
     /// own entry is never evicted.
     pub fn bounded(max_nodes: usize, owner: NodeId) -> Self {
         LoadMap {
-            entries: BTreeMap::new(),
             max_nodes: max_nodes.max(2),
             owner: Some(owner),
+            ..LoadMap::default()
         }
     }
 
@@ -195,10 +251,9 @@ impl LoadMap {
             Verdict::Suspect => Some((1, e.verdict_since)),
             Verdict::Alive => None,
         };
-        self.entries
-            .iter()
-            .filter(|(id, _)| self.owner.as_ref() != Some(*id))
-            .filter_map(|(id, e)| rank(e).map(|r| (r, id)))
+        self.iter()
+            .filter(|e| self.owner.as_ref() != Some(&e.report.node))
+            .filter_map(|e| rank(e).map(|r| (r, &e.report.node)))
             .min()
             .map(|(_, id)| id.clone())
     }
@@ -213,32 +268,123 @@ impl LoadMap {
         self.entries.is_empty()
     }
 
+    /// Where `node` stands (or would stand) in the ordered index.
+    fn rank(&self, node: &NodeId) -> Result<usize, usize> {
+        self.by_id
+            .binary_search_by(|&i| self.entries[i as usize].report.node.cmp(node))
+    }
+
+    fn position(&self, node: &NodeId) -> Option<usize> {
+        self.rank(node).ok().map(|r| self.by_id[r] as usize)
+    }
+
     /// One node's entry.
     pub fn get(&self, node: &NodeId) -> Option<&Entry> {
-        self.entries.get(node)
+        self.position(node).map(|i| &self.entries[i])
     }
 
     pub(crate) fn get_mut(&mut self, node: &NodeId) -> Option<&mut Entry> {
-        self.entries.get_mut(node)
+        self.position(node).map(|i| &mut self.entries[i])
     }
 
     /// Every entry, ordered by node id.
     pub fn iter(&self) -> impl Iterator<Item = &Entry> {
-        self.entries.values()
+        self.by_id.iter().map(|&i| &self.entries[i as usize])
+    }
+
+    /// Every entry, in no particular order (but the same for the same history): cheaper than
+    /// [`LoadMap::iter`] where the order does not matter.
+    pub fn iter_unordered(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter()
     }
 
     /// The winning report of every node, ordered by node id: the map's replicated state.
     pub fn reports(&self) -> impl Iterator<Item = &LoadReport> {
-        self.entries.values().map(|e| &e.report)
+        self.iter().map(|e| &e.report)
     }
 
     /// Counts of nodes by verdict, in the order alive, suspect, dead, left.
     pub fn verdict_counts(&self) -> [usize; 4] {
         let mut counts = [0; 4];
-        for e in self.entries.values() {
+        for e in &self.entries {
             counts[e.verdict as usize] += 1;
         }
         counts
+    }
+
+    /// How many nodes take work ([`Entry::takes_work`]), the owner included if it does.
+    pub fn taking_work(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// The `k`-th node that takes work, `k` below [`LoadMap::taking_work`], in an order of the
+    /// map's own that changes as nodes come and go: drawing `k` uniformly draws a node that
+    /// takes work uniformly, in constant time.
+    pub fn taking_work_at(&self, k: usize) -> Option<&Entry> {
+        self.workers.get(k).map(|&i| &self.entries[i as usize])
+    }
+
+    /// The mean of `(queued + running) / slots` over the nodes that take work and have slots
+    /// (the owner included, by its last report), kept as running sums: what one would guess of
+    /// a node's load knowing nothing else of it. `None` if no such node.
+    pub fn mean_load_per_slot(&self) -> Option<f64> {
+        (self.work_slotted > 0)
+            .then(|| self.work_load as f64 / LOAD_SCALE as f64 / f64::from(self.work_slotted))
+    }
+
+    /// Takes entry `i` out of the work index, if it is there.
+    fn unindex(&mut self, i: usize) {
+        let pos = self.entries[i].work_pos;
+        if pos == NOWHERE {
+            return;
+        }
+        self.entries[i].work_pos = NOWHERE;
+        if let Some(load) = scaled_load(&self.entries[i].report) {
+            self.work_load -= load;
+            self.work_slotted -= 1;
+        }
+        self.workers.swap_remove(pos as usize);
+        if let Some(&moved) = self.workers.get(pos as usize) {
+            self.entries[moved as usize].work_pos = pos;
+        }
+    }
+
+    /// Puts entry `i` into the work index if it takes work (it must not be there).
+    fn index(&mut self, i: usize) {
+        debug_assert_eq!(self.entries[i].work_pos, NOWHERE);
+        if !self.entries[i].takes_work() {
+            return;
+        }
+        self.entries[i].work_pos = self.workers.len() as u32;
+        self.workers.push(i as u32);
+        if let Some(load) = scaled_load(&self.entries[i].report) {
+            self.work_load += load;
+            self.work_slotted += 1;
+        }
+    }
+
+    /// Drops entry `i`, moving the last entry into its place.
+    fn remove_at(&mut self, i: usize) -> Entry {
+        self.unindex(i);
+        if let Ok(r) = self.rank(&self.entries[i].report.node) {
+            self.by_id.remove(r);
+        }
+        // The last entry moves into the place: the index learns it before it moves, while
+        // every position it holds is still valid.
+        let last = self.entries.len() - 1;
+        if last != i {
+            if let Ok(r) = self.rank(&self.entries[last].report.node) {
+                self.by_id[r] = i as u32;
+            }
+        }
+        let entry = self.entries.swap_remove(i);
+        if let Some(moved) = self.entries.get(i) {
+            let pos = moved.work_pos;
+            if pos != NOWHERE {
+                self.workers[pos as usize] = i as u32;
+            }
+        }
+        entry
     }
 
     /// Merges one report: it replaces the node's entry if it is newer, and counts as a
@@ -249,25 +395,22 @@ impl LoadMap {
         now: Instant,
         config: &DetectorConfig,
     ) -> MergeOutcome {
-        if !self.entries.contains_key(&report.node) && self.entries.len() >= self.max_nodes {
-            let Some(victim) = self.eviction_victim() else {
-                return MergeOutcome {
-                    refused: true,
-                    ..MergeOutcome::default()
+        let Some(i) = self.position(&report.node) else {
+            let mut evicted = None;
+            if self.entries.len() >= self.max_nodes {
+                let Some(victim) = self.eviction_victim() else {
+                    return MergeOutcome {
+                        refused: true,
+                        ..MergeOutcome::default()
+                    };
                 };
-            };
-            let evicted = self.entries.remove(&victim).map(|e| VerdictChange {
-                node: victim,
-                from: Some(e.verdict),
-                to: None,
-                incarnation: e.report.incarnation,
-            });
-            return MergeOutcome {
-                evicted,
-                ..self.merge_report(report, now, config)
-            };
-        }
-        let Some(entry) = self.entries.get_mut(&report.node) else {
+                evicted = self.remove(&victim).map(|e| VerdictChange {
+                    node: victim,
+                    from: Some(e.verdict),
+                    to: None,
+                    incarnation: e.report.incarnation,
+                });
+            }
             let verdict = verdict_of(&report);
             let change = VerdictChange {
                 node: report.node.clone(),
@@ -275,27 +418,32 @@ impl LoadMap {
                 to: Some(verdict),
                 incarnation: report.incarnation,
             };
-            self.entries.insert(
-                report.node.clone(),
-                Entry {
-                    report,
-                    refreshed: now,
-                    verdict,
-                    verdict_since: now,
-                    arrivals: ArrivalWindow::new(now, config),
-                    state_changes: 0,
-                    transmits: 0,
-                },
-            );
+            let i = self.entries.len();
+            let r = self.rank(&report.node).unwrap_or_else(|r| r);
+            self.by_id.insert(r, i as u32);
+            self.entries.push(Entry {
+                report,
+                verdict,
+                verdict_since: now,
+                arrivals: ArrivalWindow::new(now, config),
+                state_changes: 0,
+                transmits: 0,
+                news: News::Membership,
+                work_pos: NOWHERE,
+            });
+            self.index(i);
             return MergeOutcome {
                 newer: true,
                 change: Some(change),
+                evicted,
                 ..MergeOutcome::default()
             };
         };
-        if !report.supersedes(&entry.report) {
+        if !report.supersedes(&self.entries[i].report) {
             return MergeOutcome::default();
         }
+        self.unindex(i);
+        let entry = &mut self.entries[i];
         if report.incarnation > entry.report.incarnation {
             // A new incarnation is a new life: start the detector afresh.
             entry.arrivals = ArrivalWindow::new(now, config);
@@ -310,10 +458,19 @@ impl LoadMap {
             entry.arrivals.heartbeat(now, config);
         }
         let verdict = verdict_of(&report);
+        let news = if report.incarnation > entry.report.incarnation || verdict != entry.verdict {
+            News::Membership
+        } else if load_changed(&entry.report.load, &report.load) {
+            News::Load
+        } else {
+            News::Heartbeat
+        };
+        // News not yet relayed its share keeps its rank through the heartbeats that follow.
+        entry.news = entry.news.min(news);
         entry.report = report;
-        entry.refreshed = now;
         entry.transmits = 0;
         let change = entry.set_verdict(verdict, now);
+        self.index(i);
         MergeOutcome {
             newer: true,
             change,
@@ -338,12 +495,14 @@ impl LoadMap {
     ) -> Vec<VerdictChange> {
         let mut changes = Vec::new();
         let mut expired = Vec::new();
-        // Tells the exception by its address: cheaper than comparing every id with it.
-        let except: *const Entry = self.entries.get(except).map_or(std::ptr::null(), |e| e);
-        for (id, entry) in self.entries.iter_mut() {
-            if std::ptr::eq(&*entry, except) {
+        let except = self.position(except);
+        // In id order, so that the changes come out in the order they always did.
+        let order: Vec<usize> = self.by_id.iter().map(|&i| i as usize).collect();
+        for i in order {
+            if Some(i) == except {
                 continue;
             }
+            let entry = &self.entries[i];
             match entry.verdict {
                 Verdict::Alive | Verdict::Suspect => {
                     // Until its silence exceeds the mean interval a node's phi stays below
@@ -362,17 +521,21 @@ impl LoadMap {
                     } else {
                         entry.verdict
                     };
-                    changes.extend(entry.set_verdict(to, now));
+                    if to != entry.verdict {
+                        self.unindex(i);
+                        changes.extend(self.entries[i].set_verdict(to, now));
+                        self.index(i);
+                    }
                 }
                 Verdict::Dead | Verdict::Left => {
                     if now.saturating_duration_since(entry.verdict_since) >= config.grace {
-                        expired.push(id.clone());
+                        expired.push(entry.report.node.clone());
                     }
                 }
             }
         }
         for id in expired {
-            if let Some(entry) = self.entries.remove(&id) {
+            if let Some(entry) = self.remove(&id) {
                 changes.push(VerdictChange {
                     node: id,
                     from: Some(entry.verdict),
@@ -386,7 +549,8 @@ impl LoadMap {
 
     /// Drops one node's entry, if present.
     pub fn remove(&mut self, node: &NodeId) -> Option<Entry> {
-        self.entries.remove(node)
+        let i = self.position(node)?;
+        Some(self.remove_at(i))
     }
 }
 
@@ -542,5 +706,75 @@ mod tests {
         let me = NodeId::new("me").unwrap();
         let changes = map.judge(t0 + Duration::from_secs(5), &cfg, &me);
         assert!(changes.is_empty(), "a left node is not judged: {changes:?}");
+    }
+
+    /// The work index and the running load sum agree with a pass over the map, whatever
+    /// happens: nodes joining, reporting loads, leaving, falling silent, expiring, evicted.
+    #[test]
+    fn the_work_index_and_load_sum_follow_every_change() {
+        use rand::rngs::StdRng;
+        use rand::{Rng, SeedableRng};
+        let cfg = DetectorConfig {
+            grace: Duration::from_secs(3),
+            ..DetectorConfig::default()
+        };
+        let me = NodeId::new("n0").unwrap();
+        let mut map = LoadMap::bounded(24, me.clone());
+        let mut rng = StdRng::seed_from_u64(3);
+        let t0 = Instant::now();
+        let mut seqs = [0u64; 32];
+        for step in 0..4000u64 {
+            let t = t0 + Duration::from_millis(50 * step);
+            let n = rng.random_range(0..32usize);
+            match rng.random_range(0..10) {
+                0 => {
+                    map.judge(t, &cfg, &me);
+                }
+                1 => {
+                    map.remove(&NodeId::new(format!("n{n}")).unwrap());
+                }
+                _ if n % 4 == 3 && step > 2000 => {} // a quarter fall silent halfway
+                k => {
+                    seqs[n] += 1;
+                    let state = if k == 2 {
+                        NodeState::Leaving
+                    } else {
+                        NodeState::Alive
+                    };
+                    let mut r = report(&format!("n{n}"), 1 + seqs[n] / 50, seqs[n], state);
+                    r.load.queued = rng.random_range(0..5);
+                    r.load.slots = rng.random_range(0..3);
+                    map.merge_report(r, t, &cfg);
+                }
+            }
+            let working: Vec<&Entry> = map.iter().filter(|e| e.takes_work()).collect();
+            assert_eq!(map.taking_work(), working.len(), "step {step}");
+            let mut indexed: Vec<&NodeId> = (0..map.taking_work())
+                .map(|k| &map.taking_work_at(k).unwrap().report().node)
+                .collect();
+            indexed.sort();
+            let listed: Vec<&NodeId> = working.iter().map(|e| &e.report().node).collect();
+            assert_eq!(indexed, listed, "step {step}");
+            let loads: Vec<f64> = working
+                .iter()
+                .filter(|e| e.report().load.slots > 0)
+                .map(|e| {
+                    let l = e.report().load;
+                    f64::from(l.queued + l.running) / f64::from(l.slots)
+                })
+                .collect();
+            let mean = (!loads.is_empty()).then(|| loads.iter().sum::<f64>() / loads.len() as f64);
+            match (map.mean_load_per_slot(), mean) {
+                (Some(a), Some(b)) => assert!((a - b).abs() < 1e-4, "step {step}: {a} {b}"),
+                (a, b) => assert_eq!(a, b, "step {step}"),
+            }
+            for e in map.iter() {
+                assert_eq!(
+                    map.get(&e.report().node).map(|g| g.report()),
+                    Some(e.report())
+                );
+            }
+        }
+        assert!(map.len() > 4, "the run left a map to speak of");
     }
 }

@@ -4,6 +4,8 @@
 //! - [`sim`]: many gossip cores in a simulated network under a virtual clock.
 //! - [`job_sim`]: gossip and hand-off cores and executor models together under that clock.
 //! - [`timeline`]: the simulators' queue of what is due, by instant of virtual time.
+//! - [`scale`]: the scale run — many cores joining, a job workload placed from their maps,
+//!   faults — and its figures (`gossip-sim scale`).
 //! - [`workload`]: a seeded job workload through [`job_sim`], and its sojourn figures.
 //! - [`cluster`]: real `worker` processes on loopback, stopped when dropped.
 //! - [`netns`]: network namespaces, to cut links and lose packets for real.
@@ -11,6 +13,7 @@
 pub mod cluster;
 pub mod job_sim;
 pub mod netns;
+pub mod scale;
 pub mod sim;
 pub mod timeline;
 pub mod workload;

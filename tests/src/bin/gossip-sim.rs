@@ -8,6 +8,10 @@
 //! cargo run --release -p hearsay-tests --bin gossip-sim -- --seeds 10 --json results.json
 //! ```
 //!
+//! `gossip-sim scale --nodes N --seed S --json PATH` is the scale run instead
+//! ([`hearsay_tests::scale`]): N nodes joining through a few seeds, a job workload, crashes, a
+//! leave, a restart, a partition and loss, summed up as a table and a JSON file.
+//!
 //! Every number comes from virtual time, so a run is the same on any machine; `--seeds` sets how
 //! many independent runs the crash, leave and update measurements average over. The 1,000-node
 //! cluster takes most of the run (about 9 minutes on 2 cores in release);
@@ -18,15 +22,18 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use hearsay_shared::wire;
 use hearsay_shared::{LoadVector, Verdict};
+use hearsay_tests::scale::ScaleConfig;
 use hearsay_tests::sim::{Sim, SimConfig, Traffic};
 use serde_json::{json, Value};
 
 #[derive(Debug, Parser)]
 #[command(about = "Measure Hearsay's gossip in a simulated network")]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Independent runs (seeds) for the crash, leave and update measurements.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=100))]
     seeds: u64,
@@ -49,6 +56,157 @@ struct Args {
     /// Also write the results as JSON to this file ("-" for standard output).
     #[arg(long)]
     json: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The scale run: N nodes joining, a job workload placed from their maps, faults.
+    Scale(ScaleArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ScaleArgs {
+    /// Cluster size.
+    #[arg(long, default_value_t = 1000)]
+    nodes: usize,
+    /// Seeds every random choice of the run.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Virtual seconds of workload after the join.
+    #[arg(long, default_value_t = 120.0)]
+    duration_s: f64,
+    /// Loss probability on every link.
+    #[arg(long, default_value_t = 0.01)]
+    loss: f64,
+    /// Load per slot of the job workload.
+    #[arg(long, default_value_t = 0.9)]
+    rho: f64,
+    /// Slots per node.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    slots: u32,
+    /// Mean service time of a job, in milliseconds.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    service_ms: u64,
+    /// Nodes crashed during the run.
+    #[arg(long, default_value_t = 3)]
+    crashes: usize,
+    /// Leave the partition out.
+    #[arg(long)]
+    no_partition: bool,
+    /// Write the JSON summary to this file ("-" for standard output).
+    #[arg(long)]
+    json: Option<String>,
+}
+
+fn scale(args: &ScaleArgs) -> Result<()> {
+    if !(0.0..1.0).contains(&args.loss) {
+        bail!("--loss must be in [0, 1)");
+    }
+    if !(args.rho > 0.0 && args.rho < 1.0) {
+        bail!("--rho must be in (0, 1)");
+    }
+    if !(args.duration_s.is_finite() && args.duration_s >= 10.0) {
+        bail!("--duration-s must be at least 10");
+    }
+    if args.nodes < args.crashes + 6 || args.nodes > 64_000 {
+        bail!(
+            "--nodes must be between {} (3 seeds, the crashes, a leaver and two more) and 64000",
+            args.crashes + 6
+        );
+    }
+    let config = ScaleConfig {
+        loss: args.loss,
+        duration: Duration::from_secs_f64(args.duration_s),
+        rho: args.rho,
+        slots: args.slots,
+        service: Duration::from_millis(args.service_ms),
+        crashes: args.crashes,
+        partition: !args.no_partition,
+        ..ScaleConfig::new(args.nodes, args.seed)
+    };
+    let out = hearsay_tests::scale::run(&config);
+    let f = |v: &Value| v.as_f64().map_or("-".to_owned(), |x| format!("{x:.2}"));
+    println!(
+        "## Scale run: {} nodes, seed {}, {}% loss",
+        args.nodes,
+        args.seed,
+        args.loss * 100.0
+    );
+    let rows = [
+        ("virtual time (s)", f(&out["virtual_s"])),
+        ("wall time (s)", f(&out["wall_s"])),
+        ("join: every node sees 99% alive (s)", f(&out["join_s"])),
+        (
+            "membership change to 99%, p99 (rounds)",
+            f(&out["membership_rounds_p99"]),
+        ),
+        (
+            "gossip bytes/node/s mean / max",
+            format!(
+                "{} / {}",
+                f(&out["bytes_per_node_per_s"]["mean"]),
+                f(&out["bytes_per_node_per_s"]["max"])
+            ),
+        ),
+        (
+            "kill -9 until every node has it dead (s)",
+            f(&out["detect_all_s"]),
+        ),
+        (
+            "false suspicions / false deaths",
+            format!("{} / {}", out["false_suspicions"], out["false_deaths"]),
+        ),
+        (
+            "false deaths during the join",
+            out["join_false_deaths"].to_string(),
+        ),
+        ("partition healed in (s)", f(&out["partition_heal_s"])),
+        (
+            "age of reports used p50 / p99 (s)",
+            format!(
+                "{} / {}",
+                f(&out["load_age_s"]["p50"]),
+                f(&out["load_age_s"]["p99"])
+            ),
+        ),
+        (
+            "sojourn mean / p99 (service times)",
+            format!(
+                "{} / {}",
+                f(&out["sojourn"]["mean"]),
+                f(&out["sojourn"]["p99"])
+            ),
+        ),
+        (
+            "same jobs: JSQ oracle / random mean",
+            format!(
+                "{} / {}",
+                f(&out["sojourn"]["jsq_mean"]),
+                f(&out["sojourn"]["random_mean"])
+            ),
+        ),
+        (
+            "jobs / lost to crashes / forwarded",
+            format!(
+                "{} / {} / {}",
+                out["jobs"],
+                out["jobs_lost_to_crashes"],
+                f(&out["forwarded_fraction"])
+            ),
+        ),
+    ];
+    for (name, value) in rows {
+        println!("{name:<44} {value}");
+    }
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&out)?;
+        if path == "-" {
+            println!("{text}");
+        } else {
+            std::fs::write(path, text).with_context(|| format!("writing {path}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// Summary of a few measurements.
@@ -420,6 +578,9 @@ fn soak(rounds: u32, out: &mut String, results: &mut Value) -> Result<()> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(Command::Scale(scale_args)) = &args.command {
+        return scale(scale_args);
+    }
     if !(0.0..1.0).contains(&args.loss) {
         bail!("--loss must be in [0, 1)");
     }
