@@ -5,7 +5,7 @@
 //!
 //! [`Rediscovery`] decides when to resolve next and when a failure is worth a log line; it reads
 //! no clock and draws its jitter from the rng it is given, so its tests run in virtual time.
-//! [`run`] is the shell: it resolves with the system resolver (`getaddrinfo`, so `/etc/hosts`
+//! `run` is the shell: it resolves with the system resolver (`getaddrinfo`, so `/etc/hosts`
 //! counts, as `ip netns exec` and Kubernetes use it) and hands the result to the gossip core
 //! ([`Gossip::set_seeds`]). A name that does not resolve is never fatal: it is retried with
 //! backoff, and the addresses it gave last are kept meanwhile.

@@ -1,6 +1,7 @@
 //! The Hearsay node: it runs jobs, gossips its load over UDP, keeps the cluster's load map, and
 //! places the jobs submitted to it by the power of two choices over that map — here, or
-//! forwarded once to a peer. Every tokio, hyper and sysinfo shell of the project lives here; the
+//! offered to a peer — while idle nodes take queued jobs from busy ones. Every tokio, hyper and
+//! sysinfo shell of the project lives here; the
 //! protocol is the sans-IO [`Gossip`] core of `hearsay-shared` and placement the pure `Placer` of
 //! `hearsay-scheduler`, which this crate only drives.
 //!
@@ -22,9 +23,12 @@
 //!   capped output, killed at its timeout.
 //! - [`job_store`]: every job's status and outcome, finished ones kept for a bounded time and
 //!   number.
-//! - [`dispatch`]: a submitted job's way — placement, forwarding with retries, following a
-//!   forwarded job to its outcome — and the drain when the node leaves.
-//! - [`forward`]: the HTTP client to peers (pooled hyper-util client, bounded by timeouts).
+//! - [`dispatch`]: the shell over the hand-off core of `hearsay-scheduler`: carries out what it
+//!   decides (run here, offer to a peer, follow, settle, steal) and feeds it what happens; the
+//!   drain when the node leaves.
+//! - [`peer`]: the hand-off's messages to peers over HTTP (pooled hyper-util client, bounded by
+//!   timeouts); [`peer_api`]: the routes that answer them (`/v1/peer/offer`, `ask`, `steal`).
+//! - [`move_metrics`]: the moves of jobs between nodes, counted for `/v1/cluster` and `/metrics`.
 //! - [`api`]: the HTTP server (hyper 1.x, graceful shutdown) and its routing.
 //! - [`auth`]: the API's bearer token (`--api-token-file`), checked in constant time.
 //! - [`browser_guard`]: what keeps web pages out — `Host`, `Origin` and `Content-Type` checks.

@@ -250,7 +250,8 @@ async fn a_guarded_cluster_forwards_and_follows_jobs_with_the_token() {
         assert_eq!(outcome["status"], "succeeded", "{outcome}");
         if outcome["executing_node"] != nodes[0].id().as_str() {
             elsewhere += 1;
-            assert_eq!(outcome["hops"], 1);
+            // Forwarded, and perhaps stolen once more by an idle node.
+            assert!(matches!(outcome["hops"].as_u64(), Some(1 | 2)), "{outcome}");
         }
     }
     assert!(elsewhere > 0, "some jobs ran on the other nodes");

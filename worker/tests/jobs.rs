@@ -223,7 +223,9 @@ async fn jobs_submitted_to_one_node_spread_over_three() {
     assert_eq!(there.status, 200, "{there:?}");
     assert_eq!(there.body["entry_node"], entry.id().as_str());
     assert_eq!(there.body["executing_node"], executing.as_str());
-    assert_eq!(there.body["hops"], 1);
+    // Forwarded once, and perhaps stolen once after that (a job moves at most twice).
+    let hops = there.body["hops"].as_u64();
+    assert!(matches!(hops, Some(1 | 2)), "{there:?}");
     assert_eq!(there.body["status"], "succeeded");
 
     leave_all(&nodes).await;

@@ -1,21 +1,23 @@
 //! The hand-off shell: carries out what the hand-off core
 //! ([`hearsay_scheduler::handoff`]) decides, and feeds it what happens. The core places,
-//! offers, follows, fences and settles; this file only moves its [`Action`]s to the executor,
-//! the job store, the peers ([`crate::peer`]) and the waiting submitters, under one lock with
-//! the gossiped map, so that a job's path goes one way: API → here → executor or peer.
+//! offers, follows, fences and settles; the shell only moves its
+//! [`Action`](hearsay_scheduler::handoff::Action)s to the executor, the job store, the peers
+//! ([`crate::peer`]) and the waiting submitters, under one lock with the gossiped map, so that a
+//! job's path goes one way: API → here → executor or peer.
 //!
-//! What goes in: submissions ([`Dispatcher::submit`]), peers' offers and asks
-//! ([`Dispatcher::offer`], [`Dispatcher::ask`]), the answers to this node's own requests, the
-//! executor's starts and ends, the map every [`MAP_CHECK`], and the core's timer.
+//! - this file: what comes in — submissions ([`Dispatcher::submit`]), peers' offers, asks and
+//!   steals ([`Dispatcher::offer`], [`Dispatcher::ask`], [`Dispatcher::steal`]) — and the drain;
+//! - `shell.rs`: the core under its lock, its actions carried out, its timer, the map every
+//!   [`MAP_CHECK`] and the executor's starts and ends fed to it;
+//! - `record.rs`: what the core's decisions write to the job store for jobs that run elsewhere.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hearsay_scheduler::handoff::{
-    Action, Answer, AskAnswer, BodyDigest, Handoff, HandoffConfig, Keyed, MoveKind, Offer,
-    OfferAnswer, Refusal, Reply, Request, StealAnswer, Submission, SubmitRefusal, Ticket, View,
+    AskAnswer, BodyDigest, Handoff, HandoffConfig, Keyed, Offer, OfferAnswer, Refusal, Reply,
+    StealAnswer, Submission, SubmitRefusal,
 };
 use hearsay_scheduler::Policy;
 use hearsay_shared::offers::command_bits;
@@ -31,9 +33,13 @@ use tracing::{info, warn};
 
 use crate::executor::{self, ms, Executor};
 use crate::job_store::JobStore;
-use crate::metrics::{Decision, ForwardFailure, Metrics};
+use crate::metrics::Metrics;
 use crate::peer::{AskReply, Peers, StealReply, LONG_POLL};
 use crate::SharedGossip;
+use shell::{Pending, Shell};
+
+mod record;
+mod shell;
 
 /// How often the core is shown the map (a job followed at a peer the map judges dead is lost).
 pub const MAP_CHECK: Duration = Duration::from_millis(200);
@@ -79,32 +85,6 @@ struct Inner {
     leaving: AtomicBool,
 }
 
-/// The core and what the shell keeps beside it, under one lock.
-#[derive(Debug)]
-struct Shell {
-    core: Handoff,
-    rng: StdRng,
-    /// Jobs this node gives on and has not placed yet: their spec, submission and arrival.
-    pending: HashMap<JobId, Pending>,
-    /// The job submitted or offered in this call, until the core names its id.
-    incoming: Option<Pending>,
-    /// What a peer just said of a job followed there, for the record.
-    heard: Option<JobOutcome>,
-    /// Submitters waiting for their reply.
-    waiting: HashMap<Ticket, oneshot::Sender<Reply>>,
-    /// When each job submitted here and not yet settled arrived.
-    followed: HashMap<JobId, Instant>,
-    /// Jobs taken out of the executor's queue for a thief, until the move is settled.
-    given: HashMap<JobId, executor::Submission>,
-}
-
-#[derive(Debug)]
-struct Pending {
-    spec: JobSpec,
-    ticket: Option<Ticket>,
-    arrived: Instant,
-}
-
 impl Dispatcher {
     /// The shell of node `me` over a core configured by `config`; its tasks run on `tracker`.
     /// `rng` drives placement (seed it from the node's logged seed). With `steal` (its
@@ -136,16 +116,7 @@ impl Dispatcher {
                 metrics,
                 policy: config.placer.policy,
                 steal,
-                shell: Mutex::new(Shell {
-                    core: Handoff::new(config.clone()),
-                    rng,
-                    pending: HashMap::new(),
-                    incoming: None,
-                    heard: None,
-                    waiting: HashMap::new(),
-                    followed: HashMap::new(),
-                    given: HashMap::new(),
-                }),
+                shell: Mutex::new(Shell::new(Handoff::new(config.clone()), rng)),
                 config,
                 rearm: Notify::new(),
                 settled: Notify::new(),
@@ -447,271 +418,5 @@ impl Dispatcher {
                 }
             }
         });
-    }
-
-    /// Whether this node is idle enough to steal: a free slot, an empty queue, not leaving.
-    fn may_steal(&self, view: &View<'_>) -> bool {
-        self.inner.steal.is_some()
-            && !self.is_leaving()
-            && view.own.queued == 0
-            && view.own.running < view.own.slots
-    }
-
-    fn shell(&self) -> std::sync::MutexGuard<'_, Shell> {
-        self.inner
-            .shell
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Runs `f` on the core with the map and this node's exact load, then carries out what it
-    /// decided, all under the map's lock and the core's.
-    fn with_core<R>(&self, f: impl FnOnce(&mut Shell, std::time::Instant, &View<'_>) -> R) -> R {
-        let inner = &self.inner;
-        let result = inner.gossip.with(|g| {
-            let view = View {
-                map: g.map(),
-                own: inner.executor.load(g.own_report().load.cpu_permille),
-                room: !inner.executor.is_full(),
-            };
-            let now = Instant::now();
-            let mut shell = self.shell();
-            let result = f(&mut shell, now.into_std(), &view);
-            self.carry_out(&mut shell, now);
-            result
-        });
-        inner.rearm.notify_one();
-        result
-    }
-
-    fn carry_out(&self, shell: &mut Shell, now: Instant) {
-        let inner = &self.inner;
-        while let Some(action) = shell.core.poll_action() {
-            match action {
-                Action::Reply { ticket, reply } => {
-                    if matches!(reply, Reply::Refused(_)) {
-                        shell.pending.retain(|_, p| p.ticket != Some(ticket));
-                    }
-                    if let Some(submitter) = shell.waiting.remove(&ticket) {
-                        let _ = submitter.send(reply);
-                    }
-                }
-                Action::Run { id, entry, path } => {
-                    let Some(job) = shell.pending.remove(&id).or_else(|| shell.incoming.take())
-                    else {
-                        continue;
-                    };
-                    if path.is_empty() {
-                        inner
-                            .metrics
-                            .placement_decided(inner.policy, Decision::Local);
-                        inner.metrics.placed_locally();
-                    } else {
-                        inner.metrics.received_forwarded();
-                    }
-                    if !path.is_empty() && entry == inner.me {
-                        // Stolen back to its entry node: the record this node kept while
-                        // following the job elsewhere makes way for the executor's.
-                        inner.store.remove_unfinished(now, id);
-                    }
-                    let hops = u32::try_from(path.len()).unwrap_or(u32::MAX);
-                    let arrived = job.arrived;
-                    if path.is_empty() {
-                        // Submitted here: if a thief takes it later, its total counts from now.
-                        shell.followed.insert(id, arrived);
-                    }
-                    let job = executor::Submission {
-                        id,
-                        spec: job.spec,
-                        entry,
-                        hops,
-                        arrived,
-                    };
-                    if let Err(refusal) = inner.executor.submit(job) {
-                        warn!(%id, %refusal, "the executor refused a job the core placed here");
-                        shell.core.handle_ended(now.into_std(), id, JobStatus::Lost);
-                    }
-                }
-                Action::Send {
-                    to,
-                    api,
-                    request,
-                    message,
-                } => {
-                    let spec = match &message {
-                        Request::Offer(offer) => {
-                            if !shell.pending.contains_key(&offer.id) {
-                                if let Some(job) = shell.incoming.take() {
-                                    shell.pending.insert(offer.id, job);
-                                }
-                            }
-                            if offer.kind == MoveKind::Forward {
-                                inner
-                                    .metrics
-                                    .placement_decided(inner.policy, Decision::Forward);
-                            }
-                            let given = shell.given.get(&offer.id).map(|job| &job.spec);
-                            let pending = shell.pending.get(&offer.id).map(|p| &p.spec);
-                            pending.or(given).cloned()
-                        }
-                        _ => None,
-                    };
-                    let timeout = match &message {
-                        Request::Offer(_) => inner.config.offer_timeout,
-                        Request::Ask { wait: true, .. } => inner.config.follow.timeout,
-                        _ => inner.config.ask_timeout,
-                    };
-                    let this = self.clone();
-                    inner.tasks.spawn(async move {
-                        let sent = this.inner.peers.send(api, &message, spec.as_ref(), timeout);
-                        let (answer, heard) = tokio::select! {
-                            answer = sent => answer,
-                            () = this.inner.stopping.cancelled() => return,
-                        };
-                        match (&message, &answer) {
-                            (Request::Offer(_), Answer::NotSent(_)) => {
-                                this.inner
-                                    .metrics
-                                    .forward_failed(ForwardFailure::Unreachable);
-                            }
-                            (Request::Offer(_), Answer::Offer(OfferAnswer::Refused(_))) => {
-                                this.inner.metrics.forward_failed(ForwardFailure::Refused);
-                            }
-                            _ => {}
-                        }
-                        tracing::debug!(peer = %to, ?answer, "peer answered");
-                        this.with_core(|shell, now, view| {
-                            shell.heard = heard;
-                            shell
-                                .core
-                                .handle_answer(now, &mut shell.rng, view, request, answer);
-                        });
-                    });
-                }
-                Action::Follow { id, at, status } => {
-                    let kind = shell.pending.remove(&id).map(|p| {
-                        shell.followed.entry(id).or_insert(p.arrived);
-                        p.spec.kind.name().to_owned()
-                    });
-                    let moved = inner.store.update(now, id, |o| {
-                        o.executing_node = Some(at.clone());
-                        o.status = status;
-                    });
-                    if !moved {
-                        inner.metrics.forwarded_to(&at);
-                        let mut outcome = JobOutcome::new(id, "", status, inner.me.clone());
-                        outcome.kind = kind.unwrap_or_default();
-                        outcome.executing_node = Some(at);
-                        outcome.hops = 1;
-                        let _ = inner.store.insert(now, outcome);
-                    }
-                }
-                Action::Learned { id, status } => {
-                    inner.store.update(now, id, |o| o.status = status);
-                }
-                Action::Requeue { id } => {
-                    if let Some(job) = shell.given.remove(&id) {
-                        inner.executor.requeue(job);
-                    }
-                }
-                Action::Moved { id, .. } => {
-                    shell.given.remove(&id);
-                    // A job entered elsewhere: its entry node follows it to the thief, and a
-                    // long poll here ends, so that the next ask hears where it went.
-                    let entered_elsewhere = inner
-                        .store
-                        .get(now, id)
-                        .is_some_and(|o| o.entry_node != inner.me);
-                    if entered_elsewhere {
-                        inner.store.remove_unfinished(now, id);
-                    }
-                }
-                Action::Settled {
-                    id,
-                    status,
-                    reason,
-                    path,
-                } => {
-                    let arrived = shell.followed.remove(&id);
-                    let heard = shell.heard.take().filter(|h| h.id == id);
-                    let change = |o: &mut JobOutcome| {
-                        if o.status.is_terminal() {
-                            return; // ended here: the executor recorded it
-                        }
-                        if let Some(heard) = heard {
-                            o.queued_ms = heard.queued_ms;
-                            o.run_ms = heard.run_ms;
-                            o.output = heard.output;
-                            o.output_truncated = heard.output_truncated;
-                            o.output_original_bytes = heard.output_original_bytes;
-                            o.error = heard.error;
-                        }
-                        o.status = status;
-                        o.error = reason.or(o.error.take());
-                        o.hops = u32::try_from(path.len().saturating_sub(1)).unwrap_or(0);
-                        o.executing_node = path.last().cloned();
-                        if let Some(arrived) = arrived {
-                            o.total_ms = Some(ms(now - arrived));
-                        }
-                    };
-                    if inner.store.get(now, id).is_some() {
-                        inner.store.update(now, id, change);
-                    } else {
-                        let mut outcome =
-                            JobOutcome::new(id, "", JobStatus::Queued, inner.me.clone());
-                        change(&mut outcome);
-                        let _ = inner.store.insert(now, outcome);
-                    }
-                    inner.settled.notify_waiters();
-                }
-            }
-        }
-        shell.incoming = None;
-        shell.heard = None;
-    }
-
-    /// Feeds the core the executor's starts and ends, the map, and its wake-ups, until the
-    /// node stops.
-    async fn drive(self, mut executed: mpsc::UnboundedReceiver<(JobId, JobStatus)>) {
-        let mut rounds = tokio::time::interval(MAP_CHECK);
-        rounds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut steals = tokio::time::interval(self.inner.steal.unwrap_or(Duration::MAX / 4));
-        steals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let next = self.shell().core.poll_timeout().map(Instant::from_std);
-            let timer = async {
-                match next {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                Some((id, status)) = executed.recv() => self.with_core(|shell, now, view| {
-                    if status == JobStatus::Running {
-                        shell.core.handle_started(now, id);
-                    } else {
-                        shell.core.handle_ended(now, id, status);
-                        // Idle now? Ask at once (the tick asks again while it stays so).
-                        if self.may_steal(view) {
-                            shell.core.handle_idle(now, &mut shell.rng, view);
-                        }
-                    }
-                }),
-                _ = steals.tick(), if self.inner.steal.is_some() => self.with_core(|shell, now, view| {
-                    if self.may_steal(view) {
-                        shell.core.handle_idle(now, &mut shell.rng, view);
-                    }
-                }),
-                () = timer => self.with_core(|shell, now, view| {
-                    shell.core.handle_timeout(now, &mut shell.rng, view);
-                }),
-                _ = rounds.tick() => self.with_core(|shell, now, view| {
-                    shell.core.handle_map(view.map);
-                    shell.core.handle_timeout(now, &mut shell.rng, view);
-                }),
-                () = self.inner.rearm.notified() => {}
-                () = self.inner.stopping.cancelled() => return,
-            }
-        }
     }
 }
