@@ -508,6 +508,7 @@ mod tests {
             entry_node: NodeId::new(entry).unwrap(),
             executing_node: Some(NodeId::new(exec).unwrap()),
             hops,
+            path: Vec::new(),
             queued_ms: Some(10),
             run_ms: Some(100),
             total_ms: Some(110),

@@ -392,8 +392,13 @@ pub struct JobOutcome {
     pub entry_node: NodeId,
     /// The node that runs or ran it, once known.
     pub executing_node: Option<NodeId>,
-    /// How many times it was forwarded (0 or 1).
+    /// How many times it moved between nodes: forwarded by its entry node, taken by an idle
+    /// node, handed on by a leaving one (at most 2 in all).
     pub hops: u32,
+    /// Every node it was at, as far as the answering node knows: the entry node first, the
+    /// executing node last (empty until it is placed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub path: Vec<NodeId>,
     /// Time spent waiting for a slot.
     pub queued_ms: Option<u64>,
     /// Time spent running.
@@ -434,6 +439,7 @@ impl JobOutcome {
             entry_node: entry,
             executing_node: None,
             hops: 0,
+            path: Vec::new(),
             queued_ms: None,
             run_ms: None,
             total_ms: None,
@@ -705,6 +711,7 @@ mod tests {
             entry_node: NodeId::new("n1").unwrap(),
             executing_node: None,
             hops: 0,
+            path: Vec::new(),
             queued_ms: None,
             run_ms: None,
             total_ms: None,

@@ -228,7 +228,19 @@ fn exactly_once_or_lost_on(
 ) -> Result<(usize, usize)> {
     for outcome in outcomes {
         match outcome["status"].as_str() {
-            Some("succeeded") => {}
+            Some("succeeded") => {
+                // Its path: the entry node first, every node it moved through, the executing
+                // node last.
+                let path = outcome["path"].as_array().context("a path")?;
+                assert_eq!(path.first(), Some(&outcome["entry_node"]), "{outcome}");
+                assert_eq!(path.last(), Some(&outcome["executing_node"]), "{outcome}");
+                assert_eq!(
+                    Some(path.len() as u64 - 1),
+                    outcome["hops"].as_u64(),
+                    "{outcome}"
+                );
+                assert!(path.len() <= 3, "a job moves at most twice: {outcome}");
+            }
             Some("lost") => {
                 assert_eq!(outcome["executing_node"], dead, "{outcome}");
                 let reason = outcome["error"].as_str().unwrap_or("");

@@ -54,8 +54,8 @@ pub struct Submission {
     pub spec: JobSpec,
     /// The node it was submitted to.
     pub entry: NodeId,
-    /// 0 if submitted here, 1 if forwarded by the entry node.
-    pub hops: u32,
+    /// The nodes it was at before this one, entry first (empty if submitted here).
+    pub path: Vec<NodeId>,
     /// When it arrived at this node.
     pub arrived: Instant,
 }
@@ -216,7 +216,8 @@ impl Executor {
             job.entry.clone(),
         );
         record.executing_node = Some(shared.node.clone());
-        record.hops = job.hops;
+        record.hops = u32::try_from(job.path.len()).unwrap_or(u32::MAX);
+        record.path = job.path.iter().chain([&shared.node]).cloned().collect();
         shared.store.insert(now, record)?;
         if starts_now {
             state.running += 1;
@@ -600,7 +601,7 @@ mod tests {
             id: JobId(id),
             spec: JobSpec::from_json(json.as_bytes()).unwrap(),
             entry: NodeId::new("entry").unwrap(),
-            hops: 1,
+            path: vec![NodeId::new("entry").unwrap()],
             arrived: Instant::now(),
         }
     }

@@ -272,6 +272,7 @@ mod tests {
             entry_node: NodeId::new("n1").unwrap(),
             executing_node: None,
             hops: 0,
+            path: Vec::new(),
             queued_ms: None,
             run_ms: None,
             total_ms: None,

@@ -814,6 +814,7 @@ mod tests {
             entry_node: NodeId::new("n").unwrap(),
             executing_node: None,
             hops: 0,
+            path: Vec::new(),
             queued_ms: None,
             run_ms: None,
             total_ms: None,

@@ -21,6 +21,10 @@ pub(super) fn follow(
     status: JobStatus,
 ) {
     let moved = store.update(now, id, |o| {
+        if o.path.last() != Some(&at) {
+            o.path.push(at.clone());
+        }
+        o.hops = u32::try_from(o.path.len().saturating_sub(1)).unwrap_or(0);
         o.executing_node = Some(at.clone());
         o.status = status;
     });
@@ -28,6 +32,7 @@ pub(super) fn follow(
         metrics.forwarded_to(&at);
         let mut outcome = JobOutcome::new(id, "", status, me.clone());
         outcome.kind = kind.unwrap_or_default();
+        outcome.path = vec![me.clone(), at.clone()];
         outcome.executing_node = Some(at);
         outcome.hops = 1;
         let _ = store.insert(now, outcome);
@@ -85,6 +90,7 @@ pub(super) fn settle(store: &JobStore, me: &NodeId, now: Instant, settled: Settl
         o.error = reason.or(o.error.take());
         o.hops = u32::try_from(path.len().saturating_sub(1)).unwrap_or(0);
         o.executing_node = path.last().cloned();
+        o.path = path;
         if let Some(arrived) = arrived {
             o.total_ms = Some(ms(now - arrived));
         }

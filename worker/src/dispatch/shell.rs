@@ -191,7 +191,7 @@ impl Dispatcher {
             id,
             spec: job.spec,
             entry,
-            hops: u32::try_from(path.len()).unwrap_or(u32::MAX),
+            path: path.to_vec(),
             arrived: job.arrived,
         };
         if let Err(refusal) = inner.executor.submit(job) {
