@@ -602,6 +602,7 @@ mod tests {
             metrics.clone(),
             Policy::P2c,
             Duration::from_millis(200),
+            None,
             CancellationToken::new(),
             TaskTracker::new(),
         );

@@ -296,13 +296,14 @@ impl Node {
                 shutdown.clone(),
             )));
         }
+        let moves: crate::move_metrics::StatsSource = {
+            let jobs = jobs.clone();
+            Arc::new(move || jobs.stats())
+        };
         let exposition = metrics
             .registry(gossip.clone(), Arc::new(executor.clone()), slots)
             .with_store(store)
-            .with_moves({
-                let jobs = jobs.clone();
-                Arc::new(move || jobs.stats())
-            });
+            .with_moves(moves.clone());
         tasks.push(tracker.spawn(sampler::run(
             gossip.clone(),
             work,
@@ -317,6 +318,7 @@ impl Node {
             metrics,
             config.policy,
             config.interval(),
+            Some(moves),
             api_stop.clone(),
             tracker.clone(),
         );

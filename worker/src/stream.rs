@@ -40,6 +40,7 @@ use tracing::{debug, warn};
 
 use crate::executor::ms;
 use crate::metrics::Metrics;
+use crate::move_metrics::{MoveCounters, StatsSource};
 use crate::view::{ClusterEvent, ClusterView};
 use crate::SharedGossip;
 
@@ -63,6 +64,8 @@ struct Inner {
     metrics: Metrics,
     policy: Policy,
     interval: Duration,
+    /// The hand-off core's counters, for the event's `moves`.
+    moves: Option<MoveCounters>,
     started: Instant,
     /// The latest event, framed; the feed replaces it every interval while anyone watches.
     latest: watch::Sender<Bytes>,
@@ -79,11 +82,14 @@ pub(crate) struct TooManyStreams;
 
 impl ClusterStream {
     /// The stream of a node; its tasks run on `tracker` and end when `stop` is cancelled.
+    /// `moves` reads the counts of jobs moved between nodes.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         gossip: SharedGossip,
         metrics: Metrics,
         policy: Policy,
         interval: Duration,
+        moves: Option<StatsSource>,
         stop: CancellationToken,
         tracker: TaskTracker,
     ) -> Self {
@@ -94,6 +100,7 @@ impl ClusterStream {
                 metrics,
                 policy,
                 interval,
+                moves: moves.map(MoveCounters),
                 started: Instant::now(),
                 latest,
                 permits: Arc::new(Semaphore::new(MAX_STREAMS)),
@@ -107,7 +114,8 @@ impl ClusterStream {
     pub(crate) fn event(&self) -> Bytes {
         let inner = &self.inner;
         let now = Instant::now();
-        let cluster = ClusterView::of_shared(&inner.gossip, now.into_std());
+        let mut cluster = ClusterView::of_shared(&inner.gossip, now.into_std());
+        cluster.moves = inner.moves.as_ref().map(|stats| (stats.0)().into());
         let event = ClusterEvent {
             cluster,
             uptime_ms: ms(now - inner.started),

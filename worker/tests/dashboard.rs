@@ -246,6 +246,8 @@ impl Page {
                 badge: root.badge || null,
                 events: Number(root.events || 0),
                 marker: window.hearsayTestMarker || null,
+                steals_asked: root.stealsAsked === undefined ? null : Number(root.stealsAsked),
+                moved_out: root.movedOut === undefined ? null : Number(root.movedOut),
                 rows: Array.from(document.querySelectorAll("#rows tr")).map((tr) => ({
                     id: tr.dataset.node,
                     state: tr.dataset.state,
@@ -291,6 +293,8 @@ struct Shown {
     badge: Option<String>,
     events: u64,
     marker: Option<String>,
+    steals_asked: Option<u64>,
+    moved_out: Option<u64>,
     rows: Vec<Row>,
 }
 
@@ -445,7 +449,26 @@ fn the_dashboard_shows_the_cluster_and_follows_its_load() {
 
     // Let the history and the rates build up, then take the picture.
     let settled = after.events + 50;
-    page.wait_for(&mut browser, "more events", |shown| shown.events >= settled);
+    let moves = |key: &str| {
+        let answer = runtime.block_on(common::request(
+            &http,
+            hyper::Method::GET,
+            entry,
+            "/v1/cluster",
+            "",
+        ));
+        let view: Value = serde_json::from_slice(&answer.body).expect("JSON");
+        view["moves"][key].as_u64().expect("moves in /v1/cluster")
+    };
+    let (asked_before, out_before) = (moves("steals_asked"), moves("stolen_out"));
+    let shown = page.wait_for(&mut browser, "more events", |shown| shown.events >= settled);
+    // The moves card shows the node's counters as the stream carries them: between what the
+    // API said before and after (they only grow).
+    let (asked_after, out_after) = (moves("steals_asked"), moves("stolen_out"));
+    let asked = shown.steals_asked.expect("the page shows steals asked");
+    assert!((asked_before..=asked_after).contains(&asked), "{shown:#?}");
+    let out = shown.moved_out.expect("the page shows jobs moved out");
+    assert!((out_before..=out_after).contains(&out), "{shown:#?}");
     let png = page.screenshot(&mut browser);
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
