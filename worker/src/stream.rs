@@ -266,6 +266,7 @@ mod tests {
             Metrics::new(),
             Policy::P2c,
             Duration::from_millis(200),
+            None,
             stop,
             tracker,
         )
