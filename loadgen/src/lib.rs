@@ -13,6 +13,7 @@
 //! - [`theory`]: M/M/1, the supermarket model and M/M/c (Erlang C), for the reference lines.
 //! - [`chart`]: the sojourn-time tails of every run and of the theory, as SVG.
 //! - [`cluster`]: local `worker` processes on loopback, killed on drop.
+//! - [`moves`]: the steal requests the workers sent during a run.
 //! - [`cli`]: the command line, and `loadgen bench`.
 //! - [`demo`]: `loadgen demo`, one command from nothing to a comparison of policies.
 //! - [`signals`]: ctrl-c and SIGTERM.
@@ -26,6 +27,7 @@ pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod demo;
+pub mod moves;
 pub mod report;
 pub mod signals;
 pub mod sim;
