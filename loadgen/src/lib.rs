@@ -5,7 +5,7 @@
 //! # Layout
 //! - [`workload`]: a seed and a shape expand into the same jobs at the same instants, always.
 //! - [`client`]: pooled HTTP/1.1 to the workers: `/v1/cluster`, and a job until its outcome.
-//! - [`bench`]: one open-loop run of a workload: cluster placement, or loadgen's random and
+//! - [`bench`](mod@bench): one open-loop run of a workload: cluster placement, or loadgen's random and
 //!   join-shortest-queue baselines with forwarding off.
 //! - [`stats`]: exact percentiles, means and their standard errors.
 //! - [`report`]: a run summed up, the comparison table, the JSON report.

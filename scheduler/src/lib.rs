@@ -8,7 +8,7 @@
 //! - [`handoff`]: [`Handoff`], the sans-IO state machine of every move of a job between nodes:
 //!   offer, lost answer, fence, follow, idempotency keys.
 
-#![warn(missing_docs)]
+#![deny(missing_docs, rustdoc::broken_intra_doc_links)]
 
 pub mod handoff;
 pub mod ledger;

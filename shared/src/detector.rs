@@ -9,7 +9,7 @@
 //! quickly.
 //!
 //! Unlike Akka and Cassandra, phi is computed against a distribution with an exponential tail
-//! (see [`phi`]): heartbeats that travel by gossip arrive with a long tail of silences, and a
+//! (see `phi`): heartbeats that travel by gossip arrive with a long tail of silences, and a
 //! normal distribution's tail is far too thin for it. The defaults are measured, not guessed: the
 //! `gossip-sim` binary of the test crate runs them against a simulated cluster.
 

@@ -15,7 +15,7 @@
 //! - [`job`]: the job vocabulary of the HTTP API — [`JobSpec`], [`JobId`], [`JobOutcome`].
 //! - [`gossip`]: [`Gossip`], the state machine that the worker drives over UDP.
 
-#![warn(missing_docs)]
+#![deny(missing_docs, rustdoc::broken_intra_doc_links)]
 
 pub mod detector;
 pub mod gossip;
