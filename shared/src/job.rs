@@ -373,6 +373,28 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
+    /// Every status, in the order of a job's life.
+    pub const ALL: [JobStatus; 6] = [
+        JobStatus::Queued,
+        JobStatus::Running,
+        JobStatus::Succeeded,
+        JobStatus::Failed,
+        JobStatus::TimedOut,
+        JobStatus::Lost,
+    ];
+
+    /// Its name, as in the API's JSON and the metrics' labels (`timed_out`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::TimedOut => "timed_out",
+            JobStatus::Lost => "lost",
+        }
+    }
+
     /// Whether the job has ended.
     pub fn is_terminal(self) -> bool {
         !matches!(self, JobStatus::Queued | JobStatus::Running)
@@ -573,6 +595,16 @@ fn floor_char_boundary(s: &str, at: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_is_named_alike_in_json_and_as_str() {
+        for status in JobStatus::ALL {
+            let json = serde_json::to_value(status).unwrap();
+            assert_eq!(json, status.as_str());
+            let back: JobStatus = serde_json::from_value(json).unwrap();
+            assert_eq!(back, status);
+        }
+    }
 
     fn err(body: &str) -> JobError {
         JobSpec::from_json(body.as_bytes()).unwrap_err()

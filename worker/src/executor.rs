@@ -37,7 +37,7 @@ use tracing::{debug, info_span, Instrument as _};
 use crate::commands::{BadArgs, Commands};
 use crate::exec::{self, ExecEnd};
 use crate::job_store::{DuplicateJob, JobStore};
-use crate::metrics::{status_name, Metrics};
+use crate::metrics::Metrics;
 use crate::sampler::{Work, WorkGauge};
 
 /// The error of a job that was still queued when its node finished draining.
@@ -444,7 +444,7 @@ impl Shared {
         };
         self.metrics.job_ended(status, Some(now - started));
         debug!(
-            status = status_name(status),
+            status = status.as_str(),
             queued_ms = total.saturating_sub(run),
             run_ms = run,
             "job ended"

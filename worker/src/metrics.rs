@@ -217,7 +217,7 @@ impl Metrics {
         };
         for outcome in OUTCOMES {
             recorders.completed.get_or_create_owned(&OutcomeLabel {
-                outcome: status_name(outcome),
+                outcome: outcome.as_str(),
             });
         }
         for reason in REJECT_REASONS {
@@ -354,7 +354,7 @@ impl Metrics {
         self.inner
             .completed
             .get_or_create(&OutcomeLabel {
-                outcome: status_name(status),
+                outcome: status.as_str(),
             })
             .inc();
     }
@@ -462,18 +462,6 @@ impl Metrics {
             slots,
         }));
         Exposition { registry }
-    }
-}
-
-/// The name of a job status, as in the API (`timed_out`, ...).
-pub(crate) fn status_name(status: JobStatus) -> &'static str {
-    match status {
-        JobStatus::Queued => "queued",
-        JobStatus::Running => "running",
-        JobStatus::Succeeded => "succeeded",
-        JobStatus::Failed => "failed",
-        JobStatus::TimedOut => "timed_out",
-        JobStatus::Lost => "lost",
     }
 }
 
