@@ -367,6 +367,26 @@ pub fn all_alive(nodes: &[&WorkerProcess]) -> Result<bool> {
     Ok(true)
 }
 
+/// Waits (at most `limit`) until every one of `nodes` has run `more` gossip rounds beyond the
+/// count it reports now: a wait for the cluster to have gossiped, not for time to pass.
+pub fn await_rounds(nodes: &[&WorkerProcess], more: u64, limit: Duration) -> Result<Duration> {
+    let rounds = |node: &WorkerProcess| -> Result<u64> {
+        let view = node.cluster()?;
+        view["gossip"]["rounds"]
+            .as_u64()
+            .context("no gossip.rounds in /v1/cluster")
+    };
+    let start: Vec<u64> = nodes.iter().map(|n| rounds(n)).collect::<Result<_>>()?;
+    wait_until(limit, || {
+        for (node, then) in nodes.iter().zip(&start) {
+            if rounds(node)? < then + more {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })
+}
+
 /// Starts `n` workers `<prefix>0` … with `args`, each seeded with the first, and waits up to
 /// `limit` until every one sees every one alive; prints how long that took.
 pub fn start_cluster(

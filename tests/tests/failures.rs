@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use hearsay_tests::cluster::{
-    all_see_new_life, get_json, get_text, incarnation_of, metric, post_json, start_cluster,
-    state_of, wait_until, WorkerProcess,
+    all_see_new_life, await_rounds, get_json, get_text, incarnation_of, metric, post_json,
+    start_cluster, state_of, wait_until, WorkerProcess,
 };
 use hearsay_tests::netns::{drop_udp, dropped_udp, ip, run, run_inside, Namespace};
 use serde_json::{json, Value};
@@ -598,7 +598,7 @@ fn gossip_counter(node: &WorkerProcess, name: &str) -> Result<u64> {
 fn lossy_inside_the_namespace() -> Result<()> {
     let required = std::env::var(REQUIRE_NETNS).is_ok_and(|v| v == "1");
     let nodes = start_five(&[])?;
-    std::thread::sleep(Duration::from_secs(3));
+    await_rounds(&nodes.iter().collect::<Vec<_>>(), 10, JOIN_LIMIT)?;
     if let Err(e) = drop_udp(nodes[0].spec.gossip().port(), 100) {
         if required {
             return Err(e.context(format!("{REQUIRE_NETNS}=1 but no nftables")));
@@ -745,7 +745,9 @@ fn signal(node: &WorkerProcess, signal: &str) -> Result<()> {
 #[test]
 fn a_job_whose_offer_went_unanswered_never_runs_twice() -> Result<()> {
     let nodes = start_five(&["--policy", "round-robin"])?;
-    std::thread::sleep(Duration::from_secs(2));
+    // Every node has heard every other's load a few times over: the entry node's placer offers
+    // to each in turn.
+    await_rounds(&nodes.iter().collect::<Vec<_>>(), 10, JOIN_LIMIT)?;
     let frozen = &nodes[VICTIM];
     signal(frozen, "STOP")?;
     let mut ids = Vec::new();

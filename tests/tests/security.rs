@@ -14,8 +14,8 @@ use hearsay_shared::seal::{Key, Keyring, KEY_LEN};
 use hearsay_shared::wire::DigestEntry;
 use hearsay_shared::{wire, LoadReport, LoadVector, NodeId};
 use hearsay_tests::cluster::{
-    all_alive, all_see_new_life, fresh_loopback, incarnation_of, receive_errors, start_with_env,
-    state_of, wait_until, worker_bin, WorkerProcess, WorkerSpec,
+    all_alive, all_see_new_life, await_rounds, fresh_loopback, incarnation_of, receive_errors,
+    start_with_env, state_of, wait_until, worker_bin, WorkerProcess, WorkerSpec,
 };
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -154,7 +154,7 @@ fn nodes_sharing_a_key_converge_and_a_node_with_another_key_never_joins() -> Res
     })?;
 
     // Several more rounds: still no trace of the stranger or the forger anywhere.
-    std::thread::sleep(Duration::from_secs(2));
+    await_rounds(&nodes.iter().collect::<Vec<_>>(), 10, COUNT_LIMIT)?;
     for node in &nodes {
         ensure!(
             !knows(node, "stranger")?,
