@@ -141,11 +141,6 @@ impl Placer {
         &self.config
     }
 
-    /// The forwards counted against peers.
-    pub fn ledger(&self) -> &ForwardLedger {
-        &self.ledger
-    }
-
     /// Decides where a job runs. A forward is counted in the ledger at once, against the peer's
     /// current report; if the peer then refuses the job, the caller places it again with that
     /// peer excluded.

@@ -6,7 +6,7 @@
 //! this node can know: when the report last changed here (its age) and the failure detector's
 //! verdict.
 //!
-//! The map is bounded ([`LoadMap::max_nodes`]): a flood of made-up node ids, even from an
+//! The map is bounded ([`LoadMap::bounded`]): a flood of made-up node ids, even from an
 //! authenticated peer gone rogue, cannot grow it without limit. A node new to a full map takes
 //! the place of the entry that has been dead or gone longest, or failing that of the one
 //! suspected longest; when every entry is alive the newcomer is refused (and will be offered
@@ -130,10 +130,6 @@ impl Entry {
     pub fn verdict(&self) -> Verdict {
         self.verdict
     }
-    /// Since when the verdict has held.
-    pub fn verdict_since(&self) -> Instant {
-        self.verdict_since
-    }
     /// How many times the verdict has changed since the node entered the map.
     pub fn state_changes(&self) -> u64 {
         u64::from(self.state_changes)
@@ -236,11 +232,6 @@ impl LoadMap {
             owner: Some(owner),
             ..LoadMap::default()
         }
-    }
-
-    /// The most nodes the map holds.
-    pub fn max_nodes(&self) -> usize {
-        self.max_nodes
     }
 
     /// The entry to drop so that a new node fits: the one dead or gone longest, else the one

@@ -306,8 +306,6 @@ impl Node {
             .with_moves(moves.clone());
         tasks.push(tracker.spawn(sampler::run(
             gossip.clone(),
-            work,
-            slots,
             config.interval(),
             drained.clone(),
         )));

@@ -1,12 +1,12 @@
-//! The load sampler: every gossip interval it measures the machine's CPU use and asks the
-//! executor (the node's [`WorkGauge`]) how much work it holds, and hands the result to the gossip
-//! core, whose next report carries it.
+//! The load sampler: every gossip interval it measures the machine's CPU use and hands it to the
+//! gossip core, whose next report carries it. The queue and the running jobs are read from the
+//! executor (the node's [`WorkGauge`]) by the gossip task itself, at each round, so that a report
+//! carries them as they are when it is sent.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
-use hearsay_shared::{LoadVector, NodeState};
+use hearsay_shared::LoadVector;
 use sysinfo::{CpuRefreshKind, RefreshKind, System};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
@@ -72,15 +72,9 @@ fn permille(percent: f32) -> u16 {
     (percent * 10.0).round().clamp(0.0, 1000.0) as u16
 }
 
-/// Samples every `interval` until `stop` (the end of the node's drain, so that the leaving
-/// node's reports show its queue emptying), setting the core's load.
-pub(crate) async fn run(
-    gossip: SharedGossip,
-    work: Arc<dyn WorkGauge>,
-    slots: u32,
-    interval: Duration,
-    stop: CancellationToken,
-) {
+/// Samples every `interval` until `stop` (the end of the node's drain), setting the CPU of the
+/// core's load.
+pub(crate) async fn run(gossip: SharedGossip, interval: Duration, stop: CancellationToken) {
     let mut cpu = CpuSampler::new();
     let mut ticks = tokio::time::interval(interval);
     // After a stall, sample once and carry on: a burst of samples would say nothing new.
@@ -90,20 +84,13 @@ pub(crate) async fn run(
             _ = ticks.tick() => {}
             () = stop.cancelled() => return,
         }
-        let Work { queued, running } = work.work();
-        let load = LoadVector {
-            cpu_permille: cpu.sample(),
-            queued,
-            running,
-            slots,
-            // The core keeps a leaving node leaving whatever is set here.
-            state: NodeState::Alive,
-            // Set once at start; kept.
-            commands: 0,
-        };
+        let cpu_permille = cpu.sample();
         gossip.with(|g| {
-            let commands = g.own_report().load.commands;
-            g.set_load(LoadVector { commands, ..load });
+            let load = g.own_report().load;
+            g.set_load(LoadVector {
+                cpu_permille,
+                ..load
+            });
         });
     }
 }
