@@ -7,10 +7,10 @@
 
 use std::fmt::Write as _;
 
-use crate::theory;
+use crate::theory::{self, Reference};
 
 /// A distribution's tail, `t -> P(T > t)`.
-type Tail = Box<dyn Fn(f64) -> f64>;
+type Tail<'a> = Box<dyn Fn(f64) -> f64 + 'a>;
 
 /// One measured distribution.
 #[derive(Debug, Clone, Copy)]
@@ -19,15 +19,6 @@ pub struct Series<'a> {
     pub label: &'a str,
     /// Sojourns in units of the mean service time, ascending.
     pub sorted: &'a [f64],
-}
-
-/// The theory lines to draw: load per slot and the number of slots (for M/M/c).
-#[derive(Debug, Clone, Copy)]
-pub struct TheoryLines {
-    /// Load per slot.
-    pub rho: f64,
-    /// Slots in the pool.
-    pub slots: u32,
 }
 
 const WIDTH: f64 = 960.0;
@@ -55,7 +46,7 @@ fn escape(text: &str) -> String {
 }
 
 /// The SVG document.
-pub fn render(title: &str, series: &[Series<'_>], theory: Option<TheoryLines>) -> String {
+pub fn render(title: &str, series: &[Series<'_>], theory: Option<&Reference>) -> String {
     let largest_n = series.iter().map(|s| s.sorted.len()).max().unwrap_or(0);
     // The lowest probability shown: one job in the largest sample, rounded down to a decade.
     let y_min_exp = -((largest_n.max(10) as f64).log10().ceil()).min(6.0);
@@ -66,7 +57,15 @@ pub fn render(title: &str, series: &[Series<'_>], theory: Option<TheoryLines>) -
         .iter()
         .filter_map(|s| s.sorted.last().copied())
         .fold(0.0, f64::max);
-    let theory_max = theory.map_or(0.0, |t| theory::mm1_quantile(t.rho, 1.0 - y_min));
+    let theory_max = theory.map_or(0.0, |t| {
+        let rho = t.rho;
+        match t.random_mean {
+            Some(_) => {
+                theory::quantile(|v| theory::random_ccdf(rho, &t.node_slots, v), 1.0 - y_min)
+            }
+            None => theory::quantile(|v| theory::mmc_ccdf(t.slots, rho, v), 1.0 - y_min),
+        }
+    });
     let x_max = nice_ceiling(
         measured_max
             .max(theory_max.min(measured_max * 1.5))
@@ -181,23 +180,29 @@ pub fn render(title: &str, series: &[Series<'_>], theory: Option<TheoryLines>) -
     if let Some(t) = theory {
         // The theory is drawn in black, told apart by its dashes, so that no theory line can
         // be taken for a measured run's colour.
-        let lines: [(String, &str, Tail); 3] = [
-            (
-                "theory: random, M/M/1".into(),
+        // The same rows as the table: random and the floor always (random unless a node is
+        // overloaded), two choices only for single-slot nodes.
+        let (rho, slots) = (t.rho, t.slots);
+        let mut lines: Vec<(String, &str, Tail<'_>)> = Vec::new();
+        if t.random_mean.is_some() {
+            lines.push((
+                format!("theory: {}", t.random_label()),
                 "8 5",
-                Box::new(move |v| theory::mm1_ccdf(t.rho, v)),
-            ),
-            (
+                Box::new(move |v| theory::random_ccdf(rho, &t.node_slots, v)),
+            ));
+        }
+        if t.two_choices_mean.is_some() {
+            lines.push((
                 "theory: 2 choices, n=inf".into(),
                 "2 3",
-                Box::new(move |v| theory::supermarket_ccdf(t.rho, 2, v)),
-            ),
-            (
-                format!("theory: M/M/{} floor", t.slots),
-                "12 3 2 3",
-                Box::new(move |v| theory::mmc_ccdf(t.slots, t.rho, v)),
-            ),
-        ];
+                Box::new(move |v| theory::supermarket_ccdf(rho, 2, v)),
+            ));
+        }
+        lines.push((
+            format!("theory: {}", t.pooled_label()),
+            "12 3 2 3",
+            Box::new(move |v| theory::mmc_ccdf(slots, rho, v)),
+        ));
         for (label, dashes, ccdf) in lines {
             let mut points = String::new();
             for k in 0..=400 {
@@ -290,14 +295,31 @@ mod tests {
                     sorted: &b,
                 },
             ],
-            Some(TheoryLines { rho: 0.9, slots: 8 }),
+            Some(&Reference::at(0.9, &[1; 8])),
         );
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert_eq!(svg.matches("<polyline").count(), 5, "two runs, three lines");
         assert!(svg.contains("p2c &lt;cluster&gt; (n=500)"));
         assert!(svg.contains("p2c &amp; friends"));
         assert!(svg.contains("M/M/8 floor"));
+        assert!(svg.contains("random M/M/1"));
         assert!(!svg.contains("NaN"));
+    }
+
+    #[test]
+    fn draws_the_rows_that_apply_to_several_slots() {
+        let a: Vec<f64> = (1..=500).map(|i| f64::from(i) / 50.0).collect();
+        let svg = render(
+            "two slots",
+            &[Series {
+                label: "jsq",
+                sorted: &a,
+            }],
+            Some(&Reference::at(0.9, &[2; 4])),
+        );
+        assert_eq!(svg.matches("<polyline").count(), 3, "one run, two lines");
+        assert!(svg.contains("random M/M/2") && svg.contains("M/M/8 floor"));
+        assert!(!svg.contains("2 choices") && !svg.contains("NaN"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use crate::bench::{self, Dispatch, RunOptions, Target};
-use crate::chart::{self, Series, TheoryLines};
+use crate::chart::{self, Series};
 use crate::client::{normalise_target, Http};
 use crate::report::{self, Report, RunSummary};
 use crate::theory::Reference;
@@ -130,6 +130,8 @@ pub struct Plan {
     pub jobs: Vec<PlannedJob>,
     /// Slots across the targets.
     pub slots: u32,
+    /// Each target's slots, in the targets' order.
+    pub node_slots: Vec<u32>,
     /// The load per slot it asks for.
     pub rho: f64,
 }
@@ -225,6 +227,7 @@ pub fn plan(
         spec,
         jobs,
         slots,
+        node_slots: targets.iter().map(|t| t.slots).collect(),
         rho,
     })
 }
@@ -249,7 +252,7 @@ pub fn build_report(plan: &Plan, runs: Vec<RunSummary>) -> Report {
         .spec
         .service
         .is_exponential()
-        .then(|| Reference::at(plan.rho, plan.slots));
+        .then(|| Reference::at(plan.rho, &plan.node_slots));
     Report {
         tool: "hearsay-loadgen",
         version: env!("CARGO_PKG_VERSION"),
@@ -267,13 +270,12 @@ pub fn build_report(plan: &Plan, runs: Vec<RunSummary>) -> Report {
 pub fn publish(report: &Report, json: Option<&Path>, svg: Option<&Path>) -> Result<()> {
     println!();
     print!("{}", report::table(report));
-    if let Some(t) = &report.theory {
-        println!(
-            "\ntheory at rho {:.2} (exponential service, Poisson arrivals): random is M/M/1 per \
-             slot; two choices is the n -> infinity limit; M/M/{} pools every slot in one queue, \
-             which no placement beats.",
-            t.rho, t.slots
-        );
+    match &report.theory {
+        Some(t) => println!("\n{}", t.note()),
+        None => println!(
+            "\nno theory rows: they assume exponential service, and {} is not",
+            report.workload.service
+        ),
     }
     for warning in report.runs.iter().flat_map(RunSummary::warnings) {
         eprintln!("warning: {warning}");
@@ -300,11 +302,7 @@ pub fn publish(report: &Report, json: Option<&Path>, svg: Option<&Path>) -> Resu
             report.rho,
             report.slots
         );
-        let lines = report.theory.map(|t| TheoryLines {
-            rho: t.rho,
-            slots: t.slots,
-        });
-        std::fs::write(path, chart::render(&title, &series, lines))
+        std::fs::write(path, chart::render(&title, &series, report.theory.as_ref()))
             .with_context(|| format!("cannot write {}", path.display()))?;
         println!("chart: {}", path.display());
     }

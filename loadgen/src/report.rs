@@ -277,8 +277,8 @@ pub struct Report {
     pub slots: u32,
     /// The load per slot asked for (rate x mean service / slots).
     pub rho: f64,
-    /// Queueing theory at that load, in units of the mean service time; assumes exponential
-    /// service (absent for other shapes).
+    /// Queueing theory at that load over the targets' slots, in units of the mean service time;
+    /// assumes Poisson arrivals and exponential service (absent for other shapes).
     pub theory: Option<Reference>,
     /// Every run, in the order run.
     pub runs: Vec<RunSummary>,
@@ -339,45 +339,21 @@ pub fn table(report: &Report) -> String {
         );
     }
     if let Some(t) = &report.theory {
-        let _ = writeln!(
-            out,
-            "{:<22} {:>6} {:>5} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6}",
-            "theory: random M/M/1",
-            "",
-            "",
-            "",
-            format!("{:.2}", t.random_mean),
-            "",
-            "",
-            "",
-            format!("{:.2}", t.random_p99)
-        );
-        let _ = writeln!(
-            out,
-            "{:<22} {:>6} {:>5} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6}",
-            "theory: 2 choices n=inf",
-            "",
-            "",
-            "",
-            format!("{:.2}", t.two_choices_mean),
-            "",
-            "",
-            "",
-            format!("{:.2}", t.two_choices_p99)
-        );
-        let _ = writeln!(
-            out,
-            "{:<22} {:>6} {:>5} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6}",
-            format!("theory: M/M/{} floor", t.slots),
-            "",
-            "",
-            "",
-            format!("{:.2}", t.pooled_mean),
-            "",
-            "",
-            "",
-            format!("{:.2}", t.pooled_p99)
-        );
+        for row in t.rows() {
+            let _ = writeln!(
+                out,
+                "{:<22} {:>6} {:>5} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6}",
+                format!("theory: {}", row.label),
+                "",
+                "",
+                "",
+                format!("{:.2}", row.mean),
+                "",
+                "",
+                "",
+                format!("{:.2}", row.p99)
+            );
+        }
     }
     let ideal: Vec<&RunSummary> = report
         .runs
@@ -585,5 +561,45 @@ mod tests {
         assert_eq!(s.forwarded_fraction, 0.0);
         assert_eq!(s.hops.get(&0), Some(&2));
         assert!(s.warnings().is_empty());
+    }
+
+    fn report_over(node_slots: &[u32]) -> Report {
+        Report {
+            tool: "hearsay-loadgen",
+            version: "0",
+            command: "loadgen demo".into(),
+            workload: crate::workload::WorkloadSpec {
+                seed: 1,
+                rate_per_s: 36.0,
+                service: crate::workload::ServiceDist::Exp { mean_ms: 100.0 },
+                kind: crate::workload::JobKindChoice::Sleep,
+                entry: crate::workload::EntryPattern::Spread,
+                targets: node_slots.len(),
+                length: crate::workload::Length::Jobs(10),
+            },
+            mean_service_ms: 100.0,
+            slots: node_slots.iter().sum(),
+            rho: 0.9,
+            theory: Some(Reference::at(0.9, node_slots)),
+            runs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn theory_rows_follow_the_slots_per_node() {
+        // 2 workers x 2 slots: each is an M/M/2 under random dispatch (mean 1 / (1 - 0.81)),
+        // the floor is M/M/4, and the two-choices limit (for single-slot nodes) is left out.
+        let text = table(&report_over(&[2, 2]));
+        let theory: Vec<&str> = text.lines().filter(|l| l.starts_with("theory")).collect();
+        assert_eq!(theory.len(), 2, "{text}");
+        assert!(theory[0].starts_with("theory: random M/M/2 ") && theory[0].contains(" 5.26 "));
+        assert!(theory[1].starts_with("theory: M/M/4 floor ") && theory[1].contains(" 2.97 "));
+        // 8 x 1 slot: M/M/1 per node, the two-choices limit, the M/M/8 floor.
+        let text = table(&report_over(&[1; 8]));
+        let theory: Vec<&str> = text.lines().filter(|l| l.starts_with("theory")).collect();
+        assert_eq!(theory.len(), 3, "{text}");
+        assert!(theory[0].starts_with("theory: random M/M/1 ") && theory[0].contains(" 10.00 "));
+        assert!(theory[1].starts_with("theory: 2 choices n=inf") && theory[1].contains(" 2.61 "));
+        assert!(theory[2].starts_with("theory: M/M/8 floor ") && theory[2].contains(" 1.88 "));
     }
 }

@@ -121,6 +121,11 @@ async fn the_bench_command_reports_every_run_as_json_and_svg() {
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["workload"]["seed"], 7);
     assert_eq!(report["slots"], 3);
+    // Three one-slot nodes at rho 0.5: random is three M/M/1 (mean 2), the floor M/M/3.
+    let theory = &report["theory"];
+    assert_eq!(theory["node_slots"], serde_json::json!([1, 1, 1]));
+    assert!((theory["random_mean"].as_f64().unwrap() - 2.0).abs() < 1e-9);
+    assert!(stdout.contains("theory: random M/M/1 ") && stdout.contains("theory: M/M/3 floor"));
     let runs = report["runs"].as_array().unwrap();
     let modes: Vec<&str> = runs
         .iter()
