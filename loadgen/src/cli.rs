@@ -366,8 +366,14 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
             request_timeout: timeout,
             progress: !args.output.no_progress,
         };
+        let bases: Vec<String> = targets.iter().map(|t| t.base.clone()).collect();
+        let before = crate::moves::read(&http, &bases).await;
         let records = bench::run(&http, &targets, &plan.jobs, &options).await;
-        let summary = RunSummary::of(&records, plan.spec.service.mean_ms());
+        let mut summary = RunSummary::of(&records, plan.spec.service.mean_ms());
+        let steals = crate::moves::between(&before, &crate::moves::read(&http, &bases).await);
+        if dispatch == Dispatch::Cluster && steals.asked > 0 {
+            summary.steals = Some(steals);
+        }
         println!(
             "{}: {} of {} jobs succeeded in {:.1} s",
             summary.label, summary.succeeded, summary.sent, summary.wall_s

@@ -20,6 +20,7 @@ use crate::bench::{self, Dispatch, RunOptions};
 use crate::cli::{self, OutputArgs, WorkloadArgs};
 use crate::client::Http;
 use crate::cluster::{find_worker_bin, ClusterSpec, LocalCluster};
+use crate::moves;
 use crate::report::RunSummary;
 
 /// One run of the demo.
@@ -239,9 +240,15 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
             progress: !args.output.no_progress,
         };
         println!("run {}/{}: {}", i + 1, args.runs.len(), run.label());
+        let bases = running.targets();
+        let before = moves::read(&http, &bases).await;
         let records = bench::run(&http, &targets, &plan.jobs, &options).await;
         running.check_running()?;
-        let summary = RunSummary::of(&records, plan.spec.service.mean_ms());
+        let mut summary = RunSummary::of(&records, plan.spec.service.mean_ms());
+        if steal && matches!(run, DemoRun::Workers(..)) {
+            let after = moves::read(&http, &bases).await;
+            summary.steals = Some(moves::between(&before, &after));
+        }
         println!(
             "  {} of {} jobs succeeded in {:.1} s; mean sojourn {} service times",
             summary.succeeded,

@@ -8,6 +8,7 @@ use hearsay_shared::JobStatus;
 use serde::Serialize;
 
 use crate::bench::{Dispatch, RunRecords};
+use crate::moves::Steals;
 use crate::sim::{self, Placement};
 use crate::stats::Summary;
 use crate::theory::Reference;
@@ -77,6 +78,9 @@ pub struct RunSummary {
     /// chart; not written to JSON).
     #[serde(skip)]
     pub sorted_sojourn_units: Vec<f64>,
+    /// For runs against workers that steal: the steal requests they sent during the run, summed
+    /// over the workers (the cost of stealing in messages).
+    pub steals: Option<Steals>,
 }
 
 impl RunSummary {
@@ -214,6 +218,7 @@ impl RunSummary {
             aborted: run.aborted.clone(),
             ideal_units,
             sorted_sojourn_units: sorted,
+            steals: None,
         }
     }
 
@@ -392,6 +397,31 @@ pub fn table(report: &Report) -> String {
                         .map(|(m, i)| m.mean / i.mean),
                     3
                 ),
+            );
+        }
+    }
+    let stealing: Vec<&RunSummary> = report.runs.iter().filter(|r| r.steals.is_some()).collect();
+    if !stealing.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{:<22} {:>8} {:>8} {:>8} {:>9} {:>8}",
+            "steal requests", "asked", "granted", "empty", "asks/job", "stolen%"
+        );
+        for run in stealing {
+            let Some(s) = run.steals else { continue };
+            let stolen = match run.succeeded {
+                0 => 0.0,
+                n => s.granted as f64 * 100.0 / n as f64,
+            };
+            let _ = writeln!(
+                out,
+                "{:<22} {:>8} {:>8} {:>8} {:>9.2} {:>8.1}",
+                run.label,
+                s.asked,
+                s.granted,
+                s.empty,
+                s.per_job(run.sent),
+                stolen
             );
         }
     }

@@ -47,7 +47,7 @@ async fn the_demo_compares_runs_on_a_real_cluster_and_stops_it() {
         "--service",
         "exp:5",
         "--runs",
-        "p2c,random,jsq",
+        "p2c+steal,p2c,random,jsq",
         "--seed",
         "3",
         "--base-port",
@@ -74,11 +74,30 @@ async fn the_demo_compares_runs_on_a_real_cluster_and_stops_it() {
         .iter()
         .map(|r| r["label"].as_str().unwrap())
         .collect();
-    assert_eq!(labels, ["p2c", "random (loadgen)", "jsq (loadgen)"]);
+    assert_eq!(
+        labels,
+        ["p2c+steal", "p2c", "random (loadgen)", "jsq (loadgen)"]
+    );
     for run in report["runs"].as_array().unwrap() {
         assert_eq!(run["succeeded"], 100, "{run}");
         assert_eq!(run["sent"], 100, "{run}");
+        // The steal requests are counted for the run whose workers steal, and only for it.
+        let steals = &run["steals"];
+        match run["label"].as_str() {
+            Some("p2c+steal") => {
+                let (asked, granted, empty) =
+                    (&steals["asked"], &steals["granted"], &steals["empty"]);
+                let (asked, granted, empty) = (asked.as_u64(), granted.as_u64(), empty.as_u64());
+                assert!(
+                    asked.is_some() && granted.is_some() && empty.is_some(),
+                    "{run}"
+                );
+                assert!(granted.unwrap() + empty.unwrap() <= asked.unwrap(), "{run}");
+            }
+            _ => assert!(steals.is_null(), "{run}"),
+        }
     }
+    assert!(stdout.contains("steal requests"), "{stdout}");
     assert!(std::fs::read_to_string(scratch.path("out/chart.svg"))
         .unwrap()
         .contains("</svg>"));
