@@ -14,7 +14,13 @@
 //! 2. after every call, its actions are carried out: [`Action::Send`] puts a message on the
 //!    network, [`Action::Run`] puts the job in the executor, replies and settlements are logged;
 //! 3. it is woken at [`Handoff::poll_timeout`], and shown its map every gossip interval
-//!    ([`Handoff::handle_map`]).
+//!    ([`Handoff::handle_map`]);
+//! 4. with stealing on, an idle node (a free slot, nothing queued) is told so
+//!    ([`Handoff::handle_idle`]) when a job ends and every [`JobSimConfig::steal_interval`];
+//!    a node that answers a steal empty sends its report of itself, made at once
+//!    ([`Gossip::report_now`](hearsay_shared::Gossip::report_now)), and the thief's gossip
+//!    core takes it in as news ([`Action::News`],
+//!    [`Gossip::handle_report`](hearsay_shared::Gossip::handle_report)).
 //!
 //! # The executor
 //! `slots` jobs run at once, the rest wait in a FIFO queue of at most `queue_limit`; a job runs
@@ -42,7 +48,7 @@ use std::time::{Duration, Instant};
 
 use hearsay_scheduler::handoff::{
     Action, Answer, AskAnswer, Handoff, HandoffConfig, Refusal, Reply, Request, RequestId,
-    Submission, View,
+    StealAnswer, Submission, View,
 };
 use hearsay_scheduler::Policy;
 use hearsay_shared::{JobId, JobStatus, LoadVector, NodeState};
@@ -71,6 +77,13 @@ pub struct JobSimConfig {
     /// Whether idle nodes steal queued jobs (then a job moves at most twice: a forward and a
     /// steal).
     pub steal: bool,
+    /// Whether a node that answers a steal empty sends its report of itself with the answer
+    /// (published at once), which the thief's gossip core takes in as news
+    /// ([`Action::News`]). On by default; off to measure what it brings.
+    pub steal_news: bool,
+    /// How often a node that stays idle asks for work again, besides when a job ends (the
+    /// worker's `--steal-interval`, 200 ms by default).
+    pub steal_interval: Duration,
     /// The hand-off settings of every node (its `node`, `incarnation`, and the placer's policy
     /// and report interval are replaced by each node's own).
     pub handoff: HandoffConfig,
@@ -88,6 +101,8 @@ impl JobSimConfig {
             job_loss: 0.0,
             long_poll: Duration::from_secs(10),
             steal: false,
+            steal_news: true,
+            steal_interval: Duration::from_millis(200),
             handoff: HandoffConfig::new(node_id(0), 0),
         }
     }
@@ -153,6 +168,10 @@ enum Event {
     MapCheck {
         node: usize,
     },
+    /// Every [`JobSimConfig::steal_interval`]: an idle node asks for work.
+    StealCheck {
+        node: usize,
+    },
 }
 
 impl Event {
@@ -163,7 +182,8 @@ impl Event {
             | Event::Wake { node }
             | Event::JobEnd { node, .. }
             | Event::PollExpire { node, .. }
-            | Event::MapCheck { node } => *node,
+            | Event::MapCheck { node }
+            | Event::StealCheck { node } => *node,
             Event::Deliver { to, .. } => *to,
         }
     }
@@ -273,6 +293,11 @@ impl JobSim {
                     .random_range(0..sim.gossip.interval().as_micros() as u64),
             );
             sim.schedule(sim.now() + offset, Event::MapCheck { node: i });
+            let offset = Duration::from_micros(
+                sim.rng
+                    .random_range(0..sim.config.steal_interval.as_micros().max(1) as u64),
+            );
+            sim.schedule(sim.now() + offset, Event::StealCheck { node: i });
         }
         sim
     }
@@ -424,6 +449,10 @@ impl JobSim {
                     core.handle_map(gossip.map());
                     self.drain(node);
                 }
+            }
+            Event::StealCheck { node } => {
+                let next = self.now() + self.config.steal_interval;
+                self.schedule(next, Event::StealCheck { node });
                 self.idle(node);
             }
         }
@@ -537,6 +566,12 @@ impl JobSim {
                     self.start_jobs(i);
                 }
                 Action::Moved { id, .. } => self.answer_polls(i, id),
+                Action::News { report } => {
+                    let now = self.instant();
+                    if let Some(gossip) = self.gossip.core_mut(i) {
+                        gossip.handle_report(now, report);
+                    }
+                }
                 Action::Follow { .. } | Action::Learned { .. } => {}
             }
         }
@@ -707,6 +742,15 @@ impl JobSim {
                         answer = Some(core.handle_steal(now, view, &thief, incarnation, newest));
                     });
                     self.publish(to);
+                    if let (Some(StealAnswer::Empty { load }), true) =
+                        (&mut answer, self.config.steal_news)
+                    {
+                        // The shell's part: its load as it answers, in a report made now.
+                        *load = self
+                            .gossip
+                            .core_mut(to)
+                            .map(|g| Box::new(g.report_now(instant)));
+                    }
                     if let Some(answer) = answer {
                         self.send(
                             to,

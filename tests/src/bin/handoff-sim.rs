@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use clap::Parser;
 use hearsay_scheduler::Policy;
-use hearsay_tests::workload::{run_workloads, Workload};
+use hearsay_tests::workload::{run_workloads, Stealing, Workload};
 
 #[derive(Debug, Parser)]
 #[command(about = "Measure Hearsay's placement policies in the simulated cluster")]
@@ -58,6 +58,16 @@ struct Args {
     /// Seed of the cluster and the workload.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// With stealing: how often an idle node asks again, in milliseconds (the worker's
+    /// `--steal-interval`).
+    #[arg(long, default_value_t = 200)]
+    steal_interval_ms: u64,
+    /// With stealing: asks of another peer at once after an empty answer.
+    #[arg(long, default_value_t = 1)]
+    steal_retries: u32,
+    /// With stealing: whether an empty answer carries the victim's load for the thief's map.
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    steal_news: String,
 }
 
 fn main() -> Result<()> {
@@ -84,11 +94,23 @@ fn main() -> Result<()> {
     if args.service_ms.is_empty() || args.service_ms.contains(&0) {
         bail!("--service-ms needs service times above 0 ms");
     }
+    if args.steal_interval_ms == 0 {
+        bail!("--steal-interval-ms must be above 0");
+    }
+    let stealing = Stealing {
+        interval: Duration::from_millis(args.steal_interval_ms),
+        retries: args.steal_retries,
+        news: args.steal_news == "on",
+    };
     let stalest = *args.service_ms.iter().min().expect("not empty");
     let smallest = *args.sizes.iter().min().expect("clap gives at least one");
     println!(
         "rho {rho}, exponential service, {} slot(s) a node, gossip every 200 ms, seed {}",
         args.slots, args.seed
+    );
+    println!(
+        "stealing: an idle node asks every {} ms and when a job ends, {} ask(s) again at once after an empty answer, victim's load with it {}",
+        args.steal_interval_ms, args.steal_retries, args.steal_news
     );
     println!(
         "theory: random M/M/1 mean {:.2} p99 {:.1}; two choices n=inf mean {:.2}; times in mean service times",
@@ -97,7 +119,7 @@ fn main() -> Result<()> {
         supermarket(rho)
     );
     println!(
-        "{:>6} {:>8} {:>10} {:>13} {:>8} {:>8} {:>10} {:>8} {:>9} {:>8} {:>7} {:>9}",
+        "{:>6} {:>8} {:>10} {:>13} {:>8} {:>8} {:>10} {:>8} {:>9} {:>8} {:>7} {:>9} {:>9}",
         "nodes",
         "service",
         "staleness",
@@ -109,7 +131,8 @@ fn main() -> Result<()> {
         "virtual",
         "wall",
         "stolen",
-        "asks/job"
+        "asks/job",
+        "empty/job"
     );
     for &nodes in &args.sizes {
         let jobs = args
@@ -137,6 +160,7 @@ fn main() -> Result<()> {
                     slots: args.slots,
                     policy: run[0].0,
                     steal: run[0].1,
+                    stealing,
                     rho,
                     service: Duration::from_millis(service_ms),
                     jobs,
@@ -149,7 +173,7 @@ fn main() -> Result<()> {
             for (&(policy, steal), r) in run.iter().zip(results) {
                 let name = format!("{policy}{}", if steal { "+steal" } else { "" });
                 println!(
-                    "{nodes:>6} {:>6}ms {:>10.2} {:>13} {:>8.2} {:>8.2} {:>9.0}% {:>8} {:>8.0}s {:>7.1}s {:>6.0}% {:>9.2}",
+                    "{nodes:>6} {:>6}ms {:>10.2} {:>13} {:>8.2} {:>8.2} {:>9.0}% {:>8} {:>8.0}s {:>7.1}s {:>6.0}% {:>9.2} {:>9.2}",
                     service_ms,
                     200.0 / service_ms as f64,
                     name,
@@ -160,7 +184,8 @@ fn main() -> Result<()> {
                     r.virtual_time.as_secs_f64(),
                     wall,
                     r.stolen * 100.0,
-                    r.steals_per_job
+                    r.steals_per_job,
+                    r.empty_per_job
                 );
             }
         }
