@@ -53,7 +53,7 @@ use hearsay_scheduler::handoff::{
 use hearsay_scheduler::Policy;
 use hearsay_shared::{JobId, JobStatus, LoadVector, NodeState};
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
+use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 
 use crate::sim::{node_id, Sim, SimConfig};
@@ -144,6 +144,9 @@ enum Event {
     Submit {
         node: usize,
         service: Duration,
+        /// An oracle's placement: to whichever node has the fewest jobs when it comes
+        /// (`node` if none runs).
+        shortest: bool,
     },
     Deliver {
         from: usize,
@@ -398,6 +401,18 @@ impl JobSim {
     }
 
     fn perform(&mut self, event: Event) {
+        let event = match event {
+            Event::Submit {
+                node,
+                service,
+                shortest: true,
+            } => Event::Submit {
+                node: self.shortest().unwrap_or(node),
+                service,
+                shortest: false,
+            },
+            event => event,
+        };
         let i = event.node();
         if self.nodes[i].frozen {
             // Submissions are the outside world's: a frozen node cannot be submitted to
@@ -408,7 +423,7 @@ impl JobSim {
             return;
         }
         match event {
-            Event::Submit { node, service } => self.submit(node, service),
+            Event::Submit { node, service, .. } => self.submit(node, service),
             Event::Deliver {
                 from,
                 asker,
@@ -826,7 +841,45 @@ impl JobSim {
 
     /// Submits a job of `service` to node `node` at virtual time `at` (not in the past).
     pub fn submit_at(&mut self, at: Duration, node: usize, service: Duration) {
-        self.schedule(at.max(self.now()), Event::Submit { node, service });
+        let shortest = false;
+        self.schedule(
+            at.max(self.now()),
+            Event::Submit {
+                node,
+                service,
+                shortest,
+            },
+        );
+    }
+
+    /// Submits a job of `service` at virtual time `at` to the node with the fewest jobs
+    /// (queued and running) then, ties drawn at random: the join-the-shortest-queue oracle,
+    /// which knows every executor exactly and at once. With [`Policy::Local`] and no stealing
+    /// it is the reference that placement and stealing are measured against.
+    pub fn submit_shortest_at(&mut self, at: Duration, service: Duration) {
+        let event = Event::Submit {
+            node: 0,
+            service,
+            shortest: true,
+        };
+        self.schedule(at.max(self.now()), event);
+    }
+
+    /// The running, unfrozen node with the fewest jobs, ties drawn at random.
+    fn shortest(&mut self) -> Option<usize> {
+        let jobs = |n: &JobNode| n.queue.len() + n.running.len();
+        let up = || {
+            self.nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.core.is_some() && !n.frozen)
+        };
+        let fewest = up().map(|(_, n)| jobs(n)).min()?;
+        let ties: Vec<usize> = up()
+            .filter(|(_, n)| jobs(n) == fewest)
+            .map(|(i, _)| i)
+            .collect();
+        ties.choose(&mut self.rng).copied()
     }
 
     /// Crashes node `i` (`kill -9`): its gossip core, hand-off core and executor are gone.

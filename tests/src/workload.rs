@@ -130,12 +130,26 @@ pub fn run_workloads(w: &Workload, policies: &[(Policy, bool)]) -> Vec<WorkloadR
         .iter()
         .map(|&(policy, steal)| {
             sim.reset_handoff(policy, steal);
-            measure(&mut sim, w)
+            measure(&mut sim, w, false)
         })
         .collect()
 }
 
-fn measure(sim: &mut JobSim, w: &Workload) -> WorkloadResult {
+/// Runs a workload placed by the join-the-shortest-queue oracle
+/// ([`JobSim::submit_shortest_at`]: every job to the node with the fewest jobs at that
+/// instant, which no node could know) on a cluster of its own, no stealing: the reference of
+/// issue 13's goals. Sees the same jobs at the same offsets as [`run_workloads`].
+pub fn run_jsq(w: &Workload) -> WorkloadResult {
+    let mut config = JobSimConfig::new(w.nodes, w.seed, Policy::Local);
+    config.slots = w.slots;
+    let mut sim = JobSim::new(config);
+    converge(&mut sim);
+    sim.run_for(Duration::from_secs(2));
+    sim.reset_handoff(Policy::Local, false);
+    measure(&mut sim, w, true)
+}
+
+fn measure(sim: &mut JobSim, w: &Workload, jsq: bool) -> WorkloadResult {
     let start = sim.now();
     // The workload's own rng: the same jobs whatever the policy.
     let mut rng = StdRng::seed_from_u64(w.seed ^ 0x776f_726b);
@@ -150,7 +164,11 @@ fn measure(sim: &mut JobSim, w: &Workload) -> WorkloadResult {
         if k == w.warm_up {
             since = at;
         }
-        sim.submit_at(at, node, service);
+        if jsq {
+            sim.submit_shortest_at(at, service);
+        } else {
+            sim.submit_at(at, node, service);
+        }
         // Keep the queue of future submissions short: run up to the previous arrival.
         if k % 256 == 255 {
             let now = sim.now();
