@@ -361,6 +361,32 @@ impl Gossip {
         self.load = LoadVector { state, ..load };
     }
 
+    /// Publishes the load set last as a new report at once (the next `seq`, as a round
+    /// would) and returns it, for an answer that carries this node's load straight to a peer:
+    /// a steal answered empty, whose thief's map showed a queue here that is gone. The map
+    /// and the next rounds carry it like any report of this node. A node that would go past
+    /// the plausible rate of versions (one a millisecond, with [`MAX_AHEAD_MS`] to spare: see
+    /// [`is_plausible`]) returns the report it published last instead.
+    pub fn report_now(&mut self, now: Instant) -> LoadReport {
+        let next = Version {
+            incarnation: self.incarnation,
+            seq: self.seq.saturating_add(1),
+        };
+        if is_plausible(next, self.wall_ms(now)) {
+            self.publish_own(now);
+        }
+        self.own_report()
+    }
+
+    /// Takes in a report that came outside gossip (with a peer's answer to this node, as
+    /// [`Gossip::report_now`] made it) as if a push had brought it: kept if it is newer than
+    /// the map's, counted as the node's heartbeat, and relayed to peers as news of its load;
+    /// an implausible report is refused and a newer report of this node refuted, as from
+    /// gossip. Returns whether the map took it.
+    pub fn handle_report(&mut self, now: Instant, report: LoadReport) -> bool {
+        self.absorb(report, now)
+    }
+
     /// When the core next wants [`Gossip::handle_tick`].
     pub fn poll_timeout(&self) -> Instant {
         self.next_tick
@@ -513,13 +539,14 @@ impl Gossip {
         Ok(())
     }
 
-    fn absorb(&mut self, report: LoadReport, now: Instant) {
+    /// Merges one report; whether the map took it as newer.
+    fn absorb(&mut self, report: LoadReport, now: Instant) -> bool {
         if !is_plausible(report.version(), self.wall_ms(now)) {
             // Out of any honest node's reach: taken in, it would outrank every report its node
             // can send for a long time (or, for this node, could not be refuted by a report its
             // peers would take). Refused here as it is everywhere else.
             self.stats.implausible_reports += 1;
-            return;
+            return false;
         }
         if report.node == self.config.node {
             // Someone holds a report of this node newer than the one it sends now: a previous
@@ -533,7 +560,7 @@ impl Gossip {
                 self.stats.refutations += 1;
                 self.publish_own(now);
             }
-            return;
+            return false;
         }
         // Where the node was known to listen before this report: a forged one may name
         // another address.
@@ -566,8 +593,10 @@ impl Gossip {
         {
             self.stats.suspicions_refuted += 1;
         }
+        let newer = outcome.newer;
         self.events.extend(outcome.evicted);
         self.events.extend(outcome.change);
+        newer
     }
 
     fn publish_own(&mut self, now: Instant) {
@@ -806,6 +835,66 @@ mod tests {
             a.handle_datagram(now, addr(2), &t.bytes, &mut rng).unwrap();
         }
         assert!(a.has_live_peer());
+    }
+
+    #[test]
+    fn a_report_made_now_and_handed_over_directly_is_taken_as_news_once() {
+        let now = Instant::now();
+        let mut a = core(0, WALL, vec![], now);
+        let mut b = core(1, WALL, vec![], now);
+        let before = a.own_report().version();
+        a.set_load(LoadVector {
+            queued: 5,
+            ..LoadVector::idle(2)
+        });
+        let report = a.report_now(now);
+        assert!(report.version() > before, "a new version at once");
+        assert_eq!(report.load.queued, 5);
+        assert_eq!(a.map().get(&id(0)).unwrap().report(), &report);
+        assert!(b.handle_report(now, report.clone()));
+        let entry = b.map().get(&id(0)).unwrap();
+        assert_eq!(entry.report(), &report);
+        assert_eq!(entry.verdict(), Verdict::Alive);
+        assert!(entry.news <= News::Load, "relayed as news");
+        assert_eq!(entry.transmits, 0);
+        // The same report again, or an older one, changes nothing.
+        assert!(!b.handle_report(now, report.clone()));
+        let older = LoadReport {
+            seq: before.seq,
+            ..report.clone()
+        };
+        assert!(!b.handle_report(now, older));
+        assert_eq!(b.map().get(&id(0)).unwrap().report(), &report);
+        // An implausible one is refused and counted, as from gossip.
+        let forged = LoadReport {
+            seq: u64::MAX,
+            ..report.clone()
+        };
+        assert!(!b.handle_report(now, forged));
+        assert_eq!(b.stats().implausible_reports, 1);
+        // One of b itself, newer than its own, is refuted.
+        let own = LoadReport {
+            seq: b.own_report().seq + 1,
+            ..b.own_report()
+        };
+        assert!(!b.handle_report(now, own));
+        assert_eq!(b.stats().refutations, 1);
+    }
+
+    #[test]
+    fn reports_made_now_stop_at_the_plausible_rate_of_versions() {
+        let now = Instant::now();
+        let mut a = core(0, WALL, vec![], now);
+        let mut last = a.own_report().version();
+        for _ in 0..MAX_AHEAD_MS + 10 {
+            last = a.report_now(now).version();
+        }
+        assert!(is_plausible(last, a.wall_ms(now)));
+        assert_eq!(
+            last.seq, MAX_AHEAD_MS,
+            "one a millisecond, and the allowance"
+        );
+        assert_eq!(a.report_now(now).version(), last);
     }
 
     fn forged(i: usize, incarnation: u64, seq: u64, state: NodeState) -> Vec<u8> {

@@ -14,7 +14,13 @@
 //! 2. after every call, its actions are carried out: [`Action::Send`] puts a message on the
 //!    network, [`Action::Run`] puts the job in the executor, replies and settlements are logged;
 //! 3. it is woken at [`Handoff::poll_timeout`], and shown its map every gossip interval
-//!    ([`Handoff::handle_map`]).
+//!    ([`Handoff::handle_map`]);
+//! 4. with stealing on, an idle node (a free slot, nothing queued) is told so
+//!    ([`Handoff::handle_idle`]) when a job ends and every [`JobSimConfig::steal_interval`];
+//!    a node that answers a steal empty sends its report of itself, made at once
+//!    ([`Gossip::report_now`](hearsay_shared::Gossip::report_now)), and the thief's gossip
+//!    core takes it in as news ([`Action::News`],
+//!    [`Gossip::handle_report`](hearsay_shared::Gossip::handle_report)).
 //!
 //! # The executor
 //! `slots` jobs run at once, the rest wait in a FIFO queue of at most `queue_limit`; a job runs
@@ -42,12 +48,12 @@ use std::time::{Duration, Instant};
 
 use hearsay_scheduler::handoff::{
     Action, Answer, AskAnswer, Handoff, HandoffConfig, Refusal, Reply, Request, RequestId,
-    Submission, View,
+    StealAnswer, Submission, View,
 };
 use hearsay_scheduler::Policy;
 use hearsay_shared::{JobId, JobStatus, LoadVector, NodeState};
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
+use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 
 use crate::sim::{node_id, Sim, SimConfig};
@@ -71,6 +77,13 @@ pub struct JobSimConfig {
     /// Whether idle nodes steal queued jobs (then a job moves at most twice: a forward and a
     /// steal).
     pub steal: bool,
+    /// Whether a node that answers a steal empty sends its report of itself with the answer
+    /// (published at once), which the thief's gossip core takes in as news
+    /// ([`Action::News`]). On by default; off to measure what it brings.
+    pub steal_news: bool,
+    /// How often a node that stays idle asks for work again, besides when a job ends (the
+    /// worker's `--steal-interval`, 200 ms by default).
+    pub steal_interval: Duration,
     /// The hand-off settings of every node (its `node`, `incarnation`, and the placer's policy
     /// and report interval are replaced by each node's own).
     pub handoff: HandoffConfig,
@@ -88,6 +101,8 @@ impl JobSimConfig {
             job_loss: 0.0,
             long_poll: Duration::from_secs(10),
             steal: false,
+            steal_news: true,
+            steal_interval: Duration::from_millis(200),
             handoff: HandoffConfig::new(node_id(0), 0),
         }
     }
@@ -129,6 +144,9 @@ enum Event {
     Submit {
         node: usize,
         service: Duration,
+        /// An oracle's placement: to whichever node has the fewest jobs when it comes
+        /// (`node` if none runs).
+        shortest: bool,
     },
     Deliver {
         from: usize,
@@ -153,6 +171,10 @@ enum Event {
     MapCheck {
         node: usize,
     },
+    /// Every [`JobSimConfig::steal_interval`]: an idle node asks for work.
+    StealCheck {
+        node: usize,
+    },
 }
 
 impl Event {
@@ -163,7 +185,8 @@ impl Event {
             | Event::Wake { node }
             | Event::JobEnd { node, .. }
             | Event::PollExpire { node, .. }
-            | Event::MapCheck { node } => *node,
+            | Event::MapCheck { node }
+            | Event::StealCheck { node } => *node,
             Event::Deliver { to, .. } => *to,
         }
     }
@@ -273,6 +296,11 @@ impl JobSim {
                     .random_range(0..sim.gossip.interval().as_micros() as u64),
             );
             sim.schedule(sim.now() + offset, Event::MapCheck { node: i });
+            let offset = Duration::from_micros(
+                sim.rng
+                    .random_range(0..sim.config.steal_interval.as_micros().max(1) as u64),
+            );
+            sim.schedule(sim.now() + offset, Event::StealCheck { node: i });
         }
         sim
     }
@@ -373,6 +401,18 @@ impl JobSim {
     }
 
     fn perform(&mut self, event: Event) {
+        let event = match event {
+            Event::Submit {
+                node,
+                service,
+                shortest: true,
+            } => Event::Submit {
+                node: self.shortest().unwrap_or(node),
+                service,
+                shortest: false,
+            },
+            event => event,
+        };
         let i = event.node();
         if self.nodes[i].frozen {
             // Submissions are the outside world's: a frozen node cannot be submitted to
@@ -383,7 +423,7 @@ impl JobSim {
             return;
         }
         match event {
-            Event::Submit { node, service } => self.submit(node, service),
+            Event::Submit { node, service, .. } => self.submit(node, service),
             Event::Deliver {
                 from,
                 asker,
@@ -424,6 +464,10 @@ impl JobSim {
                     core.handle_map(gossip.map());
                     self.drain(node);
                 }
+            }
+            Event::StealCheck { node } => {
+                let next = self.now() + self.config.steal_interval;
+                self.schedule(next, Event::StealCheck { node });
                 self.idle(node);
             }
         }
@@ -537,6 +581,12 @@ impl JobSim {
                     self.start_jobs(i);
                 }
                 Action::Moved { id, .. } => self.answer_polls(i, id),
+                Action::News { report } => {
+                    let now = self.instant();
+                    if let Some(gossip) = self.gossip.core_mut(i) {
+                        gossip.handle_report(now, report);
+                    }
+                }
                 Action::Follow { .. } | Action::Learned { .. } => {}
             }
         }
@@ -707,6 +757,15 @@ impl JobSim {
                         answer = Some(core.handle_steal(now, view, &thief, incarnation, newest));
                     });
                     self.publish(to);
+                    if let (Some(StealAnswer::Empty { load }), true) =
+                        (&mut answer, self.config.steal_news)
+                    {
+                        // The shell's part: its load as it answers, in a report made now.
+                        *load = self
+                            .gossip
+                            .core_mut(to)
+                            .map(|g| Box::new(g.report_now(instant)));
+                    }
                     if let Some(answer) = answer {
                         self.send(
                             to,
@@ -782,7 +841,45 @@ impl JobSim {
 
     /// Submits a job of `service` to node `node` at virtual time `at` (not in the past).
     pub fn submit_at(&mut self, at: Duration, node: usize, service: Duration) {
-        self.schedule(at.max(self.now()), Event::Submit { node, service });
+        let shortest = false;
+        self.schedule(
+            at.max(self.now()),
+            Event::Submit {
+                node,
+                service,
+                shortest,
+            },
+        );
+    }
+
+    /// Submits a job of `service` at virtual time `at` to the node with the fewest jobs
+    /// (queued and running) then, ties drawn at random: the join-the-shortest-queue oracle,
+    /// which knows every executor exactly and at once. With [`Policy::Local`] and no stealing
+    /// it is the reference that placement and stealing are measured against.
+    pub fn submit_shortest_at(&mut self, at: Duration, service: Duration) {
+        let event = Event::Submit {
+            node: 0,
+            service,
+            shortest: true,
+        };
+        self.schedule(at.max(self.now()), event);
+    }
+
+    /// The running, unfrozen node with the fewest jobs, ties drawn at random.
+    fn shortest(&mut self) -> Option<usize> {
+        let jobs = |n: &JobNode| n.queue.len() + n.running.len();
+        let up = || {
+            self.nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.core.is_some() && !n.frozen)
+        };
+        let fewest = up().map(|(_, n)| jobs(n)).min()?;
+        let ties: Vec<usize> = up()
+            .filter(|(_, n)| jobs(n) == fewest)
+            .map(|(i, _)| i)
+            .collect();
+        ties.choose(&mut self.rng).copied()
     }
 
     /// Crashes node `i` (`kill -9`): its gossip core, hand-off core and executor are gone.

@@ -675,6 +675,13 @@ impl Sim {
         self.nodes[i].core.as_ref()
     }
 
+    /// Node `i`'s gossip core, while it runs, to hand it what came outside gossip (a report
+    /// with a steal's answer, [`Gossip::handle_report`]) or make it publish at once
+    /// ([`Gossip::report_now`]).
+    pub fn core_mut(&mut self, i: usize) -> Option<&mut Gossip> {
+        self.nodes[i].core.as_mut()
+    }
+
     /// The version of node `i`'s own current report, while it runs.
     pub fn own_version(&self, i: usize) -> Option<Version> {
         self.core(i).map(|core| core.own_report().version())

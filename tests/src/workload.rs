@@ -23,6 +23,8 @@ pub struct Workload {
     pub policy: Policy,
     /// Whether idle nodes steal queued jobs.
     pub steal: bool,
+    /// How they steal, when they do.
+    pub stealing: Stealing,
     /// Load per slot.
     pub rho: f64,
     /// Mean service time.
@@ -33,6 +35,29 @@ pub struct Workload {
     pub warm_up: usize,
     /// Seeds the gossip, the cores and the workload.
     pub seed: u64,
+}
+
+/// How idle nodes steal in a [`Workload`] (see [`JobSimConfig`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stealing {
+    /// How often an idle node asks again ([`JobSimConfig::steal_interval`]).
+    pub interval: Duration,
+    /// Asks of another peer at once after an empty answer
+    /// ([`HandoffConfig::steal_retries`](hearsay_scheduler::handoff::HandoffConfig::steal_retries)).
+    pub retries: u32,
+    /// Whether an empty answer carries the victim's report ([`JobSimConfig::steal_news`]).
+    pub news: bool,
+}
+
+impl Default for Stealing {
+    /// The worker's: every 200 ms, one ask again at once, the news on.
+    fn default() -> Self {
+        Stealing {
+            interval: Duration::from_millis(200),
+            retries: 1,
+            news: true,
+        }
+    }
 }
 
 /// What a [`Workload`] measured, times in mean service times.
@@ -52,6 +77,8 @@ pub struct WorkloadResult {
     pub virtual_time: Duration,
     /// Steal requests per job (granted or not).
     pub steals_per_job: f64,
+    /// Steal requests answered empty, per job.
+    pub empty_per_job: f64,
     /// Fraction of jobs that were stolen.
     pub stolen: f64,
 }
@@ -93,6 +120,9 @@ pub fn run_workload(w: &Workload) -> WorkloadResult {
 pub fn run_workloads(w: &Workload, policies: &[(Policy, bool)]) -> Vec<WorkloadResult> {
     let mut config = JobSimConfig::new(w.nodes, w.seed, w.policy);
     config.slots = w.slots;
+    config.steal_interval = w.stealing.interval;
+    config.steal_news = w.stealing.news;
+    config.handoff.steal_retries = w.stealing.retries;
     let mut sim = JobSim::new(config);
     converge(&mut sim);
     sim.run_for(Duration::from_secs(2));
@@ -100,12 +130,26 @@ pub fn run_workloads(w: &Workload, policies: &[(Policy, bool)]) -> Vec<WorkloadR
         .iter()
         .map(|&(policy, steal)| {
             sim.reset_handoff(policy, steal);
-            measure(&mut sim, w)
+            measure(&mut sim, w, false)
         })
         .collect()
 }
 
-fn measure(sim: &mut JobSim, w: &Workload) -> WorkloadResult {
+/// Runs a workload placed by the join-the-shortest-queue oracle
+/// ([`JobSim::submit_shortest_at`]: every job to the node with the fewest jobs at that
+/// instant, which no node could know) on a cluster of its own, no stealing: the reference of
+/// issue 13's goals. Sees the same jobs at the same offsets as [`run_workloads`].
+pub fn run_jsq(w: &Workload) -> WorkloadResult {
+    let mut config = JobSimConfig::new(w.nodes, w.seed, Policy::Local);
+    config.slots = w.slots;
+    let mut sim = JobSim::new(config);
+    converge(&mut sim);
+    sim.run_for(Duration::from_secs(2));
+    sim.reset_handoff(Policy::Local, false);
+    measure(&mut sim, w, true)
+}
+
+fn measure(sim: &mut JobSim, w: &Workload, jsq: bool) -> WorkloadResult {
     let start = sim.now();
     // The workload's own rng: the same jobs whatever the policy.
     let mut rng = StdRng::seed_from_u64(w.seed ^ 0x776f_726b);
@@ -120,7 +164,11 @@ fn measure(sim: &mut JobSim, w: &Workload) -> WorkloadResult {
         if k == w.warm_up {
             since = at;
         }
-        sim.submit_at(at, node, service);
+        if jsq {
+            sim.submit_shortest_at(at, service);
+        } else {
+            sim.submit_at(at, node, service);
+        }
         // Keep the queue of future submissions short: run up to the previous arrival.
         if k % 256 == 255 {
             let now = sim.now();
@@ -162,6 +210,7 @@ fn measure(sim: &mut JobSim, w: &Workload) -> WorkloadResult {
         measured,
         forwarded: forwarded / jobs,
         steals_per_job: total(|s| s.steals_asked) / jobs,
+        empty_per_job: total(|s| s.steals_empty) / jobs,
         stolen: total(|s| s.stolen_out) / jobs,
         refused: sim.refused(),
         virtual_time: sim.now() - start,

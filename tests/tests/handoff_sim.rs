@@ -1,7 +1,9 @@
 //! The hand-off in the simulated cluster (`hearsay_tests::job_sim`): the lost-answer and
 //! frozen-peer cases of `failures.rs`, and a storm of crashes, freezes, partitions and loss,
 //! each over hundreds of seeds, deterministic per seed; and the balancing of the placement
-//! policies at 8 nodes, against DESIGN.md's table.
+//! policies at 8 nodes, against DESIGN.md's table, and of stealing (issue 13): a quarter off
+//! P2C at rho 0.9 for every gossip period from 0.1 to 2 service times with fewer than one
+//! steal request a job, few jobs moved at rho 0.3. Every figure is virtual time.
 //!
 //! What every failure case asserts: no job is ever put in two executors, and every job an entry
 //! node accepted (an entry that never crashed) reaches exactly one terminal state there.
@@ -12,7 +14,7 @@ use std::time::Duration;
 use hearsay_scheduler::Policy;
 use hearsay_shared::JobStatus;
 use hearsay_tests::job_sim::{JobSim, JobSimConfig};
-use hearsay_tests::workload::{converge, run_workloads, Workload};
+use hearsay_tests::workload::{converge, run_jsq, run_workloads, Stealing, Workload};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -250,6 +252,7 @@ fn at_8_nodes_and_rho_0_9_p2c_is_near_3_service_times_and_random_near_10() {
         slots: 1,
         policy: Policy::P2c,
         steal: false,
+        stealing: Stealing::default(),
         rho: 0.9,
         service: Duration::from_secs(1),
         jobs: 20_000,
@@ -283,44 +286,155 @@ fn at_8_nodes_and_rho_0_9_p2c_is_near_3_service_times_and_random_near_10() {
     );
 }
 
-/// Stealing at 8 nodes, rho 0.9: P2C and idle nodes taking the newest queued job of a busy
-/// peer. DESIGN.md's event simulation gives 1.98 mean service times at a map 0.1 service times
-/// old and 2.28 at 2, against 3.03 and 3.75 for P2C alone; issue 13 asks for at least 25% below
-/// P2C alone. Measured here: 1.98 against 3.02 (map 0.2 old, 34% below), 2.49 against 3.30
-/// (map 2 old, 25% below: just short of issue 13's goal, which is for that issue's tuning of
-/// how often an idle node asks), with 0.58 and 0.36 steal requests per job.
+/// The gossip periods issue 13 asks about, in service times, as a service time under the
+/// simulator's 200 ms gossip interval, and the jobs to run: the freshest map costs 20 gossip
+/// rounds a job's service time at one node, so it runs fewer jobs (its margin is widest).
+const PERIODS: [(f64, Duration, usize); 4] = [
+    (0.1, Duration::from_secs(2), 8_000),
+    (0.5, Duration::from_millis(400), 20_000),
+    (1.0, Duration::from_millis(200), 20_000),
+    (2.0, Duration::from_millis(100), 20_000),
+];
+
+fn eight(rho: f64, service: Duration, jobs: usize) -> Workload {
+    Workload {
+        nodes: 8,
+        slots: 1,
+        policy: Policy::P2c,
+        steal: false,
+        stealing: Stealing::default(),
+        rho,
+        service,
+        jobs,
+        warm_up: jobs / 10,
+        seed: 1,
+    }
+}
+
+/// Stealing at 8 nodes of one slot, rho 0.9: P2C, and idle nodes asking a busy peer for its
+/// newest queued job when a job ends and every 200 ms while idle; an empty answer brings the
+/// victim's report, which the thief's map takes in, and the thief asks another peer at once.
+/// Issue 13: at least 25% below P2C alone on the mean for gossip periods from 0.1 to 2
+/// service times, with fewer than one steal request a job. DESIGN.md's event simulation
+/// gives 1.98 at a period of 0.1 and 2.28 at 2 (2 ms a transfer), against 3.03 and 3.75 for
+/// P2C alone. Measured here (seed 1): 1.93 against 3.23 at 0.1 (8,000 jobs; 40% below),
+/// 2.06 / 3.08 at 0.5 (33%), 2.17 / 3.12 at 1 (30%), 2.38 / 3.26 at 2 (27%), with 0.42–0.56
+/// requests a job. Before the empty answer carried news and the thief asked again, 2.47 at
+/// 2 (24% below).
 #[test]
-fn at_8_nodes_and_rho_0_9_stealing_takes_a_quarter_off_p2c() {
-    for service in [Duration::from_secs(1), Duration::from_millis(100)] {
-        let workload = Workload {
-            nodes: 8,
-            slots: 1,
-            policy: Policy::P2c,
-            steal: false,
-            rho: 0.9,
-            service,
-            jobs: 20_000,
-            warm_up: 2_000,
-            seed: 1,
-        };
+fn at_8_nodes_and_rho_0_9_stealing_takes_a_quarter_off_p2c_at_every_gossip_period() {
+    for (period, service, jobs) in PERIODS {
+        let workload = eight(0.9, service, jobs);
         let [alone, steal] =
             run_workloads(&workload, &[(Policy::P2c, false), (Policy::P2c, true)])[..]
         else {
             unreachable!("one result per policy");
         };
         eprintln!(
-            "service {service:?}: p2c {:.2}, p2c+steal {:.2} ({:.0}% stolen, {:.2} asks a job)",
+            "period {period}: p2c {:.2}, p2c+steal {:.2} ({:.0}% below; {:.0}% stolen, \
+             {:.2} requests a job, {:.2} empty)",
+            alone.mean,
+            steal.mean,
+            (1.0 - steal.mean / alone.mean) * 100.0,
+            steal.stolen * 100.0,
+            steal.steals_per_job,
+            steal.empty_per_job
+        );
+        assert!(
+            steal.mean <= 0.75 * alone.mean,
+            "period {period}: {alone:?} {steal:?}"
+        );
+        assert!(steal.steals_per_job < 1.0, "period {period}: {steal:?}");
+        assert!(steal.p99 < alone.p99, "period {period}: {steal:?}");
+    }
+}
+
+/// What the two halves of issue 13's first point bring at the stalest map (2 service times):
+/// asking another peer at once after an empty answer takes the mean down (measured 2.47 →
+/// 2.34 without the news), and the victim's load in the empty answer, merged as news, saves
+/// requests for the same mean (0.54 → 0.43 a job: the thief no longer asks a peer its map
+/// still shows busy).
+#[test]
+fn asking_again_at_once_lowers_the_mean_and_the_victims_news_saves_requests() {
+    let workload = eight(0.9, Duration::from_millis(100), 20_000);
+    let run = |retries, news| {
+        let w = Workload {
+            stealing: Stealing {
+                retries,
+                news,
+                ..Stealing::default()
+            },
+            ..workload.clone()
+        };
+        run_workloads(&w, &[(Policy::P2c, true)])[0]
+    };
+    let plain = run(0, false);
+    let again = run(1, false);
+    let both = run(1, true);
+    for (name, r) in [("plain", plain), ("again", again), ("again+news", both)] {
+        eprintln!(
+            "{name:>10}: mean {:.2}, {:.2} requests a job, {:.2} empty",
+            r.mean, r.steals_per_job, r.empty_per_job
+        );
+    }
+    assert!(again.mean < 0.97 * plain.mean, "{plain:?} {again:?}");
+    assert!(both.mean < 0.97 * plain.mean, "{plain:?} {both:?}");
+    assert!(
+        both.steals_per_job < 0.9 * again.steals_per_job,
+        "{again:?} {both:?}"
+    );
+}
+
+/// At rho 0.3 few jobs ever queue, and stealing moves few: at a map 2 service times old,
+/// measured 4% of jobs stolen and 0.20 requests a job (0.16 of them empty); at 0.5, 7% and
+/// 0.29 (the fresher map shows more of the short queues there are). It does no harm: the mean
+/// is 1.08 against P2C's 1.12 at 2, 1.03 against 1.10 at 0.5.
+#[test]
+fn at_rho_0_3_stealing_moves_few_jobs() {
+    for (period, service, stolen, requests) in [
+        (0.5, Duration::from_millis(400), 0.10, 0.35),
+        (2.0, Duration::from_millis(100), 0.05, 0.25),
+    ] {
+        let workload = eight(0.3, service, 10_000);
+        let [alone, steal] =
+            run_workloads(&workload, &[(Policy::P2c, false), (Policy::P2c, true)])[..]
+        else {
+            unreachable!("one result per policy");
+        };
+        eprintln!(
+            "rho 0.3, period {period}: p2c {:.2}, p2c+steal {:.2}, {:.1}% stolen, {:.2} \
+             requests a job",
             alone.mean,
             steal.mean,
             steal.stolen * 100.0,
             steal.steals_per_job
         );
-        let bound = if service >= Duration::from_secs(1) {
-            0.75
-        } else {
-            0.8
-        };
-        assert!(steal.mean < bound * alone.mean, "{alone:?} {steal:?}");
-        assert!(steal.steals_per_job < 1.0, "{steal:?}");
+        assert!(steal.stolen < stolen, "period {period}: {steal:?}");
+        assert!(
+            steal.steals_per_job < requests,
+            "period {period}: {steal:?}"
+        );
+        assert!(
+            steal.mean <= alone.mean,
+            "period {period}: {alone:?} {steal:?}"
+        );
     }
+}
+
+/// The join-the-shortest-queue oracle (every job to the node with the fewest jobs at that
+/// instant, which no node can know): the reference of issue 13's goals. At 8 nodes and rho
+/// 0.9 it lies above the pooled M/M/8 floor (1.88: one queue, which stealing approaches with a
+/// fresh map) and well below P2C; measured 2.07, and P2C + stealing at a map 2 service times
+/// old 2.37 (2.38 run after P2C on the same cluster), 1.15 times it.
+#[test]
+fn the_jsq_oracle_lies_between_the_pooled_floor_and_p2c_and_stealing_comes_near_it() {
+    let workload = eight(0.9, Duration::from_millis(100), 20_000);
+    let jsq = run_jsq(&workload);
+    let [steal] = run_workloads(&workload, &[(Policy::P2c, true)])[..] else {
+        unreachable!("one result");
+    };
+    eprintln!("jsq {:.2}, p2c+steal {:.2}", jsq.mean, steal.mean);
+    assert!((1.88..2.4).contains(&jsq.mean), "{jsq:?}");
+    assert_eq!((jsq.forwarded, jsq.stolen), (0.0, 0.0));
+    assert!(steal.mean < 1.2 * jsq.mean, "{jsq:?} {steal:?}");
 }

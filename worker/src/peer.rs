@@ -336,7 +336,9 @@ impl Peers {
             }
             PeerRequest::Steal { .. } if status == StatusCode::OK => {
                 match serde_json::from_slice::<StealReply>(&body) {
-                    Ok(StealReply::Empty) => (Answer::Steal(StealAnswer::Empty), None),
+                    Ok(StealReply::Empty) => {
+                        (Answer::Steal(StealAnswer::Empty { load: None }), None)
+                    }
                     Ok(StealReply::Coming { id }) => (Answer::Steal(StealAnswer::Coming(id)), None),
                     Err(e) => (unreadable(&e), None),
                 }

@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use hearsay_shared::{JobId, JobStatus, NodeId};
+use hearsay_shared::{JobId, JobStatus, LoadReport, NodeId};
 
 /// Names one request a [`Handoff`](super::Handoff) sent, so that its answer finds it. An
 /// answer to a request the core no longer waits for (it timed out, or was superseded) is
@@ -79,8 +79,17 @@ pub enum Request {
 /// A busy peer's answer to a [`Request::Steal`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StealAnswer {
-    /// No queued job for the thief.
-    Empty,
+    /// No queued job for the thief. The thief's map showed jobs queued there, so it was
+    /// stale: the answer carries the peer's report of itself as it answered, for the thief to
+    /// merge into its map as fresh news ([`Action::News`](super::Action::News)).
+    Empty {
+        /// The peer's own report, published for this answer (newer than any it gossiped
+        /// before); `None` if it sent none. The core, which holds no report of its own node,
+        /// answers `None` ([`Handoff::handle_steal`](super::Handoff::handle_steal)); the
+        /// shell fills it in from its gossip core before the answer leaves.
+        /// Boxed: an answer is passed around often, a report seldom.
+        load: Option<Box<LoadReport>>,
+    },
     /// This job was taken out of the peer's queue; its offer follows.
     Coming(JobId),
 }

@@ -102,6 +102,10 @@ pub struct HandoffConfig {
     pub follow: FollowLimits,
     /// The most moves a job makes in all (1: it is forwarded at most once).
     pub max_moves: u32,
+    /// How many times in a row an idle node asks another peer at once when a steal is
+    /// answered empty (the answer's news is merged first, and that peer is not asked again
+    /// in the same row); after that it waits for the shell's next [`Handoff::handle_idle`].
+    pub steal_retries: u32,
     /// Fenced ids.
     pub fences: FenceLimits,
     /// Idempotency keys.
@@ -124,6 +128,7 @@ impl HandoffConfig {
             ask_pause: Duration::from_millis(200),
             follow: FollowLimits::default(),
             max_moves: 1,
+            steal_retries: 1,
             fences: FenceLimits::default(),
             keys: KeyLimits::default(),
             retention: Retention::default(),
@@ -146,8 +151,8 @@ pub struct Handoff {
     requests: HashMap<RequestId, JobId>,
     /// Wake-ups: `(when, order, job)`; one is current per job (its `Entered::timer`).
     timers: BTreeSet<(Instant, u64, JobId)>,
-    /// The steal this node asked for, and when it gives up waiting for the answer.
-    steal: Option<(RequestId, Instant)>,
+    /// The steal this node asked for.
+    steal: Option<steal::Asked>,
     counter: u64,
     actions: VecDeque<Action>,
     stats: HandoffStats,
@@ -265,7 +270,7 @@ impl Handoff {
     /// superseded since is not withdrawn).
     pub fn poll_timeout(&self) -> Option<Instant> {
         let job = self.timers.first().map(|&(at, _, _)| at);
-        let steal = self.steal.map(|(_, at)| at);
+        let steal = self.steal.as_ref().map(|s| s.until);
         job.into_iter().chain(steal).min()
     }
 
@@ -507,9 +512,8 @@ impl Handoff {
         request: RequestId,
         answer: Answer,
     ) {
-        if self.steal.is_some_and(|(r, _)| r == request) {
-            self.steal = None;
-            self.steal_answered(&answer);
+        if let Some(asked) = self.steal.take_if(|s| s.request == request) {
+            self.steal_answered(now, rng, view, asked, answer);
             return;
         }
         let Some(id) = self.requests.remove(&request) else {
@@ -530,7 +534,7 @@ impl Handoff {
 
     /// Wakes the core: requests whose time ran out are taken as unanswered, pauses end.
     pub fn handle_timeout<R: Rng + ?Sized>(&mut self, now: Instant, rng: &mut R, view: &View<'_>) {
-        if self.steal.is_some_and(|(_, at)| at <= now) {
+        if self.steal.as_ref().is_some_and(|s| s.until <= now) {
             self.steal = None;
         }
         while let Some(&(at, order, id)) = self.timers.first() {

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use hearsay_shared::{JobId, JobStatus, LoadMap, LoadVector, NodeId};
+use hearsay_shared::{JobId, JobStatus, LoadMap, LoadReport, LoadVector, NodeId};
 
 use super::keys::Keyed;
 use super::message::{Request, RequestId};
@@ -166,6 +166,14 @@ pub enum Action {
         /// Where it went.
         to: NodeId,
     },
+    /// A peer's report of itself came with its answer to this node's steal (it had no job
+    /// to give): merge it into the gossip map as news, as if gossip had brought it
+    /// (`hearsay_shared::Gossip::handle_report`), so that the next placement and the next
+    /// steal see the peer as it is. The core checked that the report is of the peer asked.
+    News {
+        /// The report.
+        report: LoadReport,
+    },
     /// A job this node answers for has ended: emitted exactly once per job accepted here.
     Settled {
         /// The job.
@@ -208,6 +216,12 @@ pub struct HandoffStats {
     pub steals_granted: u64,
     /// Steals answered with none.
     pub steals_empty: u64,
+    /// Steals asked of another peer at once after an empty answer (counted in
+    /// `steals_asked` too).
+    pub steals_again: u64,
+    /// Reports of themselves that peers sent with an empty answer, handed to the shell to
+    /// merge ([`Action::News`]).
+    pub steal_news: u64,
     /// Jobs this node gave to a thief.
     pub stolen_out: u64,
     /// Queued jobs this node offered on as it left.

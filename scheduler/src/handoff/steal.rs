@@ -5,7 +5,8 @@
 //!
 //! ```text
 //!  thief: idle ──Steal{incarnation}──▶ victim: shell takes its newest queued job out
-//!                                         none ─────────────────▶ Empty
+//!                                         none ─────────────────▶ Empty{its own report}
+//!  thief: Empty ──▶ News(report) for its map; still idle: asks another peer at once
 //!                                         job J ──▶ Coming(J), and Offer(J, Steal) ──▶ thief
 //!  victim, as the giver of J (moves.rs):
 //!     Taken / Unconfirmed / MovedOn ──▶ held: moved to the thief (asks answer Moved);
@@ -30,29 +31,69 @@ use super::message::{Answer, MoveKind, Offer, Request, RequestId, StealAnswer};
 use super::moves::{Move, Step};
 use super::{Action, Entered, Handoff, Role, Stage, View};
 
+/// A steal this node asked for, until its answer comes or its time runs out.
+#[derive(Debug)]
+pub(crate) struct Asked {
+    pub(crate) request: RequestId,
+    /// When the core gives up waiting for the answer.
+    pub(crate) until: Instant,
+    /// The peer asked.
+    victim: NodeId,
+    /// The peers that answered empty in this row of asks (the victim not yet among them).
+    empty: Vec<NodeId>,
+}
+
 impl Handoff {
     /// This node has a free slot and an empty queue: ask a busy peer for one of its queued
     /// jobs — of two peers drawn among those the map shows alive, taking work and with jobs
     /// queued, the one with the longer queue. One steal at a time; nothing while leaving.
+    ///
+    /// An answer [`StealAnswer::Empty`] brings the peer's report of itself, which goes to the
+    /// shell to merge ([`Action::News`]); and while this node is still idle (as
+    /// [`View::own`](super::View::own) shows it when the answer is handled) it asks another
+    /// peer at once, up to [`HandoffConfig::steal_retries`](super::HandoffConfig::steal_retries)
+    /// times in a row, never one that answered empty in the same row.
     pub fn handle_idle<R: Rng + ?Sized>(&mut self, now: Instant, rng: &mut R, view: &View<'_>) {
-        if self.leaving || self.steal.is_some() {
+        if self.steal.is_some() {
             return;
+        }
+        self.ask_for_work(now, rng, view, Vec::new());
+    }
+
+    /// Asks a busy peer not in `empty` for a job; `false` if the map shows none.
+    fn ask_for_work<R: Rng + ?Sized>(
+        &mut self,
+        now: Instant,
+        rng: &mut R,
+        view: &View<'_>,
+        empty: Vec<NodeId>,
+    ) -> bool {
+        if self.leaving {
+            return false;
         }
         let me = &self.config.node;
         let busy: Vec<_> = view
             .map
             .iter()
-            .filter(|e| e.report().node != *me && e.takes_work() && e.report().load.queued > 0)
+            .filter(|e| {
+                let r = e.report();
+                r.node != *me && e.takes_work() && r.load.queued > 0 && !empty.contains(&r.node)
+            })
             .collect();
         let Some(victim) = busy
             .choose_multiple(rng, 2)
             .max_by_key(|e| e.report().load.queued)
         else {
-            return;
+            return false;
         };
         let report = victim.report();
         let request = RequestId(self.next());
-        self.steal = Some((request, now + self.config.ask_timeout));
+        self.steal = Some(Asked {
+            request,
+            until: now + self.config.ask_timeout,
+            victim: report.node.clone(),
+            empty,
+        });
         self.stats.steals_asked += 1;
         self.actions.push_back(Action::Send {
             to: report.node.clone(),
@@ -62,12 +103,36 @@ impl Handoff {
                 incarnation: report.incarnation,
             },
         });
+        true
     }
 
-    pub(crate) fn steal_answered(&mut self, answer: &Answer) {
+    pub(crate) fn steal_answered<R: Rng + ?Sized>(
+        &mut self,
+        now: Instant,
+        rng: &mut R,
+        view: &View<'_>,
+        asked: Asked,
+        answer: Answer,
+    ) {
         match answer {
             Answer::Steal(StealAnswer::Coming(_)) => self.stats.steals_granted += 1,
-            Answer::Steal(StealAnswer::Empty) => self.stats.steals_empty += 1,
+            Answer::Steal(StealAnswer::Empty { load }) => {
+                self.stats.steals_empty += 1;
+                // Only the peer asked speaks for itself.
+                if let Some(report) = load.filter(|r| r.node == asked.victim) {
+                    self.stats.steal_news += 1;
+                    self.actions.push_back(Action::News { report: *report });
+                }
+                let own = view.own;
+                let idle = own.queued == 0 && own.running < own.slots;
+                if idle && asked.empty.len() < self.config.steal_retries as usize {
+                    let mut empty = asked.empty;
+                    empty.push(asked.victim);
+                    if self.ask_for_work(now, rng, view, empty) {
+                        self.stats.steals_again += 1;
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -87,7 +152,7 @@ impl Handoff {
         newest: Option<JobId>,
     ) -> StealAnswer {
         let Some(id) = newest else {
-            return StealAnswer::Empty;
+            return StealAnswer::Empty { load: None };
         };
         match self.give(now, view, thief, incarnation, id, false) {
             Some(offer) => {
@@ -102,7 +167,7 @@ impl Handoff {
             }
             None => {
                 self.actions.push_back(Action::Requeue { id });
-                StealAnswer::Empty
+                StealAnswer::Empty { load: None }
             }
         }
     }

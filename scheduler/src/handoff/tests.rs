@@ -92,6 +92,8 @@ struct World {
     /// Entry nodes that restarted: they no longer answer for their jobs.
     restarted: Vec<usize>,
     seq: u64,
+    /// Every report a node was handed to merge ([`Action::News`]): the node, the report.
+    news: Vec<(usize, LoadReport)>,
 }
 
 fn config(i: usize, incarnation: u64, policy: Policy) -> HandoffConfig {
@@ -132,6 +134,7 @@ impl World {
             replies: Vec::new(),
             restarted: Vec::new(),
             seq: 1,
+            news: Vec::new(),
         }
     }
 
@@ -192,6 +195,11 @@ impl World {
                     self.settled.entry(id).or_default().push(status);
                 }
                 Action::Requeue { id } => self.nodes[i].running.push(id),
+                Action::News { report } => {
+                    self.map
+                        .merge_report(report.clone(), self.now, &DetectorConfig::default());
+                    self.news.push((i, report));
+                }
                 Action::Follow { .. } | Action::Learned { .. } | Action::Moved { .. } => {}
             }
         }
@@ -250,6 +258,18 @@ impl World {
                         let answer =
                             node.core
                                 .handle_steal(now, &view, &id(from), *incarnation, newest);
+                        // The shell's part: its own report as it answers, newer than any.
+                        let answer = match answer {
+                            StealAnswer::Empty { load: None } => {
+                                self.seq += 1;
+                                let mut r = report(to, node.incarnation, self.seq);
+                                r.load.queued = node.running.len() as u32;
+                                StealAnswer::Empty {
+                                    load: Some(Box::new(r)),
+                                }
+                            }
+                            answer => answer,
+                        };
                         Answer::Steal(answer)
                     }
                 };
@@ -865,6 +885,129 @@ fn a_steal_the_thief_refuses_puts_the_job_back_in_the_victims_queue() {
     assert!(!w.runs.values().any(|r| r.contains(&1)));
     w.quiesce();
     w.check_settled();
+}
+
+/// n0 shows three queued jobs in the map but has run them all since; n2 shows one and has it.
+/// An idle n1 asks n0 (the longer queue of the two).
+fn stale_victim(seed: u64) -> World {
+    let mut w = World::new(3, Policy::Local, seed);
+    for _ in 0..3 {
+        w.submit(0, plain());
+    }
+    w.submit(2, plain());
+    w.publish();
+    while !w.nodes[0].running.is_empty() {
+        w.end(0, 0, JobStatus::Succeeded);
+    }
+    w.idle(1);
+    assert!(matches!(
+        &w.flight[..],
+        [Flight::Request {
+            to: 0,
+            message: Request::Steal { .. },
+            ..
+        }]
+    ));
+    w
+}
+
+fn steals_to(w: &World) -> Vec<usize> {
+    w.flight
+        .iter()
+        .filter_map(|f| match f {
+            Flight::Request {
+                to,
+                message: Request::Steal { .. },
+                ..
+            } => Some(*to),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_empty_answer_brings_the_victims_load_as_news_and_the_thief_asks_another_peer_at_once() {
+    let mut w = stale_victim(3);
+    w.deliver(0); // n0 has none: it answers empty, with its report
+    assert!(matches!(
+        &w.flight[..],
+        [Flight::Answer {
+            answer: Answer::Steal(StealAnswer::Empty { load: Some(r) }),
+            ..
+        }] if r.node == id(0) && r.load.queued == 0
+    ));
+    w.deliver(0);
+    assert_eq!(w.news.len(), 1, "n1 merges n0's report");
+    assert_eq!((w.news[0].0, w.news[0].1.node.clone()), (1, id(0)));
+    assert_eq!(w.map.get(&id(0)).unwrap().report().load.queued, 0);
+    assert_eq!(steals_to(&w), vec![2], "asked n2 at once");
+    let stats = w.nodes[1].core.stats();
+    assert_eq!(
+        (
+            stats.steals_asked,
+            stats.steals_empty,
+            stats.steals_again,
+            stats.steal_news
+        ),
+        (2, 1, 1, 1)
+    );
+    w.deliver(0); // n2 gives its job
+    w.deliver(0);
+    w.deliver(0);
+    assert_eq!(w.nodes[1].running.len(), 1);
+    w.quiesce();
+    w.check_settled();
+}
+
+#[test]
+fn a_thief_asks_again_at_most_steal_retries_times_in_a_row_and_never_the_same_peer() {
+    let mut w = stale_victim(4);
+    // n2's job has run too: both answers are empty.
+    w.end(2, 0, JobStatus::Succeeded);
+    w.deliver(0);
+    w.deliver(0);
+    assert_eq!(steals_to(&w), vec![2]);
+    w.deliver(0);
+    w.deliver(0);
+    assert!(
+        w.flight.is_empty(),
+        "one retry, then it waits: {:?}",
+        w.flight
+    );
+    assert_eq!(w.nodes[1].core.stats().steals_asked, 2);
+    // The next idle call is a new row: the map shows no queue anywhere now, so no ask.
+    w.idle(1);
+    assert!(w.flight.is_empty());
+    assert_eq!(w.news.len(), 2);
+}
+
+#[test]
+fn a_thief_that_got_work_meanwhile_does_not_ask_again() {
+    let mut w = stale_victim(5);
+    w.deliver(0);
+    w.submit(1, plain()); // n1 is busy by the time the empty answer comes
+    w.deliver(0);
+    assert!(steals_to(&w).is_empty());
+    assert_eq!(w.news.len(), 1, "the news is merged all the same");
+}
+
+#[test]
+fn a_report_of_another_node_than_the_one_asked_is_not_taken_as_news() {
+    let mut w = stale_victim(6);
+    let Flight::Request { request, .. } = w.flight.remove(0) else {
+        unreachable!("the steal");
+    };
+    let mut forged = report(2, 1, 99);
+    forged.load.queued = 7;
+    w.answer(
+        1,
+        request,
+        Answer::Steal(StealAnswer::Empty {
+            load: Some(Box::new(forged)),
+        }),
+    );
+    assert!(w.news.is_empty());
+    assert_eq!(w.nodes[1].core.stats().steal_news, 0);
 }
 
 // ---- properties ---------------------------------------------------------------------------

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use clap::Parser;
 use hearsay_scheduler::Policy;
-use hearsay_tests::workload::{run_workloads, Workload};
+use hearsay_tests::workload::{run_jsq, run_workloads, Stealing, Workload, WorkloadResult};
 
 #[derive(Debug, Parser)]
 #[command(about = "Measure Hearsay's placement policies in the simulated cluster")]
@@ -34,8 +34,9 @@ struct Args {
     /// Cluster sizes.
     #[arg(long, value_delimiter = ',', default_values_t = [8, 100, 1000])]
     sizes: Vec<usize>,
-    /// Policies.
-    #[arg(long, value_delimiter = ',', default_values_t = ["p2c".to_owned(), "p2c+steal".to_owned(), "random".to_owned(), "least-loaded".to_owned(), "local".to_owned()])]
+    /// Policies: a placement policy, with `+steal` for idle nodes stealing too, or `jsq`,
+    /// the oracle that puts every job on the node with the fewest jobs at that instant.
+    #[arg(long, value_delimiter = ',', default_values_t = ["p2c".to_owned(), "p2c+steal".to_owned(), "local+steal".to_owned(), "jsq".to_owned(), "random".to_owned(), "least-loaded".to_owned(), "local".to_owned()])]
     policies: Vec<String>,
     /// Load per slot.
     #[arg(long, default_value_t = 0.9)]
@@ -58,6 +59,16 @@ struct Args {
     /// Seed of the cluster and the workload.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// With stealing: how often an idle node asks again, in milliseconds (the worker's
+    /// `--steal-interval`).
+    #[arg(long, default_value_t = 200)]
+    steal_interval_ms: u64,
+    /// With stealing: asks of another peer at once after an empty answer.
+    #[arg(long, default_value_t = 1)]
+    steal_retries: u32,
+    /// With stealing: whether an empty answer carries the victim's load for the thief's map.
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    steal_news: String,
 }
 
 fn main() -> Result<()> {
@@ -68,27 +79,41 @@ fn main() -> Result<()> {
     if !(args.rho > 0.0 && args.rho < 1.0) {
         bail!("--rho must be between 0 and 1, not {}", args.rho);
     }
-    // A policy, with "+steal" for idle nodes stealing queued jobs too.
+    // A policy, with "+steal" for idle nodes stealing queued jobs too; "jsq" the oracle.
+    let jsq = args.policies.iter().any(|p| p == "jsq");
     let policies: Vec<(Policy, bool)> = args
         .policies
         .iter()
+        .filter(|p| *p != "jsq")
         .map(|p| match p.strip_suffix("+steal") {
             Some(p) => p.parse().map(|p| (p, true)),
             None => p.parse().map(|p| (p, false)),
         })
         .collect::<Result<_, _>>()?;
-    if policies.is_empty() {
+    if policies.is_empty() && !jsq {
         bail!("--policies: name at least one");
     }
     let rho = args.rho;
     if args.service_ms.is_empty() || args.service_ms.contains(&0) {
         bail!("--service-ms needs service times above 0 ms");
     }
+    if args.steal_interval_ms == 0 {
+        bail!("--steal-interval-ms must be above 0");
+    }
+    let stealing = Stealing {
+        interval: Duration::from_millis(args.steal_interval_ms),
+        retries: args.steal_retries,
+        news: args.steal_news == "on",
+    };
     let stalest = *args.service_ms.iter().min().expect("not empty");
     let smallest = *args.sizes.iter().min().expect("clap gives at least one");
     println!(
         "rho {rho}, exponential service, {} slot(s) a node, gossip every 200 ms, seed {}",
         args.slots, args.seed
+    );
+    println!(
+        "stealing: an idle node asks every {} ms and when a job ends, {} ask(s) again at once after an empty answer, victim's load with it {}",
+        args.steal_interval_ms, args.steal_retries, args.steal_news
     );
     println!(
         "theory: random M/M/1 mean {:.2} p99 {:.1}; two choices n=inf mean {:.2}; times in mean service times",
@@ -97,7 +122,7 @@ fn main() -> Result<()> {
         supermarket(rho)
     );
     println!(
-        "{:>6} {:>8} {:>10} {:>13} {:>8} {:>8} {:>10} {:>8} {:>9} {:>8} {:>7} {:>9}",
+        "{:>6} {:>8} {:>10} {:>13} {:>8} {:>8} {:>10} {:>8} {:>9} {:>8} {:>7} {:>9} {:>9}",
         "nodes",
         "service",
         "staleness",
@@ -109,7 +134,8 @@ fn main() -> Result<()> {
         "virtual",
         "wall",
         "stolen",
-        "asks/job"
+        "asks/job",
+        "empty/job"
     );
     for &nodes in &args.sizes {
         let jobs = args
@@ -127,29 +153,36 @@ fn main() -> Result<()> {
                     nodes == smallest || *steal || !matches!(p, Policy::Random | Policy::Local)
                 })
                 .collect();
-            if run.is_empty() {
-                continue;
+            let workload = Workload {
+                nodes,
+                slots: args.slots,
+                policy: Policy::P2c,
+                steal: false,
+                stealing,
+                rho,
+                service: Duration::from_millis(service_ms),
+                jobs,
+                warm_up: jobs / 10,
+                seed: args.seed,
+            };
+            let mut rows: Vec<(String, f64, WorkloadResult)> = Vec::new();
+            if !run.is_empty() {
+                let started = Instant::now();
+                let results = run_workloads(&workload, &run);
+                let wall = started.elapsed().as_secs_f64() / run.len() as f64;
+                for (&(policy, steal), r) in run.iter().zip(results) {
+                    let name = format!("{policy}{}", if steal { "+steal" } else { "" });
+                    rows.push((name, wall, r));
+                }
             }
-            let started = Instant::now();
-            let results = run_workloads(
-                &Workload {
-                    nodes,
-                    slots: args.slots,
-                    policy: run[0].0,
-                    steal: run[0].1,
-                    rho,
-                    service: Duration::from_millis(service_ms),
-                    jobs,
-                    warm_up: jobs / 10,
-                    seed: args.seed,
-                },
-                &run,
-            );
-            let wall = started.elapsed().as_secs_f64() / run.len() as f64;
-            for (&(policy, steal), r) in run.iter().zip(results) {
-                let name = format!("{policy}{}", if steal { "+steal" } else { "" });
+            if jsq {
+                let started = Instant::now();
+                let r = run_jsq(&workload);
+                rows.push(("jsq".into(), started.elapsed().as_secs_f64(), r));
+            }
+            for (name, wall, r) in rows {
                 println!(
-                    "{nodes:>6} {:>6}ms {:>10.2} {:>13} {:>8.2} {:>8.2} {:>9.0}% {:>8} {:>8.0}s {:>7.1}s {:>6.0}% {:>9.2}",
+                    "{nodes:>6} {:>6}ms {:>10.2} {:>13} {:>8.2} {:>8.2} {:>9.0}% {:>8} {:>8.0}s {:>7.1}s {:>6.0}% {:>9.2} {:>9.2}",
                     service_ms,
                     200.0 / service_ms as f64,
                     name,
@@ -160,7 +193,8 @@ fn main() -> Result<()> {
                     r.virtual_time.as_secs_f64(),
                     wall,
                     r.stolen * 100.0,
-                    r.steals_per_job
+                    r.steals_per_job,
+                    r.empty_per_job
                 );
             }
         }

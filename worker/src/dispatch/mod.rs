@@ -298,7 +298,7 @@ impl Dispatcher {
             shell.core.handle_steal(now, view, thief, incarnation, id)
         });
         match answer {
-            StealAnswer::Empty => StealReply::Empty,
+            StealAnswer::Empty { .. } => StealReply::Empty,
             StealAnswer::Coming(id) => StealReply::Coming { id },
         }
     }

@@ -143,6 +143,9 @@ impl Dispatcher {
                     shell.given.remove(&id);
                     record::moved_away(&inner.store, &inner.me, now, id);
                 }
+                // Not wired yet: the victim's report does not travel in `StealReply::Empty`
+                // over HTTP yet, so no core here gets one to hand over.
+                Action::News { .. } => {}
                 Action::Settled {
                     id,
                     status,
