@@ -23,6 +23,10 @@ pub struct MovesView {
     pub steals_granted: u64,
     /// Of those, answered with none.
     pub steals_empty: u64,
+    /// Of those asked, sent at once to another peer after an empty answer.
+    pub steals_again: u64,
+    /// Empty answers whose victim's report was merged into the map as news.
+    pub steal_news: u64,
     /// Queued jobs this node gave to a thief.
     pub stolen_out: u64,
     /// Queued jobs this node offered on as it left.
@@ -43,6 +47,8 @@ impl From<HandoffStats> for MovesView {
             steals_asked: s.steals_asked,
             steals_granted: s.steals_granted,
             steals_empty: s.steals_empty,
+            steals_again: s.steals_again,
+            steal_news: s.steal_news,
             stolen_out: s.stolen_out,
             handed_over: s.handed_over,
             moved_in_offers: s.stolen_in,
@@ -65,7 +71,7 @@ impl fmt::Debug for MoveCounters {
 impl Collector for MoveCounters {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
         let m = MovesView::from((self.0)());
-        let counters: [(&str, &str, u64); 7] = [
+        let counters: [(&str, &str, u64); 9] = [
             (
                 "steals_asked",
                 "Steal requests this node sent while idle.",
@@ -80,6 +86,16 @@ impl Collector for MoveCounters {
                 "steals_empty",
                 "Steal requests answered with none.",
                 m.steals_empty,
+            ),
+            (
+                "steals_again",
+                "Steal requests sent at once to another peer after an empty answer.",
+                m.steals_again,
+            ),
+            (
+                "steal_news",
+                "Victims' reports from empty steal answers, merged into the load map.",
+                m.steal_news,
             ),
             (
                 "jobs_stolen_out",

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use hearsay_scheduler::handoff::{
     Answer, AskAnswer, MoveKind, Offer, OfferAnswer, Refusal, Request as PeerRequest, StealAnswer,
 };
-use hearsay_shared::{JobId, JobOutcome, JobSpec, JobStatus, NodeId};
+use hearsay_shared::{JobId, JobOutcome, JobSpec, JobStatus, LoadReport, NodeId};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request, StatusCode};
@@ -155,8 +155,15 @@ pub enum AskReply {
 #[serde(tag = "answer", rename_all = "snake_case")]
 #[allow(missing_docs)]
 pub enum StealReply {
-    Empty,
-    Coming { id: JobId },
+    /// None to give; `load` is the victim's own report as it answers, which the thief merges
+    /// into its map as news (absent from a peer that sends none).
+    Empty {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        load: Option<Box<LoadReport>>,
+    },
+    Coming {
+        id: JobId,
+    },
 }
 
 /// A peer request at fault: the field and why.
@@ -336,8 +343,8 @@ impl Peers {
             }
             PeerRequest::Steal { .. } if status == StatusCode::OK => {
                 match serde_json::from_slice::<StealReply>(&body) {
-                    Ok(StealReply::Empty) => {
-                        (Answer::Steal(StealAnswer::Empty { load: None }), None)
+                    Ok(StealReply::Empty { load }) => {
+                        (Answer::Steal(StealAnswer::Empty { load }), None)
                     }
                     Ok(StealReply::Coming { id }) => (Answer::Steal(StealAnswer::Coming(id)), None),
                     Err(e) => (unreadable(&e), None),
@@ -441,6 +448,27 @@ fn describe(status: StatusCode, body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_steal_answer_carries_the_victim_s_report_or_none() {
+        let node = NodeId::new("victim").unwrap();
+        let report = LoadReport {
+            node: node.clone(),
+            incarnation: 7,
+            seq: 3,
+            load: hearsay_shared::LoadVector::idle(2),
+            api: "127.0.0.1:8080".parse().unwrap(),
+            gossip: "127.0.0.1:7946".parse().unwrap(),
+        };
+        let reply = StealReply::Empty {
+            load: Some(Box::new(report.clone())),
+        };
+        let json = serde_json::to_string(&reply).unwrap();
+        assert_eq!(serde_json::from_str::<StealReply>(&json).unwrap(), reply);
+        // A peer that sends no report is heard as empty all the same.
+        let bare: StealReply = serde_json::from_str(r#"{"answer":"empty"}"#).unwrap();
+        assert_eq!(bare, StealReply::Empty { load: None });
+    }
 
     #[tokio::test]
     async fn a_request_to_nothing_was_never_sent() {

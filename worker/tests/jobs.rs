@@ -515,6 +515,28 @@ async fn every_bad_input_is_refused_naming_the_field() {
     assert_eq!(again.body["answer"], "accepted", "{again:?}");
     assert_eq!(again.body["status"], "succeeded", "{again:?}");
 
+    // A steal from an idle node: nothing to give, and the answer carries the node's own
+    // report, fresher than gossip's, for the thief's map. A bad steal body names its field.
+    let steal = json!({"thief": "entry-1", "incarnation": incarnation});
+    let empty = call(
+        &http,
+        Method::POST,
+        api,
+        "/v1/peer/steal",
+        &[],
+        steal.to_string(),
+    )
+    .await;
+    assert_eq!(empty.status, 200, "{empty:?}");
+    assert_eq!(empty.body["answer"], "empty", "{empty:?}");
+    assert_eq!(empty.body["load"]["node"], node.id().as_str(), "{empty:?}");
+    assert_eq!(empty.body["load"]["load"]["queued"], 0, "{empty:?}");
+    assert_eq!(empty.body["load"]["incarnation"], incarnation, "{empty:?}");
+    let bad = json!({"thief": "entry-1", "incarnation": "x"}).to_string();
+    call(&http, Method::POST, api, "/v1/peer/steal", &[], bad)
+        .await
+        .assert_error(400, "invalid_peer_request", Some("incarnation"));
+
     // After all that, the node still works.
     let echo = post(
         &http,

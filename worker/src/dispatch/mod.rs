@@ -21,7 +21,7 @@ use hearsay_scheduler::handoff::{
 };
 use hearsay_scheduler::Policy;
 use hearsay_shared::offers::command_bits;
-use hearsay_shared::{JobId, JobKind, JobOutcome, JobSpec, JobStatus, NodeId};
+use hearsay_shared::{JobId, JobKind, JobOutcome, JobSpec, JobStatus, LoadVector, NodeId};
 use rand::rngs::StdRng;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -298,7 +298,24 @@ impl Dispatcher {
             shell.core.handle_steal(now, view, thief, incarnation, id)
         });
         match answer {
-            StealAnswer::Empty { .. } => StealReply::Empty,
+            StealAnswer::Empty { .. } => {
+                // With the node's report as it is now (its queue is empty, or it may not give),
+                // which the thief takes as news fresher than gossip's.
+                let work = self.inner.executor.work();
+                let report = self.inner.gossip.with(|g| {
+                    let load = g.own_report().load;
+                    let (queued, running) = (work.queued, work.running);
+                    g.set_load(LoadVector {
+                        queued,
+                        running,
+                        ..load
+                    });
+                    g.report_now(Instant::now().into_std())
+                });
+                StealReply::Empty {
+                    load: Some(Box::new(report)),
+                }
+            }
             StealAnswer::Coming(id) => StealReply::Coming { id },
         }
     }

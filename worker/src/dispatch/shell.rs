@@ -9,7 +9,7 @@ use std::time::Duration;
 use hearsay_scheduler::handoff::{
     Action, Answer, Handoff, MoveKind, OfferAnswer, Reply, Request, Ticket, View,
 };
-use hearsay_shared::{JobId, JobOutcome, JobSpec, JobStatus, NodeId};
+use hearsay_shared::{JobId, JobOutcome, JobSpec, JobStatus, LoadReport, NodeId};
 use rand::rngs::StdRng;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -37,6 +37,8 @@ pub(super) struct Shell {
     pub(super) followed: HashMap<JobId, Instant>,
     /// Jobs taken out of the executor's queue for a thief, until the move is settled.
     pub(super) given: HashMap<JobId, executor::Submission>,
+    /// Reports a victim sent with its empty answer, for the gossip map.
+    pub(super) news: Vec<LoadReport>,
 }
 
 impl Shell {
@@ -50,6 +52,7 @@ impl Shell {
             waiting: HashMap::new(),
             followed: HashMap::new(),
             given: HashMap::new(),
+            news: Vec::new(),
         }
     }
 }
@@ -78,15 +81,21 @@ impl Dispatcher {
     ) -> R {
         let inner = &self.inner;
         let result = inner.gossip.with(|g| {
-            let view = View {
-                map: g.map(),
-                own: inner.executor.load(g.own_report().load.cpu_permille),
-                room: !inner.executor.is_full(),
-            };
             let now = Instant::now();
             let mut shell = self.shell();
-            let result = f(&mut shell, now.into_std(), &view);
-            self.carry_out(&mut shell, now);
+            let result = {
+                let view = View {
+                    map: g.map(),
+                    own: inner.executor.load(g.own_report().load.cpu_permille),
+                    room: !inner.executor.is_full(),
+                };
+                let result = f(&mut shell, now.into_std(), &view);
+                self.carry_out(&mut shell, now);
+                result
+            };
+            for report in shell.news.drain(..) {
+                g.handle_report(now.into_std(), report);
+            }
             result
         });
         inner.rearm.notify_one();
@@ -143,9 +152,8 @@ impl Dispatcher {
                     shell.given.remove(&id);
                     record::moved_away(&inner.store, &inner.me, now, id);
                 }
-                // Not wired yet: the victim's report does not travel in `StealReply::Empty`
-                // over HTTP yet, so no core here gets one to hand over.
-                Action::News { .. } => {}
+                // Merged into the map once the core's view of it is let go (see with_core).
+                Action::News { report } => shell.news.push(report),
                 Action::Settled {
                     id,
                     status,
