@@ -366,13 +366,18 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
             request_timeout: timeout,
             progress: !args.output.no_progress,
         };
+        // Only the workers' own placement steals; loadgen's baselines send `?place=here`.
         let bases: Vec<String> = targets.iter().map(|t| t.base.clone()).collect();
-        let before = crate::moves::read(&http, &bases).await;
+        let counting = dispatch == Dispatch::Cluster;
+        let before = match counting {
+            true => crate::moves::read(&http, &bases).await,
+            false => Vec::new(),
+        };
         let records = bench::run(&http, &targets, &plan.jobs, &options).await;
         let mut summary = RunSummary::of(&records, plan.spec.service.mean_ms());
-        let steals = crate::moves::between(&before, &crate::moves::read(&http, &bases).await);
-        if dispatch == Dispatch::Cluster && steals.asked > 0 {
-            summary.steals = Some(steals);
+        if counting {
+            let steals = crate::moves::between(&before, &crate::moves::read(&http, &bases).await);
+            summary.steals = (steals.asked > 0).then_some(steals);
         }
         println!(
             "{}: {} of {} jobs succeeded in {:.1} s",

@@ -736,22 +736,10 @@ mod tests {
     }
 
     fn finished(output: Value) -> JobOutcome {
-        JobOutcome {
-            id: JobId(1),
-            kind: "exec".into(),
-            status: JobStatus::Succeeded,
-            entry_node: NodeId::new("n1").unwrap(),
-            executing_node: None,
-            hops: 0,
-            path: Vec::new(),
-            queued_ms: None,
-            run_ms: None,
-            total_ms: None,
-            output: Some(output),
-            error: None,
-            output_truncated: false,
-            output_original_bytes: None,
-        }
+        let entry = NodeId::new("n1").unwrap();
+        let mut outcome = JobOutcome::new(JobId(1), "exec", JobStatus::Succeeded, entry);
+        outcome.output = Some(output);
+        outcome
     }
 
     #[test]

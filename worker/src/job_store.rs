@@ -265,22 +265,7 @@ mod tests {
     use super::*;
 
     fn outcome(id: u64, status: JobStatus) -> JobOutcome {
-        JobOutcome {
-            id: JobId(id),
-            kind: "sleep".into(),
-            status,
-            entry_node: NodeId::new("n1").unwrap(),
-            executing_node: None,
-            hops: 0,
-            path: Vec::new(),
-            queued_ms: None,
-            run_ms: None,
-            total_ms: None,
-            output: None,
-            error: None,
-            output_truncated: false,
-            output_original_bytes: None,
-        }
+        JobOutcome::new(JobId(id), "sleep", status, NodeId::new("n1").unwrap())
     }
 
     fn finish(store: &JobStore, now: Instant, id: u64) {

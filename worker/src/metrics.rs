@@ -795,21 +795,10 @@ mod tests {
         assert_eq!(before["hearsay_jobs_retained"], 0.0);
         assert_eq!(before["hearsay_jobs_retained_bytes"], 0.0);
 
-        let outcome = |id, status| JobOutcome {
-            id: JobId(id),
-            kind: "echo".into(),
-            status,
-            entry_node: NodeId::new("n").unwrap(),
-            executing_node: None,
-            hops: 0,
-            path: Vec::new(),
-            queued_ms: None,
-            run_ms: None,
-            total_ms: None,
-            output: Some(serde_json::Value::String("x".repeat(1000))),
-            error: None,
-            output_truncated: false,
-            output_original_bytes: None,
+        let outcome = |id, status| {
+            let mut outcome = JobOutcome::new(JobId(id), "echo", status, NodeId::new("n").unwrap());
+            outcome.output = Some(serde_json::Value::String("x".repeat(1000)));
+            outcome
         };
         let now = tokio::time::Instant::now();
         store.insert(now, outcome(1, JobStatus::Succeeded)).unwrap();
