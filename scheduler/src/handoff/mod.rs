@@ -43,6 +43,7 @@
 //! - [`keys`]: idempotency keys and the bodies they came with.
 //! - [`held`]: the jobs this node took, which asks are answered from.
 //! - [`shell`]: what goes in and comes out — [`View`], [`Submission`], [`Action`], [`Reply`].
+//! - `restore`: a restarted node takes back what its store kept.
 //! - `receive`: the node that runs jobs — offers taken or refused, asks answered.
 //! - `steal`: an idle node asks a busy one for a queued job; the busy one gives it on.
 
@@ -53,6 +54,7 @@ pub mod keys;
 pub mod message;
 pub mod moves;
 mod receive;
+mod restore;
 pub mod shell;
 mod steal;
 
@@ -73,6 +75,7 @@ pub use keys::{BodyDigest, KeyLimits, Keyed};
 pub use message::{
     Answer, AskAnswer, MoveKind, Offer, OfferAnswer, Refusal, Request, RequestId, StealAnswer,
 };
+pub use restore::Followed;
 pub use shell::{Action, HandoffStats, Reply, Submission, SubmitRefusal, Ticket, View};
 
 use crate::{PlacementRequest, Placer, PlacerConfig, Target};
