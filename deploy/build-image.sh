@@ -37,8 +37,12 @@ bin="target/$dir/worker"
 stage=target/image
 rm -rf "$stage"
 root="$stage/rootfs"
-mkdir -p "$root/usr/local/bin" "$root/etc" "$root/tmp"
+mkdir -p "$root/usr/local/bin" "$root/etc" "$root/tmp" "$root/var/lib/hearsay"
 chmod 1777 "$root/tmp"
+# The job store's place (HEARSAY_DATA_DIR): writable by the worker's user whoever owns it in
+# the image; mount a volume here (Kubernetes: the StatefulSet's claim) so that jobs outlive
+# the container.
+chmod 1777 "$root/var/lib/hearsay"
 strip -o "$root/usr/local/bin/worker" "$bin"
 # Every shared library the binary loads, at the path the loader looks for it.
 for lib in $(ldd "$bin" | grep -o '/[^ ]*'); do

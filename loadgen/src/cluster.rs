@@ -141,8 +141,16 @@ impl LocalCluster {
             let log = spec.log_dir.join(format!("{tag}-{id}.log"));
             let file = std::fs::File::create(&log)
                 .with_context(|| format!("cannot create {}", log.display()))?;
+            // Each worker keeps its jobs in a store of its own, made fresh for the run.
+            let data = spec.log_dir.join("data").join(format!("{tag}-{id}"));
+            if data.exists() {
+                std::fs::remove_dir_all(&data)
+                    .with_context(|| format!("cannot clear {}", data.display()))?;
+            }
             let mut command = Command::new(&spec.worker_bin);
             command
+                .arg("--data-dir")
+                .arg(&data)
                 .arg("--node-id")
                 .arg(&id)
                 .arg("--api")

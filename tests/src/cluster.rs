@@ -327,6 +327,7 @@ pub fn start_with_env(spec: WorkerSpec, env: &[(&str, &str)]) -> Result<WorkerPr
         .arg("--slots")
         .arg("1")
         .args(&spec.args)
+        .env_remove("HEARSAY_DATA_DIR")
         .env("RUST_LOG", "info")
         .envs(env.iter().copied())
         .stdin(Stdio::null())
@@ -334,6 +335,10 @@ pub fn start_with_env(spec: WorkerSpec, env: &[(&str, &str)]) -> Result<WorkerPr
         .stderr(log);
     if !seeds.is_empty() {
         command.arg("--seeds").arg(seeds.join(","));
+    }
+    // Jobs in memory, unless the test gives the node a store of its own.
+    if !spec.args.iter().any(|a| a == "--data-dir") {
+        command.arg("--data-dir").arg("none");
     }
     let child = command
         .spawn()

@@ -316,7 +316,7 @@ impl LimitedWorker {
             .arg(format!("--nofile={nofile}:{nofile}"))
             .arg("--")
             .arg(worker_bin()?)
-            .args(["--node-id", name, "--slots", "1"])
+            .args(["--node-id", name, "--slots", "1", "--data-dir", "none"])
             .arg("--api")
             .arg(api.to_string())
             .arg("--gossip")

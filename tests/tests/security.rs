@@ -493,6 +493,7 @@ fn the_command_line_generates_keys_and_names_the_bad_line_of_a_key_file() -> Res
     let ip = fresh_loopback();
     let out = Command::new(&bin)
         .args(["--api", &format!("{ip}:0"), "--gossip", &format!("{ip}:0")])
+        .args(["--data-dir", "none"])
         .arg("--cluster-key-file")
         .arg(&bad)
         .output()?;

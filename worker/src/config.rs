@@ -116,6 +116,12 @@ pub struct Config {
     #[arg(long = "config", env = "HEARSAY_CONFIG", value_name = "PATH")]
     pub config_file: Option<PathBuf>,
 
+    /// Where the job store lives, so that a restart forgets nothing this node accepted: a
+    /// directory (made if missing; one `jobs.redb` file), or `none` to keep jobs in memory only
+    /// [default: $XDG_STATE_HOME/hearsay/NODE, else ~/.local/state/hearsay/NODE].
+    #[arg(long, env = "HEARSAY_DATA_DIR", value_name = "PATH|none")]
+    pub data_dir: Option<DataDir>,
+
     /// Milliseconds a finished job's outcome is kept (then `GET /v1/jobs/{id}` is a 404).
     #[arg(long, env = "HEARSAY_RETAIN_MS", value_name = "MS", default_value_t = 600_000,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -266,6 +272,55 @@ pub struct Config {
     pub allowed_hosts: AllowedHosts,
 }
 
+/// Where `--data-dir` puts the job store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataDir {
+    /// Nowhere: jobs are kept in memory only (`none`).
+    Memory,
+    /// In this directory.
+    Path(std::path::PathBuf),
+}
+
+impl std::str::FromStr for DataDir {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "" => Err("give a directory, or `none` to keep jobs in memory only".into()),
+            "none" => Ok(DataDir::Memory),
+            path => Ok(DataDir::Path(path.into())),
+        }
+    }
+}
+
+impl Config {
+    /// The directory of node `node`'s job store, or `None` for memory only: `--data-dir`, or
+    /// the user's state directory. Fails if there is no flag and no state directory to use.
+    pub fn data_path(&self, node: &str) -> anyhow::Result<Option<std::path::PathBuf>> {
+        match &self.data_dir {
+            Some(DataDir::Memory) => Ok(None),
+            Some(DataDir::Path(path)) => Ok(Some(path.clone())),
+            None => {
+                let state = std::env::var_os("XDG_STATE_HOME")
+                    .filter(|v| !v.is_empty())
+                    .map(std::path::PathBuf::from)
+                    .or_else(|| {
+                        std::env::var_os("HOME")
+                            .filter(|v| !v.is_empty())
+                            .map(|home| std::path::PathBuf::from(home).join(".local/state"))
+                    })
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--data-dir: neither XDG_STATE_HOME nor HOME is set, so there is no \
+                             default place for the job store; give a directory, or `none`"
+                        )
+                    })?;
+                Ok(Some(state.join("hearsay").join(node)))
+            }
+        }
+    }
+}
+
 /// A feature on or off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Switch {
@@ -289,7 +344,9 @@ impl std::fmt::Display for Switch {
 }
 
 impl Default for Config {
-    /// The same settings as a command line with no flags and no `HEARSAY_*` variables.
+    /// The same settings as a command line with no flags and no `HEARSAY_*` variables, but for
+    /// the job store, kept in memory (`--data-dir none`): code that starts a node in-process
+    /// says where its store goes.
     fn default() -> Self {
         Config {
             node_id: None,
@@ -304,6 +361,8 @@ impl Default for Config {
             steal: Switch::On,
             steal_interval: 200,
             config_file: None,
+            // In-process nodes (tests, embedding) keep jobs in memory unless told where.
+            data_dir: Some(DataDir::Memory),
             retain_ms: 600_000,
             retain_jobs: 100_000,
             retain_bytes: DEFAULT_RETAIN_BYTES,
@@ -661,8 +720,24 @@ mod tests {
         // Run without HEARSAY_* variables in the environment, as the test suite is.
         assert_eq!(
             Config::try_parse_from(["worker"]).unwrap(),
+            Config {
+                data_dir: None,
+                ..Config::default()
+            }
+        );
+        assert_eq!(
+            Config::try_parse_from(["worker", "--data-dir", "none"]).unwrap(),
             Config::default()
         );
+    }
+
+    #[test]
+    fn the_data_dir_is_a_path_none_or_under_the_state_directory() {
+        let c = Config::try_parse_from(["worker", "--data-dir", "/var/lib/h"]).unwrap();
+        assert_eq!(c.data_path("n1").unwrap(), Some("/var/lib/h".into()));
+        assert_eq!(Config::default().data_path("n1").unwrap(), None);
+        let e = Config::try_parse_from(["worker", "--data-dir", ""]).unwrap_err();
+        assert!(e.to_string().contains("none"), "{e}");
     }
 
     #[test]

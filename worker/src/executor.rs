@@ -36,7 +36,7 @@ use tracing::{debug, info_span, Instrument as _};
 
 use crate::commands::{BadArgs, Commands};
 use crate::exec::{self, ExecEnd};
-use crate::job_store::{DuplicateJob, JobStore};
+use crate::job_store::{DuplicateJob, Extra, JobStore};
 use crate::metrics::Metrics;
 use crate::sampler::{Work, WorkGauge};
 
@@ -124,6 +124,9 @@ enum Ending {
     Failed(String, Option<Value>),
     TimedOut(Duration, Option<Value>),
     Abandoned,
+    /// Not started: its start could not be written to the job store, and a job whose start
+    /// a restart would not know of could run twice.
+    Unrecorded(String),
 }
 
 impl Executor {
@@ -218,7 +221,12 @@ impl Executor {
         record.executing_node = Some(shared.node.clone());
         record.hops = u32::try_from(job.path.len()).unwrap_or(u32::MAX);
         record.path = job.path.iter().chain([&shared.node]).cloned().collect();
-        shared.store.insert(now, record)?;
+        let extra = Extra {
+            // Kept on disk until it ends, so that a restart runs it if it had not started.
+            spec: shared.store.is_durable().then(|| job.spec.clone()),
+            ..Extra::default()
+        };
+        shared.store.insert_with(now, record, extra)?;
         if starts_now {
             state.running += 1;
             drop(state);
@@ -227,6 +235,21 @@ impl Executor {
         } else {
             state.queue.push_back(job);
             Ok(JobStatus::Queued)
+        }
+    }
+
+    /// Takes back a job this node held when it stopped, had not started, and whose record
+    /// the store restored: queued (beyond the queue's limit if need be: it was accepted) or
+    /// started in a free slot.
+    pub fn resume(&self, job: Submission) {
+        let shared = &self.shared;
+        let mut state = shared.lock();
+        if state.running < shared.slots {
+            state.running += 1;
+            drop(state);
+            Shared::start_slot(shared, job);
+        } else {
+            state.queue.push_back(job);
         }
     }
 
@@ -407,9 +430,15 @@ impl Shared {
         loop {
             // Every log line about the job carries its id and where it came from and runs.
             let span = info_span!("job", id = %job.id, entry = %job.entry, executing = %self.node);
-            let ending = perform(job.spec.clone(), &self.commands, &self.abandon)
-                .instrument(span.clone())
-                .await;
+            // Its start is on disk before it runs: a restart must not run it again.
+            let ending = match self.store.flushed().await {
+                Ok(()) => {
+                    perform(job.spec.clone(), &self.commands, &self.abandon)
+                        .instrument(span.clone())
+                        .await
+                }
+                Err(e) => Ending::Unrecorded(e.0),
+            };
             span.in_scope(|| self.finish(&job, started, ending));
             let next = {
                 let mut state = self.lock();
@@ -440,7 +469,7 @@ impl Shared {
             Ending::Succeeded(_) => JobStatus::Succeeded,
             Ending::Failed(..) => JobStatus::Failed,
             Ending::TimedOut(..) => JobStatus::TimedOut,
-            Ending::Abandoned => JobStatus::Lost,
+            Ending::Abandoned | Ending::Unrecorded(_) => JobStatus::Lost,
         };
         self.metrics.job_ended(status, Some(now - started));
         debug!(
@@ -473,6 +502,10 @@ impl Shared {
                 Ending::Abandoned => {
                     o.status = JobStatus::Lost;
                     o.error = Some(LEFT_BEFORE_FINISHING.to_owned());
+                }
+                Ending::Unrecorded(e) => {
+                    o.status = JobStatus::Lost;
+                    o.error = Some(format!("not started: its start could not be recorded: {e}"));
                 }
             }
         });

@@ -172,6 +172,12 @@ where
     if jobs.is_leaving() {
         return Err(leaving());
     }
+    if let Some(trouble) = jobs.store().trouble() {
+        return Err(ApiError::unavailable(
+            "store_unavailable",
+            format!("this node takes no new jobs while its job store cannot write: {trouble}"),
+        ));
+    }
     let (accepted, replayed) = jobs
         .submit(spec, key, here_only)
         .await
@@ -193,6 +199,17 @@ where
                 ApiError::field(StatusCode::BAD_REQUEST, "invalid_job", &field, reason)
             }
         })?;
+    // Accepted only once its record is on disk: a crash after the answer forgets nothing.
+    if let Err(e) = jobs.store().flushed().await {
+        return Err(ApiError::unavailable(
+            "store_unavailable",
+            format!(
+                "job {} was taken but its record could not be written, so it is not promised: \
+                 {e}",
+                accepted.id
+            ),
+        ));
+    }
     let mark = |response: &mut Response<Full<Bytes>>| {
         if replayed {
             response

@@ -11,16 +11,23 @@
 //! learned its end from the peer that did.
 //!
 //! Every method takes `now`, so retention is tested without waiting.
+//!
+//! With a [`Disk`] (`--data-dir`), every change of a record is also written there, with what
+//! a restart needs beyond the outcome ([`Extra`]: the spec of a job not yet ended, its key,
+//! the peer that holds it); a record forgotten here is deleted there. [`JobStore::flushed`]
+//! waits until the writes so far are on disk.
 
 use std::collections::{HashMap, VecDeque};
 use std::mem::size_of;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use hearsay_shared::{JobId, JobOutcome};
+use hearsay_shared::{JobId, JobOutcome, JobSpec};
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio::time::Instant;
+
+use crate::disk::{Disk, DiskError, Stored};
 
 /// How long, how many and how much of the finished jobs are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,16 +114,36 @@ fn value_bytes(value: &Value) -> usize {
 #[error("job {0} already exists")]
 pub struct DuplicateJob(pub JobId);
 
+/// What the store keeps of a job beyond its outcome, for a restart.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Extra {
+    /// What to run, while it has not ended here.
+    pub spec: Option<JobSpec>,
+    /// Its idempotency key and its body's digest in hex, if it was submitted here with one.
+    pub key: Option<(String, String)>,
+    /// The API and incarnation of the peer that holds it, if this node follows it there.
+    pub peer: Option<(std::net::SocketAddr, u64)>,
+    /// When it ended, in milliseconds since the UNIX epoch.
+    pub ended_ms: Option<u64>,
+    /// The peer it is being given to (a steal, a hand-over), queued here until that settles.
+    pub moving_to: Option<hearsay_shared::NodeId>,
+}
+
 /// The outcomes of the jobs this node holds or answers for.
 #[derive(Debug)]
 pub struct JobStore {
     retention: Retention,
     inner: Mutex<Inner>,
+    disk: Option<Disk>,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     jobs: HashMap<JobId, watch::Sender<JobOutcome>>,
+    /// What is kept beside the outcomes that have any, written with them.
+    extras: HashMap<JobId, Extra>,
+    /// Where every change goes too.
+    disk: Option<Disk>,
     /// Finished jobs, in the order they finished, with their [`outcome_bytes`]: the front is
     /// evicted first.
     finished: VecDeque<(Instant, JobId, usize)>,
@@ -134,12 +161,114 @@ pub struct Retained {
 }
 
 impl JobStore {
-    /// An empty store.
+    /// An empty store, in memory only.
     pub fn new(retention: Retention) -> Self {
         JobStore {
             retention,
             inner: Mutex::new(Inner::default()),
+            disk: None,
         }
+    }
+
+    /// An empty store that writes every change to `disk` too.
+    pub fn with_disk(retention: Retention, disk: Disk) -> Self {
+        JobStore {
+            retention,
+            inner: Mutex::new(Inner {
+                disk: Some(disk.clone()),
+                ..Inner::default()
+            }),
+            disk: Some(disk),
+        }
+    }
+
+    /// Whether changes go to disk.
+    pub fn is_durable(&self) -> bool {
+        self.disk.is_some()
+    }
+
+    /// Resolves once every change so far is on disk (at once without a disk), or with why it
+    /// could not be written.
+    pub async fn flushed(&self) -> Result<(), DiskError> {
+        match &self.disk {
+            Some(disk) => disk.flushed().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Why the store cannot take new jobs now, if it cannot: its disk's last commit failed.
+    pub fn trouble(&self) -> Option<String> {
+        self.disk.as_ref().and_then(Disk::trouble)
+    }
+
+    /// Adds a job with what a restart needs of it beyond its outcome.
+    pub fn insert_with(
+        &self,
+        now: Instant,
+        outcome: JobOutcome,
+        extra: Extra,
+    ) -> Result<(), DuplicateJob> {
+        let id = outcome.id;
+        let mut inner = self.lock(now);
+        if inner.jobs.contains_key(&id) {
+            return Err(DuplicateJob(id));
+        }
+        inner.extras.insert(id, extra);
+        drop(inner);
+        self.insert(now, outcome)
+    }
+
+    /// Changes what is kept of job `id` beyond its outcome (its key, its peer), if it is
+    /// known; a job that ended keeps what it had.
+    pub fn annotate(&self, now: Instant, id: JobId, change: impl FnOnce(&mut Extra)) {
+        let mut inner = self.lock(now);
+        if inner.jobs.contains_key(&id) {
+            change(inner.extras.entry(id).or_default());
+            inner.persist(id);
+        }
+    }
+
+    /// Puts back a record a restart read from disk, ended `age` ago if it ended (the caller
+    /// has decided what a job unfinished at the crash is now). It is not written again.
+    pub fn restore(&self, now: Instant, stored: Stored, age: Option<Duration>) {
+        let mut inner = self.lock(now);
+        let Stored {
+            mut outcome,
+            spec,
+            key,
+            peer,
+            ended_ms,
+            moving_to,
+        } = stored;
+        let id = outcome.id;
+        if inner.jobs.contains_key(&id) {
+            return;
+        }
+        outcome.limit(self.retention.max_output_bytes);
+        let ended = outcome
+            .status
+            .is_terminal()
+            .then(|| outcome_bytes(&outcome));
+        inner.jobs.insert(id, watch::Sender::new(outcome));
+        inner.extras.insert(
+            id,
+            Extra {
+                spec,
+                key,
+                peer,
+                ended_ms,
+                moving_to,
+            },
+        );
+        if let Some(bytes) = ended {
+            let at = now.checked_sub(age.unwrap_or_default()).unwrap_or(now);
+            inner.finished_at(at, now, id, bytes, self.retention);
+        }
+    }
+
+    /// What a restart needs of job `id` beyond its outcome, if it is known.
+    pub fn extra(&self, now: Instant, id: JobId) -> Option<Extra> {
+        self.lock(now).extras.get(&id).cloned()
     }
 
     fn lock(&self, now: Instant) -> std::sync::MutexGuard<'_, Inner> {
@@ -163,6 +292,10 @@ impl JobStore {
             .is_terminal()
             .then(|| outcome_bytes(&outcome));
         inner.jobs.insert(id, watch::Sender::new(outcome));
+        if ended.is_none() {
+            // An end is written with the time it ended.
+            inner.persist(id);
+        }
         if let Some(bytes) = ended {
             inner.finished(now, id, bytes, self.retention);
         }
@@ -178,7 +311,7 @@ impl JobStore {
             .get(&id)
             .is_some_and(|s| !s.borrow().status.is_terminal())
         {
-            inner.jobs.remove(&id);
+            inner.forget(id);
         }
     }
 
@@ -201,6 +334,9 @@ impl JobStore {
             ended = outcome.status.is_terminal().then(|| outcome_bytes(outcome));
             true
         });
+        if changed && ended.is_none() {
+            inner.persist(id);
+        }
         if let Some(bytes) = ended {
             inner.finished(now, id, bytes, self.retention);
         }
@@ -237,9 +373,53 @@ impl JobStore {
 impl Inner {
     /// Counts job `id`, just finished and taking `bytes`, towards retention.
     fn finished(&mut self, now: Instant, id: JobId, bytes: usize, retention: Retention) {
-        self.finished.push_back((now, id, bytes));
+        if self.disk.is_some() {
+            let extra = self.extras.entry(id).or_default();
+            // Not needed to run it again, and no longer true of it.
+            extra.spec = None;
+            extra.ended_ms = Some(wall_ms());
+            self.persist(id);
+        }
+        self.finished_at(now, now, id, bytes, retention);
+    }
+
+    /// Counts job `id`, which finished at `at`, towards retention.
+    fn finished_at(
+        &mut self,
+        at: Instant,
+        now: Instant,
+        id: JobId,
+        bytes: usize,
+        retention: Retention,
+    ) {
+        self.finished.push_back((at, id, bytes));
         self.finished_bytes += bytes;
         self.evict(now, retention);
+    }
+
+    /// Writes job `id`'s record to disk as it stands, if there is a disk.
+    fn persist(&self, id: JobId) {
+        let (Some(disk), Some(sender)) = (&self.disk, self.jobs.get(&id)) else {
+            return;
+        };
+        let extra = self.extras.get(&id).cloned().unwrap_or_default();
+        disk.put(&Stored {
+            outcome: sender.borrow().clone(),
+            spec: extra.spec,
+            key: extra.key,
+            peer: extra.peer,
+            ended_ms: extra.ended_ms,
+            moving_to: extra.moving_to,
+        });
+    }
+
+    /// Forgets job `id`, here and on disk.
+    fn forget(&mut self, id: JobId) {
+        self.jobs.remove(&id);
+        self.extras.remove(&id);
+        if let Some(disk) = &self.disk {
+            disk.delete(id);
+        }
     }
 
     fn evict(&mut self, now: Instant, retention: Retention) {
@@ -253,9 +433,16 @@ impl Inner {
             }
             self.finished.pop_front();
             self.finished_bytes -= bytes;
-            self.jobs.remove(&id);
+            self.forget(id);
         }
     }
+}
+
+/// Now, in milliseconds since the UNIX epoch.
+pub(crate) fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

@@ -23,6 +23,8 @@
 //!   capped output, killed at its timeout.
 //! - [`job_store`]: every job's status and outcome, finished ones kept for a bounded time and
 //!   number.
+//! - [`disk`]: the durable half of the job store, one redb file in `--data-dir`, written by
+//!   grouped commits; [`restart`]: what a restarted node does with what it kept.
 //! - [`dispatch`]: the shell over the hand-off core of `hearsay-scheduler`: carries out what it
 //!   decides (run here, offer to a peer, follow, settle, steal) and feeds it what happens; the
 //!   drain when the node leaves.
@@ -52,6 +54,7 @@ pub mod commands;
 pub mod config;
 pub mod dashboard;
 pub mod discovery;
+pub mod disk;
 pub mod dispatch;
 pub mod exec;
 pub mod executor;
@@ -65,6 +68,7 @@ pub mod move_metrics;
 pub mod node;
 pub mod peer;
 pub mod peer_api;
+pub mod restart;
 pub mod sampler;
 pub mod sealing;
 pub mod stream;

@@ -35,6 +35,7 @@ use crate::browser_guard::HostNames;
 use crate::commands::{Commands, ConfigFileError};
 use crate::config::{default_node_id, Config, InvalidSetting};
 use crate::discovery;
+use crate::disk::Disk;
 use crate::dispatch::Dispatcher;
 use crate::executor::Executor;
 use crate::job_store::{JobStore, Retention};
@@ -77,6 +78,9 @@ pub enum StartError {
     /// the settings and the core disagree).
     #[error(transparent)]
     Gossip(#[from] ConfigError),
+    /// The job store (`--data-dir`) cannot be opened: says which file and why.
+    #[error("{0}")]
+    Store(String),
 }
 
 /// An OS error as a person reads it: "Address already in use", without "(os error 98)".
@@ -123,7 +127,34 @@ impl Node {
         let id = config.node_id.clone().unwrap_or_else(|| {
             default_node_id(sysinfo::System::host_name().as_deref(), api_addr.port())
         });
-        let incarnation = next_incarnation();
+        // The store is opened before anything is said to peers: a node whose store is held
+        // by another process, or damaged, does not start.
+        let data_path = config
+            .data_path(id.as_str())
+            .map_err(|e| StartError::Store(e.to_string()))?;
+        let opened = match &data_path {
+            Some(path) => Some(Disk::open(path).map_err(|e| StartError::Store(e.0))?),
+            None => None,
+        };
+        // Above every incarnation this node had, even if the clock went back.
+        let incarnation = match opened.as_ref().and_then(|(_, l)| l.incarnation) {
+            Some(last) => next_incarnation().max(last.saturating_add(1)),
+            None => next_incarnation(),
+        };
+        let (disk, kept) = match opened {
+            Some((disk, loaded)) => {
+                if loaded.unreadable > 0 {
+                    warn!(
+                        records = loaded.unreadable,
+                        "job records in the store could not be read and were left out"
+                    );
+                }
+                disk.set_incarnation(incarnation);
+                disk.flushed().await.map_err(|e| StartError::Store(e.0))?;
+                (Some(disk), loaded.jobs)
+            }
+            None => (None, Vec::new()),
+        };
         let seed = config.seed.unwrap_or_else(rand::random);
         let slots = config.slots();
         // The core reads no clock: it is told the wall clock at its creation, and counts on
@@ -222,12 +253,16 @@ impl Node {
         let api_stop = CancellationToken::new();
         let tracker = TaskTracker::new();
 
-        let store = Arc::new(JobStore::new(Retention {
+        let retention = Retention {
             time: config.retain(),
             jobs: usize::try_from(config.retain_jobs).unwrap_or(usize::MAX),
             bytes: config.retain_bytes,
             max_output_bytes: config.max_output_bytes,
-        }));
+        };
+        let store = Arc::new(match &disk {
+            Some(disk) => JobStore::with_disk(retention, disk.clone()),
+            None => JobStore::new(retention),
+        });
         let metrics = Metrics::new();
         let executor = Executor::with_commands(
             id.clone(),
@@ -266,6 +301,10 @@ impl Node {
             config.api_token.as_ref(),
             &tracker,
         );
+
+        if let Some(disk) = &disk {
+            crate::restart::resume(kept, disk, &store, &executor, &jobs, config.retain());
+        }
 
         let work: Arc<dyn WorkGauge> = Arc::new(executor.clone());
         let mut tasks = Vec::new();

@@ -8,6 +8,7 @@
 use std::error::Error as StdError;
 
 use bytes::Bytes;
+use hearsay_scheduler::handoff::OfferAnswer;
 use http_body_util::Full;
 use hyper::body::Body;
 use hyper::{Request, Response, StatusCode};
@@ -59,6 +60,13 @@ where
     let body = read_body(req).await?;
     let (offer, spec) = peer::parse_offer(&body).map_err(bad)?;
     let answer = jobs.offer(&offer, spec);
+    if matches!(answer, OfferAnswer::Accepted(_)) {
+        // Taken only once its record is on disk. If it cannot be written the job is still
+        // taken (refusing now could let it run twice); a crash would then lose it.
+        if let Err(e) = jobs.store().flushed().await {
+            tracing::warn!(id = %offer.id, "a job taken from a peer is not on disk: {e}");
+        }
+    }
     Ok(json(StatusCode::OK, &OfferReply::from(answer)))
 }
 

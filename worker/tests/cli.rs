@@ -31,6 +31,9 @@ impl Worker {
                 command.env_remove(key);
             }
         }
+        if !args.contains(&"--data-dir") {
+            command.args(["--data-dir", "none"]);
+        }
         Worker {
             child: command.spawn().expect("spawn worker"),
         }

@@ -85,6 +85,17 @@ struct Inner {
     leaving: AtomicBool,
 }
 
+/// What a restarted node took back from its store, for the core.
+#[derive(Debug, Default)]
+pub struct Restored {
+    /// Jobs held here: id, entry node, the nodes before this one, status.
+    pub held: Vec<(JobId, NodeId, Vec<NodeId>, JobStatus)>,
+    /// Jobs this node answers for at peers.
+    pub followed: Vec<hearsay_scheduler::handoff::Followed>,
+    /// Idempotency keys and the jobs they name.
+    pub keys: Vec<(Keyed, JobId)>,
+}
+
 impl Dispatcher {
     /// The shell of node `me` over a core configured by `config`; its tasks run on `tracker`.
     /// `rng` drives placement (seed it from the node's logged seed). With `steal` (its
@@ -191,6 +202,7 @@ impl Dispatcher {
             command,
             here_only,
         };
+        let keyed = submission.key.clone();
         let (tx, rx) = oneshot::channel();
         self.with_core(|shell, now, view| {
             let ticket = shell
@@ -206,6 +218,13 @@ impl Dispatcher {
         });
         match rx.await.map_err(|_| SubmitRefusal::Leaving)? {
             Reply::Accepted { id, at, status } => {
+                if let Some(keyed) = keyed.filter(|_| self.inner.store.is_durable()) {
+                    // The key names the job across a restart too.
+                    let hex: String = keyed.digest.0.iter().map(|b| format!("{b:02x}")).collect();
+                    let key = Some((keyed.key, hex));
+                    let now = Instant::now();
+                    self.inner.store.annotate(now, id, |extra| extra.key = key);
+                }
                 // Placed here: as the executor has it (a free slot started it at once).
                 let status = match at == self.inner.me {
                     true => self.outcome(id).map_or(status, |o| o.status),
@@ -236,11 +255,31 @@ impl Dispatcher {
         }
     }
 
+    /// Tells the core what a restart took back from the store (see [`crate::restart`]).
+    pub fn restore(&self, restored: Restored) {
+        self.with_core(|shell, now, _| {
+            for (id, entry, path, status) in restored.held {
+                shell.core.restore_held(now, id, entry, path, status);
+            }
+            for followed in restored.followed {
+                shell.core.restore_follow(now, followed);
+            }
+            for (keyed, id) in restored.keys {
+                shell.core.restore_key(now, &keyed, id);
+            }
+        });
+    }
+
     /// A peer offers a job: taken into the executor, or refused with the reason.
     pub fn offer(&self, offer: &Offer, spec: JobSpec) -> OfferAnswer {
         let executor = &self.inner.executor;
+        let trouble = self.inner.store.trouble();
         let fit = match executor.can_run(&spec) {
             Ok(()) if executor.is_full() => Err(Refusal::Full),
+            Ok(()) if trouble.is_some() => Err(Refusal::Other(format!(
+                "{} takes no jobs while its job store cannot write",
+                self.inner.me
+            ))),
             Ok(()) => Ok(()),
             Err(executor::Refusal::Undeclared(command)) => Err(Refusal::Undeclared(format!(
                 "{} does not declare the command {command:?}",

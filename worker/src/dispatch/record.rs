@@ -2,6 +2,8 @@
 //! of a job it gave to a peer, and the job's end once the core has settled it. The executor
 //! writes the record of every job that runs here; these are the records of the others.
 
+use std::net::SocketAddr;
+
 use hearsay_shared::{JobId, JobOutcome, JobStatus, NodeId};
 use tokio::time::Instant;
 
@@ -10,14 +12,15 @@ use crate::job_store::JobStore;
 use crate::metrics::Metrics;
 
 /// The job `id` (of kind `kind`, if this node still has its spec) is now at peer `at` with
-/// `status`, and this node follows it there.
+/// `status` (its API and incarnation `peer`, if the map knows it), and this node follows it
+/// there.
 pub(super) fn follow(
     store: &JobStore,
     metrics: &Metrics,
     me: &NodeId,
     now: Instant,
     (id, kind): (JobId, Option<String>),
-    at: NodeId,
+    (at, peer): (NodeId, Option<(SocketAddr, u64)>),
     status: JobStatus,
 ) {
     let moved = store.update(now, id, |o| {
@@ -36,6 +39,9 @@ pub(super) fn follow(
         outcome.executing_node = Some(at);
         outcome.hops = 1;
         let _ = store.insert(now, outcome);
+    }
+    if store.is_durable() {
+        store.annotate(now, id, |extra| extra.peer = peer);
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use hearsay_scheduler::handoff::{
     Action, Answer, Handoff, MoveKind, OfferAnswer, Reply, Request, Ticket, View,
 };
-use hearsay_shared::{JobId, JobOutcome, JobSpec, JobStatus, LoadReport, NodeId};
+use hearsay_shared::{JobId, JobOutcome, JobSpec, JobStatus, LoadMap, LoadReport, NodeId};
 use rand::rngs::StdRng;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -90,7 +90,7 @@ impl Dispatcher {
                     room: !inner.executor.is_full(),
                 };
                 let result = f(&mut shell, now.into_std(), &view);
-                self.carry_out(&mut shell, now);
+                self.carry_out(&mut shell, now, g.map());
                 result
             };
             for report in shell.news.drain(..) {
@@ -102,7 +102,7 @@ impl Dispatcher {
         result
     }
 
-    fn carry_out(&self, shell: &mut Shell, now: Instant) {
+    fn carry_out(&self, shell: &mut Shell, now: Instant, map: &LoadMap) {
         let inner = &self.inner;
         while let Some(action) = shell.core.poll_action() {
             match action {
@@ -130,13 +130,17 @@ impl Dispatcher {
                         p.spec.kind.name().to_owned()
                     });
                     let store = &inner.store;
+                    // Where to ask after it again, should this node restart.
+                    let peer = map
+                        .get(&at)
+                        .map(|e| (e.report().api, e.report().incarnation));
                     record::follow(
                         store,
                         &inner.metrics,
                         &inner.me,
                         now,
                         (id, kind),
-                        at,
+                        (at, peer),
                         status,
                     );
                 }
@@ -145,6 +149,12 @@ impl Dispatcher {
                 }
                 Action::Requeue { id } => {
                     if let Some(job) = shell.given.remove(&id) {
+                        if inner.store.is_durable() {
+                            inner.store.annotate(now, id, |extra| {
+                                extra.moving_to = None;
+                                extra.peer = None;
+                            });
+                        }
                         inner.executor.requeue(job);
                     }
                 }
@@ -249,9 +259,30 @@ impl Dispatcher {
             Request::Ask { wait: true, .. } => config.follow.timeout,
             _ => config.ask_timeout,
         };
+        // A queued job given on (a steal, a hand-over) is marked on disk as on its way before
+        // it goes: a restart must not run it here again, for the thief may have taken it.
+        let giving = match &message {
+            Request::Offer(offer) if offer.kind != MoveKind::Forward => {
+                let store = &self.inner.store;
+                if store.is_durable() {
+                    let peer = Some((api, offer.incarnation));
+                    store.annotate(Instant::now(), offer.id, |extra| {
+                        extra.moving_to = Some(to.clone());
+                        extra.peer = peer;
+                    });
+                }
+                store.is_durable()
+            }
+            _ => false,
+        };
         let this = self.clone();
         self.inner.tasks.spawn(async move {
             let inner = &this.inner;
+            if giving {
+                if let Err(e) = inner.store.flushed().await {
+                    warn!("a job is given on although the store could not mark it: {e}");
+                }
+            }
             let sent = inner.peers.send(api, &message, spec.as_ref(), timeout);
             let (answer, heard) = tokio::select! {
                 answer = sent => answer,
