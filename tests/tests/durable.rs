@@ -246,3 +246,119 @@ fn a_store_file_that_is_not_a_store_refuses_the_start_with_one_line() -> Result<
     ensure!(lines.len() == 1, "{stderr}");
     Ok(())
 }
+
+/// A tmpfs of `size` mounted at a fresh directory, unmounted on drop; `None` where this
+/// process may not mount (not root).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Result<Option<SmallDisk>> {
+        let dir = tempfile::tempdir()?;
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(Stdio::null())
+            .status();
+        match status {
+            Ok(s) if s.success() => Ok(Some(SmallDisk { dir })),
+            _ if std::env::var_os("HEARSAY_REQUIRE_NETNS").is_some() => {
+                bail!("cannot mount a tmpfs (HEARSAY_REQUIRE_NETNS=1 asks for root)")
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Fills what is left of it with one file.
+    fn fill(&self) -> Result<()> {
+        use std::io::Write as _;
+        let mut file = std::fs::File::create(self.dir.path().join("filler"))?;
+        let chunk = vec![0u8; 64 * 1024];
+        // Bounded: the tmpfs is small.
+        for _ in 0..10_000 {
+            if file
+                .write_all(&chunk)
+                .and_then(|()| file.sync_all())
+                .is_err()
+            {
+                return Ok(());
+            }
+        }
+        bail!("the tmpfs never filled up")
+    }
+
+    fn empty(&self) -> Result<()> {
+        Ok(std::fs::remove_file(self.dir.path().join("filler"))?)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_refuses_new_jobs_with_503_and_loses_none_it_accepted() -> Result<()> {
+    let Some(disk) = SmallDisk::mount("8m")? else {
+        eprintln!("skipped: cannot mount a tmpfs here (not root)");
+        return Ok(());
+    };
+    let store = disk.dir.path().join("store");
+    let mut node = start(durable("f0", &store, vec![], &["--steal", "off"]))?;
+    let api = node.spec.api();
+    disk.fill()?;
+    let data = "x".repeat(60 * 1024);
+    let mut accepted = Vec::new();
+    let mut refusal = None;
+    // Each end writes 60 KiB: the store's file soon has to grow, and cannot.
+    for _ in 0..300 {
+        let body = json!({"kind": "echo", "data": data});
+        let (status, answer) = post_json(api, "/v1/jobs?wait=true", &body, &[], SUBMIT_TIMEOUT)?;
+        match status {
+            200 => accepted.push(answer["id"].as_str().context("id")?.to_owned()),
+            503 => {
+                refusal = Some(answer);
+                break;
+            }
+            other => bail!("{other} {answer}"),
+        }
+    }
+    let refusal = refusal.context("never refused on a full disk")?;
+    ensure!(
+        refusal["error"]["code"] == "store_unavailable"
+            && refusal["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("job store")),
+        "{refusal}"
+    );
+    eprintln!("{} accepted before: {refusal}", accepted.len());
+    // While the disk stays full, a new job is refused before it is taken.
+    let (status, again) = post_json(
+        api,
+        "/v1/jobs",
+        &json!({"kind": "echo", "data": "no"}),
+        &[],
+        SUBMIT_TIMEOUT,
+    )?;
+    ensure!(
+        status == 503
+            && again["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("takes no new jobs")),
+        "{status} {again}"
+    );
+    for id in &accepted {
+        ensure!(job(api, id)?["status"] == "succeeded", "job {id}");
+    }
+    // Room again: the store notices at the next submission.
+    disk.empty()?;
+    let id = submit(api, &json!({"kind": "echo", "data": "again"}), &[])?;
+    wait_until(LIMIT, || Ok(job(api, &id)?["status"] == "succeeded"))?;
+    node.kill();
+    Ok(())
+}

@@ -108,17 +108,14 @@ impl Disk {
             ))
         })?;
         let path = dir.join(FILE_NAME);
-        let db = Database::builder()
-            .set_cache_size(16 * 1024 * 1024)
-            .create(&path)
-            .map_err(|e| {
-                DiskError(format!(
-                    "the job store {} cannot be opened: {e}; if it is damaged, move it away to \
+        let db = open_db(&path).map_err(|e| {
+            DiskError(format!(
+                "the job store {} cannot be opened: {e}; if it is damaged, move it away to \
                      start with an empty store (its jobs are then forgotten), or give another \
                      --data-dir",
-                    path.display()
-                ))
-            })?;
+                path.display()
+            ))
+        })?;
         let loaded = load(&db).map_err(|e| {
             DiskError(format!(
                 "the job store {} cannot be read: {e}; if it is damaged, move it away to start \
@@ -134,7 +131,7 @@ impl Disk {
         let writer = Arc::clone(&shared);
         thread::Builder::new()
             .name("job-store".into())
-            .spawn(move || write_loop(&db, &rx, &writer))
+            .spawn(move || write_loop(db, &rx, &writer))
             .map_err(|e| DiskError(format!("the job store's writer cannot start: {e}")))?;
         info!(
             path = %path.display(),
@@ -214,7 +211,20 @@ fn load(db: &Database) -> Result<Loaded, redb::Error> {
     Ok(loaded)
 }
 
-fn write_loop(db: &Database, rx: &mpsc::Receiver<Write>, shared: &Shared) {
+fn open_db(path: &Path) -> Result<Database, redb::DatabaseError> {
+    Database::builder()
+        .set_cache_size(16 * 1024 * 1024)
+        .create(path)
+}
+
+/// Commits what comes in, in batches. A batch that fails is kept and tried again with the
+/// next one (writes are whole records, so a later one simply wins), and the database is
+/// opened afresh first: after an I/O error redb takes no more writes from the same handle.
+/// While in trouble, even a lone [`Disk::flushed`] tries a commit, so that the store notices
+/// when the disk has room again.
+fn write_loop(db: Database, rx: &mpsc::Receiver<Write>, shared: &Shared) {
+    let mut db = Some(db);
+    let mut retry: Vec<Write> = Vec::new();
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -223,21 +233,43 @@ fn write_loop(db: &Database, rx: &mpsc::Receiver<Write>, shared: &Shared) {
                 Err(_) => break,
             }
         }
-        let (barriers, writes): (Vec<_>, Vec<_>) = batch
+        let (barriers, fresh): (Vec<_>, Vec<_>) = batch
             .into_iter()
             .partition(|w| matches!(w, Write::Barrier(_)));
-        let result = if writes.is_empty() {
+        let mut writes = std::mem::take(&mut retry);
+        writes.extend(fresh);
+        let in_trouble = shared
+            .trouble
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some();
+        let result = if writes.is_empty() && !in_trouble {
             Ok(())
         } else {
-            commit(db, writes).map_err(|e| DiskError(format!("the job store cannot write: {e}")))
+            if db.is_none() {
+                db = open_db(&shared.path).ok();
+            }
+            let outcome = match &db {
+                Some(open) => commit(open, &writes).map_err(|e| e.to_string()),
+                None => Err("the store file cannot be opened again".to_owned()),
+            };
+            outcome.map_err(|e| DiskError(format!("the job store cannot write: {e}")))
         };
+        if result.is_err() {
+            retry = writes;
+            db = None;
+        }
         {
             let mut trouble = shared
                 .trouble
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             match &result {
-                Ok(()) => *trouble = None,
+                Ok(()) => {
+                    if trouble.take().is_some() {
+                        info!(path = %shared.path.display(), "the job store writes again");
+                    }
+                }
                 Err(e) => {
                     if trouble.is_none() {
                         error!(path = %shared.path.display(), "{e}");
@@ -255,7 +287,7 @@ fn write_loop(db: &Database, rx: &mpsc::Receiver<Write>, shared: &Shared) {
 }
 
 #[allow(clippy::result_large_err)]
-fn commit(db: &Database, writes: Vec<Write>) -> Result<(), redb::Error> {
+fn commit(db: &Database, writes: &[Write]) -> Result<(), redb::Error> {
     let txn = db.begin_write()?;
     {
         let mut jobs = txn.open_table(JOBS)?;
@@ -263,13 +295,13 @@ fn commit(db: &Database, writes: Vec<Write>) -> Result<(), redb::Error> {
         for write in writes {
             match write {
                 Write::Put(id, bytes) => {
-                    jobs.insert(id, bytes.as_slice())?;
+                    jobs.insert(*id, bytes.as_slice())?;
                 }
                 Write::Delete(id) => {
-                    jobs.remove(id)?;
+                    jobs.remove(*id)?;
                 }
                 Write::Incarnation(incarnation) => {
-                    meta.insert("incarnation", incarnation)?;
+                    meta.insert("incarnation", *incarnation)?;
                 }
                 Write::Barrier(_) => {}
             }
@@ -286,10 +318,12 @@ mod tests {
     use super::*;
 
     fn stored(id: u64, status: JobStatus) -> Stored {
-        let outcome = JobOutcome::new(JobId(id), "echo", status, NodeId::new("n1").unwrap());
+        let mut outcome = JobOutcome::new(JobId(id), "echo", status, NodeId::new("n1").unwrap());
+        // Any JSON: what postcard could not read back.
+        outcome.output = Some(serde_json::json!({"a": [1, 2], "b": null}));
         Stored {
             outcome,
-            spec: Some(JobSpec::from_json(br#"{"kind":"echo","data":{"a":[1,2]}}"#).unwrap()),
+            spec: Some(JobSpec::from_json(br#"{"kind":"echo","data":"hi"}"#).unwrap()),
             key: Some(("k".into(), "00".repeat(32))),
             peer: None,
             ended_ms: None,

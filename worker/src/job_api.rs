@@ -172,6 +172,10 @@ where
     if jobs.is_leaving() {
         return Err(leaving());
     }
+    // A store in trouble tries a commit first: the disk may have room again.
+    if jobs.store().trouble().is_some() {
+        let _ = jobs.store().flushed().await;
+    }
     if let Some(trouble) = jobs.store().trouble() {
         return Err(ApiError::unavailable(
             "store_unavailable",

@@ -513,7 +513,16 @@ async fn every_bad_input_is_refused_naming_the_field() {
     )
     .await;
     assert_eq!(again.body["answer"], "accepted", "{again:?}");
-    assert_eq!(again.body["status"], "succeeded", "{again:?}");
+    // As the core has it: the executor's word of the end may still be on its way to it.
+    assert!(
+        ["running", "succeeded"].contains(&again.body["status"].as_str().unwrap_or("")),
+        "{again:?}"
+    );
+    assert_eq!(
+        ended(&http, api, "00000000000000ab").await,
+        outcome,
+        "nothing ran again"
+    );
 
     // A steal from an idle node: nothing to give, and the answer carries the node's own
     // report, fresher than gossip's, for the thief's map. A bad steal body names its field.
