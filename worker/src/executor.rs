@@ -430,8 +430,15 @@ impl Shared {
         loop {
             // Every log line about the job carries its id and where it came from and runs.
             let span = info_span!("job", id = %job.id, entry = %job.entry, executing = %self.node);
-            // Its start is on disk before it runs: a restart must not run it again.
-            let ending = match self.store.flushed().await {
+            // An `exec` job's start is on disk before it runs: a restart must not run its
+            // command again. The other kinds act on nothing outside the node, so a start lost
+            // in a crash just runs them again (not twice: the first run's end was never told),
+            // and they start without waiting for the disk.
+            let recorded = match job.spec.kind {
+                JobKind::Exec { .. } => self.store.flushed().await,
+                _ => Ok(()),
+            };
+            let ending = match recorded {
                 Ok(()) => {
                     perform(job.spec.clone(), &self.commands, &self.abandon)
                         .instrument(span.clone())
