@@ -362,3 +362,24 @@ fn a_full_disk_refuses_new_jobs_with_503_and_loses_none_it_accepted() -> Result<
     node.kill();
     Ok(())
 }
+
+#[test]
+fn a_node_stopped_with_sigterm_and_started_again_answers_with_every_end() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let spec = durable("t0", dir.path(), vec![], &["--drain-timeout", "10000"]);
+    let mut node = start(spec.clone())?;
+    let api = node.spec.api();
+    // One running, the rest queued behind it: the drain runs them all, then the node exits.
+    let ids: Vec<String> = (0..5)
+        .map(|i| submit(api, &json!({"kind": "sleep", "ms": 100 + i}), &[]))
+        .collect::<Result<_>>()?;
+    node.terminate()?;
+    let status = node.wait_exit(LIMIT)?;
+    ensure!(status.success(), "exit {status}");
+    let node = start(spec)?;
+    for id in &ids {
+        let end = job(node.spec.api(), id)?;
+        ensure!(end["status"] == "succeeded", "{end}");
+    }
+    Ok(())
+}

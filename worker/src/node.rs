@@ -366,6 +366,11 @@ impl Node {
             async move {
                 shutdown.cancelled().await;
                 jobs.drain(drain).await;
+                // The ends the drain recorded are on disk before the node exits: a restart
+                // answers with them, not with "restarted while it ran".
+                if let Err(e) = jobs.store().flushed().await {
+                    warn!("the job store could not write the drain's last records: {e}");
+                }
                 drop(drained);
             }
         }));
