@@ -275,7 +275,6 @@ impl Dispatcher {
         let executor = &self.inner.executor;
         let trouble = self.inner.store.trouble();
         let fit = match executor.can_run(&spec) {
-            Ok(()) if executor.is_full() => Err(Refusal::Full),
             Ok(()) if trouble.is_some() => Err(Refusal::Other(format!(
                 "{} takes no jobs while its job store cannot write",
                 self.inner.me
@@ -291,7 +290,14 @@ impl Dispatcher {
             }),
             Err(other) => Err(Refusal::Other(other.to_string())),
         };
-        self.with_core(|shell, now, _| {
+        self.with_core(|shell, now, view| {
+            // Room is judged under the core's lock, as the `Run` that may follow is carried
+            // out: judged before it, a submission in between could fill the queue, and the
+            // job taken would then be refused by the executor and lost.
+            let fit = match fit {
+                Ok(()) if !view.room => Err(Refusal::Full),
+                fit => fit,
+            };
             let arrived = Instant::now();
             shell.incoming = Some(Pending {
                 spec,
