@@ -262,18 +262,10 @@ impl Executor {
     /// Puts back a job [`Executor::take_newest`] took out, at the end of the queue (or into a
     /// slot that fell free meanwhile). Its record is still there.
     pub fn requeue(&self, job: Submission) {
-        let shared = &self.shared;
-        if shared.killed.load(Ordering::Relaxed) {
+        if self.shared.killed.load(Ordering::Relaxed) {
             return;
         }
-        let mut state = shared.lock();
-        if state.running < shared.slots {
-            state.running += 1;
-            drop(state);
-            Shared::start_slot(shared, job);
-        } else {
-            state.queue.push_back(job);
-        }
+        self.resume(job);
     }
 
     /// The work held now, exactly.

@@ -266,11 +266,6 @@ impl JobStore {
         }
     }
 
-    /// What a restart needs of job `id` beyond its outcome, if it is known.
-    pub fn extra(&self, now: Instant, id: JobId) -> Option<Extra> {
-        self.lock(now).extras.get(&id).cloned()
-    }
-
     fn lock(&self, now: Instant) -> std::sync::MutexGuard<'_, Inner> {
         // Every update below is a single assignment under the lock, so a panic elsewhere
         // cannot leave the store half-changed.

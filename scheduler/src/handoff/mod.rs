@@ -197,6 +197,29 @@ struct Entered {
     path: Vec<NodeId>,
 }
 
+impl Entered {
+    /// The record of a job placed already (nobody waits for its placement): one given on from
+    /// here, or one a restart took back.
+    fn placed(role: Role, stage: Stage, path: Vec<NodeId>) -> Self {
+        Entered {
+            role,
+            waiting: Vec::new(),
+            key: None,
+            requires: 0,
+            runs_here: true,
+            here_only: false,
+            command: None,
+            excluded: Vec::new(),
+            refusals: Vec::new(),
+            offered_elsewhere: false,
+            stage,
+            request: None,
+            timer: None,
+            path,
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Stage {
     /// Being placed (only within a call).

@@ -98,22 +98,7 @@ impl Handoff {
 
 /// The record of a job restored at `stage`, with nobody waiting for its placement.
 fn restored(stage: Stage, path: Vec<NodeId>) -> Entered {
-    Entered {
-        role: Role::Entry,
-        waiting: Vec::new(),
-        key: None,
-        requires: 0,
-        runs_here: true,
-        here_only: false,
-        command: None,
-        excluded: Vec::new(),
-        refusals: Vec::new(),
-        offered_elsewhere: false,
-        stage,
-        request: None,
-        timer: None,
-        path,
-    }
+    Entered::placed(Role::Entry, stage, path)
 }
 
 #[cfg(test)]

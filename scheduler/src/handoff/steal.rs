@@ -271,22 +271,7 @@ impl Handoff {
             None => {
                 self.jobs.insert(
                     id,
-                    Entered {
-                        role: Role::Giver,
-                        waiting: Vec::new(),
-                        key: None,
-                        requires: 0,
-                        runs_here: true,
-                        here_only: false,
-                        command: None,
-                        excluded: Vec::new(),
-                        refusals: Vec::new(),
-                        offered_elsewhere: false,
-                        stage: Stage::Moving(m),
-                        request: None,
-                        timer: None,
-                        path: offer.path.clone(),
-                    },
+                    Entered::placed(Role::Giver, Stage::Moving(m), offer.path.clone()),
                 );
             }
         }
