@@ -7,7 +7,10 @@
 #   cargo build --release -p hearsay-worker && loadgen/bench/store-wrk.sh
 #
 # Environment: WORKER (default target/release/worker), DURATION (wrk's -d, default 10s),
-# SLOTS (default 2). Needs wrk. Loopback only; both workers are stopped on exit.
+# SLOTS (default 2), STORE_DIR (where the store worker's data directory is made, default a
+# fresh temporary directory; e.g. /dev/shm, a tmpfs where fsync costs nothing, to tell the
+# database's own work from the disk's). Needs wrk. Loopback only; both workers are stopped on
+# exit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin=${WORKER:-target/release/worker}
@@ -17,8 +20,9 @@ command -v wrk >/dev/null || { echo "store-wrk.sh: needs wrk (apt-get install wr
 [ -x "$bin" ] || { echo "store-wrk.sh: no $bin (cargo build --release -p hearsay-worker)" >&2; exit 1; }
 
 work=$(mktemp -d)
+store=$(mktemp -d "${STORE_DIR:-${TMPDIR:-/tmp}}/store-wrk.XXXXXX")
 pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work" "$store"; }
 trap cleanup EXIT
 
 cat >"$work/post.lua" <<'LUA'
@@ -38,7 +42,7 @@ start() { # name ip data-dir
   echo "store-wrk.sh: $1 did not start; its log:" >&2; cat "$work/$1.log" >&2; exit 1
 }
 start memory 127.0.0.201 none
-start store 127.0.0.202 "$work/store"
+start store 127.0.0.202 "$store"
 
 run() { # ip connections -> "req/s p99_ms non2xx"
   local out

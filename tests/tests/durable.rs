@@ -4,7 +4,9 @@
 //! as before; under load, killed at seeded random instants twenty times, every job a client
 //! was told was accepted ends in exactly one terminal state readable at its entry node, and
 //! none runs twice (each job is an `exec` that makes its own directory first, so a second start
-//! fails). A store file that is not a store refuses the start with one line.
+//! fails). An end a client was shown (a `?wait=true` answer) is the end after a `kill -9`; ten
+//! `SIGTERM`s in a row forget no end. A store file that is not a store refuses the start with one
+//! line.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -219,6 +221,21 @@ fn twenty_kill_9s_at_random_instants_lose_no_accepted_job_and_run_none_twice() -
     Ok(())
 }
 
+/// Starts a worker on `data_dir`, which must refuse to start: its standard error.
+fn refused_start(data_dir: &Path) -> Result<String> {
+    let ip = hearsay_tests::cluster::fresh_loopback();
+    let out = Command::new(worker_bin()?)
+        .args(["--api", &format!("{ip}:0"), "--gossip", &format!("{ip}:0")])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdin(Stdio::null())
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    ensure!(!out.status.success(), "started: {stderr}");
+    ensure!(!stderr.contains("panicked"), "{stderr}");
+    Ok(stderr)
+}
+
 #[test]
 fn a_store_file_that_is_not_a_store_refuses_the_start_with_one_line() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -226,24 +243,29 @@ fn a_store_file_that_is_not_a_store_refuses_the_start_with_one_line() -> Result<
         dir.path().join("jobs.redb"),
         b"not a database ".repeat(1000),
     )?;
-    let ip = hearsay_tests::cluster::fresh_loopback();
-    let out = Command::new(worker_bin()?)
-        .args(["--api", &format!("{ip}:0"), "--gossip", &format!("{ip}:0")])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .output()?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    ensure!(
-        !out.status.success(),
-        "started on a damaged store: {stderr}"
-    );
-    ensure!(
-        stderr.contains("cannot be opened") && !stderr.contains("panicked"),
-        "{stderr}"
-    );
+    let stderr = refused_start(dir.path())?;
+    ensure!(stderr.contains("cannot be opened"), "{stderr}");
     let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("job store")).collect();
     ensure!(lines.len() == 1, "{stderr}");
+    Ok(())
+}
+
+/// A node that could write nothing would accept nothing: it does not start, and says why. (A
+/// store that stops writing later, a full disk, answers `503`: the test below.)
+#[test]
+fn a_data_directory_that_cannot_be_made_refuses_the_start_with_one_line() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"not a directory")?;
+    let stderr = refused_start(&file.join("data"))?;
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("data directory"))
+        .collect();
+    ensure!(
+        lines.len() == 1 && lines[0].contains("cannot be made"),
+        "{stderr}"
+    );
     Ok(())
 }
 
@@ -364,22 +386,65 @@ fn a_full_disk_refuses_new_jobs_with_503_and_loses_none_it_accepted() -> Result<
 }
 
 #[test]
-fn a_node_stopped_with_sigterm_and_started_again_answers_with_every_end() -> Result<()> {
+fn a_node_stopped_with_sigterm_ten_times_in_a_row_answers_with_every_end() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let spec = durable("t0", dir.path(), vec![], &["--drain-timeout", "10000"]);
     let mut node = start(spec.clone())?;
-    let api = node.spec.api();
-    // One running, the rest queued behind it: the drain runs them all, then the node exits.
-    let ids: Vec<String> = (0..5)
-        .map(|i| submit(api, &json!({"kind": "sleep", "ms": 100 + i}), &[]))
-        .collect::<Result<_>>()?;
-    node.terminate()?;
-    let status = node.wait_exit(LIMIT)?;
-    ensure!(status.success(), "exit {status}");
-    let node = start(spec)?;
-    for id in &ids {
-        let end = job(node.spec.api(), id)?;
-        ensure!(end["status"] == "succeeded", "{end}");
+    // Every job accepted so far, in every life of the node.
+    let mut ids: Vec<String> = Vec::new();
+    for stop in 0..10 {
+        let api = node.spec.api();
+        // One running, the rest queued behind it: the drain runs them all, then the node exits.
+        for i in 0..3 {
+            ids.push(submit(api, &json!({"kind": "sleep", "ms": 20 + i}), &[])?);
+        }
+        node.terminate()?;
+        let status = node.wait_exit(LIMIT)?;
+        ensure!(status.success(), "stop {stop}: exit {status}");
+        node = start(spec.clone()).with_context(|| format!("restart {stop}"))?;
+        for id in &ids {
+            let end = job(node.spec.api(), id).with_context(|| format!("stop {stop}: {id}"))?;
+            ensure!(end["status"] == "succeeded", "stop {stop}: {end}");
+        }
     }
+    node.kill();
+    Ok(())
+}
+
+#[test]
+fn an_end_a_client_was_shown_is_the_end_after_a_kill_9() -> Result<()> {
+    let marks = Marks::new()?;
+    let dir = tempfile::tempdir()?;
+    let spec = durable(
+        "w0",
+        dir.path(),
+        vec![],
+        &["--config", marks.config.as_str()],
+    );
+    let mut node = start(spec.clone())?;
+    for i in 0..10 {
+        let api = node.spec.api();
+        let (status, end) = post_json(
+            api,
+            "/v1/jobs?wait=true",
+            &marks.job(i),
+            &[],
+            SUBMIT_TIMEOUT,
+        )?;
+        ensure!(
+            status == 200 && end["status"] == "succeeded",
+            "job {i}: {status} {end}"
+        );
+        // Killed the moment the answer is in: the end this client was shown is on disk.
+        node.kill();
+        node = start(spec.clone()).with_context(|| format!("restart {i}"))?;
+        let id = end["id"].as_str().context("an id")?;
+        let after = job(node.spec.api(), id)?;
+        ensure!(
+            after["status"] == "succeeded",
+            "job {i} after kill -9: {after}"
+        );
+    }
+    node.kill();
     Ok(())
 }

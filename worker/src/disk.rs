@@ -167,10 +167,18 @@ impl Disk {
     /// Resolves once every write put before it is committed to disk, or with why the commit
     /// failed.
     pub async fn flushed(&self) -> Result<(), DiskError> {
+        self.barrier().await
+    }
+
+    /// [`Disk::flushed`], with its place in the order of writes taken now, when it is called,
+    /// not when it is first polled.
+    pub fn barrier(&self) -> impl std::future::Future<Output = Result<(), DiskError>> {
         let (tx, rx) = oneshot::channel();
         self.send(Write::Barrier(tx));
-        rx.await
-            .unwrap_or_else(|_| Err(DiskError("the job store's writer stopped".into())))
+        async move {
+            rx.await
+                .unwrap_or_else(|_| Err(DiskError("the job store's writer stopped".into())))
+        }
     }
 
     /// Why the store cannot write now, if it cannot: its last commit failed.

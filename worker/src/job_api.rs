@@ -203,6 +203,28 @@ where
                 ApiError::field(StatusCode::BAD_REQUEST, "invalid_job", &field, reason)
             }
         })?;
+    let mark = |response: &mut Response<Full<Bytes>>| {
+        if replayed {
+            response
+                .headers_mut()
+                .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+        }
+    };
+    if wait {
+        // The answer is the outcome, so the outcome's record is what must be on disk before
+        // it: a restart then answers what this client was told. One commit on the way, not
+        // one at acceptance and one at the end. (An `exec` job's start waits for its record
+        // anyway.) Should that commit fail, the outcome is still the truth, and is sent.
+        if let Some(outcome) = jobs.wait(accepted.id, None).await {
+            if let Err(e) = jobs.store().flushed().await {
+                tracing::warn!(id = %accepted.id, "an outcome is answered before it is on disk: {e}");
+            }
+            let mut response = json(StatusCode::OK, &outcome);
+            mark(&mut response);
+            return Ok(response);
+        }
+        // Forgotten already (retention of a single job): say where to look, as without wait.
+    }
     // Accepted only once its record is on disk: a crash after the answer forgets nothing.
     if let Err(e) = jobs.store().flushed().await {
         return Err(ApiError::unavailable(
@@ -213,21 +235,6 @@ where
                 accepted.id
             ),
         ));
-    }
-    let mark = |response: &mut Response<Full<Bytes>>| {
-        if replayed {
-            response
-                .headers_mut()
-                .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
-        }
-    };
-    if wait {
-        if let Some(outcome) = jobs.wait(accepted.id, None).await {
-            let mut response = json(StatusCode::OK, &outcome);
-            mark(&mut response);
-            return Ok(response);
-        }
-        // Forgotten already (retention of a single job): say where to look, as without wait.
     }
     let mut response = json(StatusCode::ACCEPTED, &accepted);
     mark(&mut response);
@@ -269,7 +276,15 @@ async fn status_checked(
         jobs.outcome(id)
     };
     match outcome {
-        Some(outcome) => Ok(json(StatusCode::OK, &outcome)),
+        Some(outcome) => {
+            // An end is shown once it is on disk, so that no restart takes back what a reader
+            // saw. Ends written long ago cost nothing here: at most the wait for a commit
+            // under way.
+            if outcome.status.is_terminal() {
+                let _ = jobs.store().flushed().await;
+            }
+            Ok(json(StatusCode::OK, &outcome))
+        }
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_job",

@@ -189,11 +189,19 @@ impl JobStore {
 
     /// Resolves once every change so far is on disk (at once without a disk), or with why it
     /// could not be written.
+    ///
+    /// "So far" includes a change another task has just made and announced to its watchers:
+    /// every change sends its write under the store's lock, and the barrier is sent under it
+    /// too, so it goes behind them.
     pub async fn flushed(&self) -> Result<(), DiskError> {
-        match &self.disk {
-            Some(disk) => disk.flushed().await,
-            None => Ok(()),
-        }
+        let Some(disk) = &self.disk else {
+            return Ok(());
+        };
+        let barrier = {
+            let _inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+            disk.barrier()
+        };
+        barrier.await
     }
 
     /// Why the store cannot take new jobs now, if it cannot: its disk's last commit failed.
