@@ -223,6 +223,42 @@ impl Http {
             .map_err(|e| RequestError::BadAnswer(format!("{path} is not JSON: {e}")))
     }
 
+    /// `method {base}{path}` with an optional JSON `body` (and `headers`), for the operators'
+    /// client: the status and the answer parsed as JSON (`null` for an empty one). A status
+    /// that is not a success is an error, with the worker's code and message.
+    pub async fn call_json(
+        &self,
+        method: Method,
+        base: &str,
+        path: &str,
+        body: Option<Bytes>,
+        headers: &[(&'static str, String)],
+        timeout: Duration,
+    ) -> Result<(StatusCode, Value), RequestError> {
+        let mut builder = Request::builder().method(method).uri(uri(base, path)?);
+        if body.is_some() {
+            builder = builder.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        for (name, value) in headers {
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| RequestError::BadAnswer(format!("{name}: not a header value")))?;
+            builder = builder.header(*name, value);
+        }
+        let request = builder
+            .body(Full::new(body.unwrap_or_default()))
+            .map_err(|e| RequestError::BadAnswer(e.to_string()))?;
+        let (status, retry_after, answer) = self.exchange(request, timeout).await?;
+        if !status.is_success() {
+            return Err(status_error(status, retry_after, &answer));
+        }
+        if answer.is_empty() {
+            return Ok((status, Value::Null));
+        }
+        let value = serde_json::from_slice(&answer)
+            .map_err(|e| RequestError::BadAnswer(format!("{path} is not JSON: {e}")))?;
+        Ok((status, value))
+    }
+
     /// Submits `job` (a JSON job body) to the worker at `base` and waits until it ends, for at
     /// most `timeout` in all.
     pub async fn run_job(

@@ -18,6 +18,7 @@
 //! - [`demo`]: `loadgen demo`, one command from nothing to a comparison of policies.
 //! - [`signals`]: ctrl-c and SIGTERM.
 //! - [`watch`]: `loadgen watch`, a worker's load map in the terminal.
+//! - [`operator`]: `hearsay`, the operators' client: members, jobs, the terminal view, keys.
 
 #![warn(missing_docs)]
 
@@ -28,6 +29,7 @@ pub mod client;
 pub mod cluster;
 pub mod demo;
 pub mod moves;
+pub mod operator;
 pub mod report;
 pub mod signals;
 pub mod sim;

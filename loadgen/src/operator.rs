@@ -1,0 +1,686 @@
+//! `hearsay`, the operators' client: the members of a cluster, jobs submitted, read and waited
+//! for, a terminal view, a new cluster key. It talks to any worker's HTTP API (`--api`, or
+//! `HEARSAY_API`), with the token of `--api-token-file` where the workers want one.
+//!
+//! Every command prints text for people, or with `--json` the worker's JSON as it came, one
+//! document per line, for scripts. Every error is one line on stderr. The exit code says what
+//! happened ([`Exit`]): 0 done; 1 the worker could not be reached or refused; 2 the command line
+//! is wrong; and for a job waited for, 3 failed, 4 timed out, 5 lost.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use hearsay_shared::{JobOutcome, JobStatus};
+use hyper::Method;
+use rand::TryRngCore;
+use serde_json::{json, Map, Value};
+
+use crate::client::{normalise_target, Http, RequestError};
+use crate::watch::{self, NodeRow, WatchArgs};
+
+/// How long one request may take; a wait is a row of long polls of 10 s each, each within it.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// `hearsay`: talk to a Hearsay cluster through any of its workers.
+#[derive(Debug, Parser)]
+#[command(name = "hearsay", version, about, long_about = None)]
+pub struct Cli {
+    /// A worker's HTTP address (127.0.0.1:8080 or http://127.0.0.1:8080).
+    #[arg(
+        long,
+        global = true,
+        value_name = "ADDR",
+        env = "HEARSAY_API",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub api: String,
+
+    /// The workers' API token file (their `--api-token-file`): sent as `Authorization: Bearer`.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        env = "HEARSAY_API_TOKEN_FILE"
+    )]
+    pub api_token_file: Option<PathBuf>,
+
+    /// Print the worker's JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The nodes the worker knows: id, addresses, state, load, report age, incarnation.
+    Members,
+    /// Submit a job: from flags, a JSON text or a file; with --wait, print its outcome.
+    Submit(SubmitArgs),
+    /// A job's status and outcome as it stands now.
+    Status(JobArgs),
+    /// Wait until a job ends and print its outcome; the exit code says how it ended.
+    Wait(WaitArgs),
+    /// The worker's load map in the terminal, redrawn in place (as `loadgen watch`).
+    Watch(WatchFlags),
+    /// A new cluster key (64 hex digits from the OS's random source), for --cluster-key-file.
+    Keygen,
+    /// A completion script for a shell, from the same definitions as this help.
+    Completions(CompletionsArgs),
+    /// The manual page (roff), from the same definitions as this help: `hearsay man | man -l -`.
+    Man,
+}
+
+/// What `completions` writes.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell: bash, zsh, fish, elvish or powershell.
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+/// What `submit` sends.
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// The job as JSON text, e.g. '{"kind":"echo","data":"hi"}' (instead of --kind and the rest).
+    #[arg(value_name = "JSON", conflicts_with_all = ["file", "kind"])]
+    pub job: Option<String>,
+
+    /// The job as a JSON file ('-' for standard input).
+    #[arg(long, short = 'f', value_name = "PATH", conflicts_with = "kind")]
+    pub file: Option<String>,
+
+    /// The job's kind: sleep, spin, echo or exec.
+    #[arg(long, value_name = "KIND")]
+    pub kind: Option<String>,
+
+    /// Milliseconds, for sleep and spin.
+    #[arg(long, value_name = "MS", requires = "kind")]
+    pub ms: Option<u64>,
+
+    /// The text an echo job returns.
+    #[arg(long, value_name = "TEXT", requires = "kind")]
+    pub data: Option<String>,
+
+    /// The declared command an exec job runs.
+    #[arg(long, value_name = "NAME", requires = "kind")]
+    pub command: Option<String>,
+
+    /// An argument of the exec job's command (repeat for more).
+    #[arg(
+        long = "arg",
+        value_name = "ARG",
+        requires = "kind",
+        allow_hyphen_values = true
+    )]
+    pub args: Vec<String>,
+
+    /// Standard input of the exec job's command.
+    #[arg(long, value_name = "TEXT", requires = "kind")]
+    pub stdin: Option<String>,
+
+    /// Stop the job if it runs longer, in milliseconds.
+    #[arg(long, value_name = "MS", requires = "kind")]
+    pub timeout_ms: Option<u64>,
+
+    /// An Idempotency-Key: the same key and job again names the same job, and runs nothing new.
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<String>,
+
+    /// Wait for the job's end and print its outcome; the exit code says how it ended.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// A job, by id.
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    /// The job's id (16 hex digits), as `submit` printed it.
+    #[arg(value_name = "ID")]
+    pub id: String,
+}
+
+/// A job to wait for.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// The job's id (16 hex digits), as `submit` printed it.
+    #[arg(value_name = "ID")]
+    pub id: String,
+
+    /// Give up after this many seconds (exit 1).
+    #[arg(long, value_name = "S", default_value_t = 3600)]
+    pub timeout: u64,
+}
+
+/// `watch`'s own flags (the worker is `--api`).
+#[derive(Debug, Args)]
+pub struct WatchFlags {
+    /// Milliseconds between two reads of the worker's /v1/cluster.
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    pub interval: u64,
+
+    /// Print one frame, without escapes or colour, and exit.
+    #[arg(long)]
+    pub once: bool,
+
+    /// Lines of the frame [default: $LINES, else 50].
+    #[arg(long, value_name = "N")]
+    pub rows: Option<usize>,
+
+    /// No colour, even on a terminal (also when NO_COLOR is set).
+    #[arg(long)]
+    pub no_color: bool,
+}
+
+/// How a command ended, as the process's exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Done; a job waited for succeeded.
+    Done = 0,
+    /// The worker could not be reached, or refused.
+    Error = 1,
+    /// The command line is wrong.
+    Usage = 2,
+    /// The job waited for failed.
+    Failed = 3,
+    /// The job waited for ran past its timeout.
+    TimedOut = 4,
+    /// The job waited for is lost: its node stopped before it was known to end.
+    Lost = 5,
+}
+
+impl Exit {
+    /// The code for a job that ended with `status`.
+    pub fn of(status: JobStatus) -> Exit {
+        match status {
+            JobStatus::Failed => Exit::Failed,
+            JobStatus::TimedOut => Exit::TimedOut,
+            JobStatus::Lost => Exit::Lost,
+            JobStatus::Succeeded | JobStatus::Queued | JobStatus::Running => Exit::Done,
+        }
+    }
+}
+
+/// A command that could not be carried out, and the exit it ends with.
+#[derive(Debug)]
+pub struct Failure {
+    /// The exit code.
+    pub exit: Exit,
+    /// The one line that says why.
+    pub error: anyhow::Error,
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Self {
+        Failure {
+            exit: Exit::Error,
+            error,
+        }
+    }
+}
+
+fn usage(error: anyhow::Error) -> Failure {
+    Failure {
+        exit: Exit::Usage,
+        error,
+    }
+}
+
+/// Runs the command; what it prints goes to stdout.
+pub async fn run(cli: Cli) -> Result<Exit, Failure> {
+    let base =
+        normalise_target(&cli.api).map_err(|e| usage(anyhow::anyhow!("--api {}: {e}", cli.api)))?;
+    let http = Http::new(Duration::from_secs(2))
+        .with_token_file(cli.api_token_file.as_deref())
+        .map_err(|e| usage(anyhow::anyhow!("--api-token-file: {e}")))?;
+    let client = Client {
+        http,
+        base,
+        json: cli.json,
+    };
+    match cli.command {
+        Command::Members => client.members().await,
+        Command::Submit(args) => client.submit(args).await,
+        Command::Status(args) => client.status(&args.id).await,
+        Command::Wait(args) => client.wait(&args.id, args.timeout).await,
+        Command::Watch(flags) => {
+            let args = WatchArgs {
+                url: client.base.clone(),
+                interval: flags.interval,
+                once: flags.once,
+                rows: flags.rows,
+                no_color: flags.no_color,
+                api_token_file: cli.api_token_file,
+            };
+            watch::watch(args).await?;
+            Ok(Exit::Done)
+        }
+        Command::Keygen => {
+            emit(&format!("{}\n", keygen()?));
+            Ok(Exit::Done)
+        }
+        Command::Completions(args) => {
+            emit(&completions(args.shell)?);
+            Ok(Exit::Done)
+        }
+        Command::Man => {
+            emit(&manual()?);
+            Ok(Exit::Done)
+        }
+    }
+}
+
+/// The completion script for `shell`, generated from [`Cli`]'s definitions.
+pub fn completions(shell: clap_complete::Shell) -> Result<String> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "hearsay", &mut script);
+    String::from_utf8(script).context("the completion script is not UTF-8")
+}
+
+/// The manual page in roff, generated from [`Cli`]'s definitions.
+pub fn manual() -> Result<String> {
+    let mut page = Vec::new();
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut page)
+        .context("cannot render the manual page")?;
+    String::from_utf8(page).context("the manual page is not UTF-8")
+}
+
+/// A new cluster key: 32 bytes from the OS's random source, as 64 hex digits.
+pub fn keygen() -> Result<String> {
+    let mut key = [0u8; 32];
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut key)
+        .context("the OS's random source")?;
+    Ok(key.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+struct Client {
+    http: Http,
+    base: String,
+    json: bool,
+}
+
+impl Client {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        headers: &[(&'static str, String)],
+    ) -> Result<Value> {
+        let (_, value) = self
+            .http
+            .call_json(method, &self.base, path, body, headers, REQUEST_TIMEOUT)
+            .await
+            .map_err(|e| worker_error(&self.base, &e))?;
+        Ok(value)
+    }
+
+    async fn members(&self) -> Result<Exit, Failure> {
+        let view = self.call(Method::GET, "/v1/cluster", None, &[]).await?;
+        if self.json {
+            emit(&format!("{view}\n"));
+            return Ok(Exit::Done);
+        }
+        emit(&members_table(&view)?);
+        Ok(Exit::Done)
+    }
+
+    async fn submit(&self, args: SubmitArgs) -> Result<Exit, Failure> {
+        let job = job_body(&args).map_err(usage)?;
+        let headers: Vec<(&'static str, String)> = args
+            .key
+            .iter()
+            .map(|k| ("idempotency-key", k.clone()))
+            .collect();
+        let path = if args.wait {
+            "/v1/jobs?wait=true"
+        } else {
+            "/v1/jobs"
+        };
+        let answer = self
+            .call(Method::POST, path, Some(Bytes::from(job)), &headers)
+            .await?;
+        if !args.wait {
+            let id = answer["id"]
+                .as_str()
+                .context("the worker's answer has no id")?;
+            emit(&if self.json {
+                format!("{answer}\n")
+            } else {
+                format!("{id}\n")
+            });
+            return Ok(Exit::Done);
+        }
+        // A 202 after all (the outcome was forgotten at once): follow it like `wait`.
+        let outcome = read_outcome(answer)?;
+        if !outcome.0.status.is_terminal() {
+            let id = outcome.0.id.to_string();
+            return self.wait(&id, 3600).await;
+        }
+        Ok(self.print_outcome(outcome))
+    }
+
+    async fn status(&self, id: &str) -> Result<Exit, Failure> {
+        let answer = self
+            .call(Method::GET, &format!("/v1/jobs/{id}"), None, &[])
+            .await?;
+        let outcome = read_outcome(answer)?;
+        self.print_outcome(outcome);
+        Ok(Exit::Done)
+    }
+
+    async fn wait(&self, id: &str, timeout_s: u64) -> Result<Exit, Failure> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout_s);
+        loop {
+            let answer = self
+                .call(Method::GET, &format!("/v1/jobs/{id}?wait=true"), None, &[])
+                .await?;
+            let outcome = read_outcome(answer)?;
+            if outcome.0.status.is_terminal() {
+                return Ok(self.print_outcome(outcome));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(anyhow::anyhow!(
+                    "job {id} is still {} after {timeout_s} s",
+                    outcome.0.status.as_str()
+                )
+                .into());
+            }
+        }
+    }
+
+    /// Prints an outcome; the exit its status gives.
+    fn print_outcome(&self, (outcome, raw): (JobOutcome, Value)) -> Exit {
+        emit(&if self.json {
+            format!("{raw}\n")
+        } else {
+            outcome_text(&outcome)
+        });
+        Exit::of(outcome.status)
+    }
+}
+
+/// Writes `text` to stdout. A reader that went away (`hearsay members | head -1`) is not an
+/// error: what it wanted it has.
+fn emit(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// The outcome, typed, and as the worker wrote it.
+fn read_outcome(answer: Value) -> Result<(JobOutcome, Value)> {
+    let outcome = serde_json::from_value(answer.clone())
+        .with_context(|| format!("the worker's answer is not a job outcome: {answer}"))?;
+    Ok((outcome, answer))
+}
+
+/// The job's JSON body from `submit`'s arguments.
+fn job_body(args: &SubmitArgs) -> Result<Vec<u8>> {
+    if let Some(text) = &args.job {
+        return checked_json(text.as_bytes(), "the JSON argument");
+    }
+    if let Some(path) = &args.file {
+        let bytes = if path == "-" {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+                .context("cannot read standard input")?;
+            bytes
+        } else {
+            std::fs::read(path).with_context(|| format!("cannot read {path}"))?
+        };
+        return checked_json(&bytes, path);
+    }
+    let Some(kind) = &args.kind else {
+        bail!("say what to run: --kind (with its fields), a JSON text, or --file");
+    };
+    let mut job = Map::new();
+    job.insert("kind".into(), json!(kind));
+    if let Some(ms) = args.ms {
+        job.insert("ms".into(), json!(ms));
+    }
+    if let Some(data) = &args.data {
+        job.insert("data".into(), json!(data));
+    }
+    if let Some(command) = &args.command {
+        job.insert("command".into(), json!(command));
+    }
+    if !args.args.is_empty() {
+        job.insert("args".into(), json!(args.args));
+    }
+    if let Some(stdin) = &args.stdin {
+        job.insert("stdin".into(), json!(stdin));
+    }
+    if let Some(timeout) = args.timeout_ms {
+        job.insert("timeout_ms".into(), json!(timeout));
+    }
+    Ok(Value::Object(job).to_string().into_bytes())
+}
+
+/// `bytes` if they are JSON (the worker says what is wrong with the job itself).
+fn checked_json(bytes: &[u8], what: &str) -> Result<Vec<u8>> {
+    serde_json::from_slice::<Value>(bytes).with_context(|| format!("{what} is not JSON"))?;
+    Ok(bytes.to_vec())
+}
+
+/// One line for a request that failed.
+fn worker_error(base: &str, e: &RequestError) -> anyhow::Error {
+    match e {
+        RequestError::Status {
+            status,
+            code,
+            message,
+        } => anyhow::anyhow!("{base} answered {status} {code}: {message}"),
+        RequestError::Busy { code, .. } => {
+            anyhow::anyhow!("{base} answered 503 {code}: it cannot take this now; try again")
+        }
+        other => anyhow::anyhow!("{base}: {other}"),
+    }
+}
+
+/// An outcome for people: the status line, where it ran, and its output or error.
+pub fn outcome_text(outcome: &JobOutcome) -> String {
+    let mut text = format!(
+        "{} {} {}",
+        outcome.id,
+        outcome.kind,
+        outcome.status.as_str()
+    );
+    if let Some(node) = &outcome.executing_node {
+        text.push_str(&format!(" on {node}"));
+    }
+    if outcome.path.len() > 1 {
+        let path: Vec<&str> = outcome.path.iter().map(|n| n.as_str()).collect();
+        text.push_str(&format!(" (via {})", path.join(" > ")));
+    }
+    if let Some(ms) = outcome.total_ms {
+        text.push_str(&format!(", {ms} ms"));
+    }
+    text.push('\n');
+    if let Some(output) = &outcome.output {
+        match output {
+            Value::String(s) => text.push_str(&format!("output: {s}\n")),
+            other => text.push_str(&format!("output: {other}\n")),
+        }
+    }
+    if let Some(error) = &outcome.error {
+        text.push_str(&format!("error: {error}\n"));
+    }
+    text
+}
+
+/// `members` as a table: one row per node, sorted by id as the worker sends them.
+pub fn members_table(view: &Value) -> Result<String> {
+    let nodes: Vec<Value> = view["nodes"]
+        .as_array()
+        .context("the answer is not a Hearsay worker's /v1/cluster view")?
+        .clone();
+    let me = view["node"].as_str().unwrap_or("");
+    let mut rows = vec![[
+        "ID",
+        "API",
+        "GOSSIP",
+        "STATE",
+        "QUEUED/SLOTS",
+        "RUNNING",
+        "CPU",
+        "AGE",
+        "STARTED (INCARNATION)",
+    ]
+    .map(str::to_owned)];
+    for node in &nodes {
+        let row: NodeRow = serde_json::from_value(node.clone())
+            .with_context(|| format!("a node of the view is not what a worker sends: {node}"))?;
+        let mark = if row.id == me { " *" } else { "" };
+        rows.push([
+            format!("{}{mark}", row.id),
+            node["api"].as_str().unwrap_or("-").to_owned(),
+            node["gossip"].as_str().unwrap_or("-").to_owned(),
+            row.shown_state().to_owned(),
+            format!("{}/{}", row.load.queued, row.load.slots),
+            row.load.running.to_string(),
+            format!("{:.1}%", row.load.cpu_permille as f64 / 10.0),
+            format!("{} ms", row.age_ms),
+            incarnation_time(row.incarnation),
+        ]);
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut text = String::new();
+    for row in &rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        text.push_str(cells.join("  ").trim_end());
+        text.push('\n');
+    }
+    text.push_str(&format!("({} nodes, seen from {me} *)\n", nodes.len()));
+    Ok(text)
+}
+
+/// An incarnation (a node's start, in milliseconds since the UNIX epoch) as a UTC time, with the
+/// number beside it: `2026-12-03T18:12:33Z (1796314353000)`.
+pub fn incarnation_time(incarnation: u64) -> String {
+    let at = UNIX_EPOCH + Duration::from_millis(incarnation);
+    // An incarnation far from any clock (a node that took max(stored + 1)) is shown as it is.
+    if incarnation == 0 || at > SystemTime::now() + Duration::from_secs(365 * 24 * 3600) {
+        return incarnation.to_string();
+    }
+    format!("{} ({incarnation})", humantime::format_rfc3339_seconds(at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn submit(args: &[&str]) -> SubmitArgs {
+        let mut all = vec!["hearsay", "submit"];
+        all.extend(args);
+        match Cli::try_parse_from(all).unwrap().command {
+            Command::Submit(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_job_from_flags_is_the_json_the_worker_takes() {
+        let body = job_body(&submit(&[
+            "--kind",
+            "exec",
+            "--command",
+            "resize",
+            "--arg",
+            "-x",
+            "--arg",
+            "b",
+            "--timeout-ms",
+            "500",
+        ]))
+        .unwrap();
+        let job: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            job,
+            json!({"kind": "exec", "command": "resize", "args": ["-x", "b"], "timeout_ms": 500})
+        );
+        let body = job_body(&submit(&["--kind", "sleep", "--ms", "20"])).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&body).unwrap(),
+            json!({"kind": "sleep", "ms": 20})
+        );
+    }
+
+    #[test]
+    fn a_job_text_that_is_not_json_or_no_job_at_all_is_refused() {
+        let e = job_body(&submit(&["{kind: echo}"])).unwrap_err();
+        assert!(e.to_string().contains("not JSON"), "{e}");
+        let e = job_body(&submit(&[])).unwrap_err();
+        assert!(e.to_string().contains("--kind"), "{e}");
+        // A field without a kind is a usage error of clap's.
+        assert!(Cli::try_parse_from(["hearsay", "submit", "--ms", "5"]).is_err());
+    }
+
+    #[test]
+    fn exit_codes_follow_the_status() {
+        assert_eq!(Exit::of(JobStatus::Succeeded) as u8, 0);
+        assert_eq!(Exit::of(JobStatus::Failed) as u8, 3);
+        assert_eq!(Exit::of(JobStatus::TimedOut) as u8, 4);
+        assert_eq!(Exit::of(JobStatus::Lost) as u8, 5);
+    }
+
+    #[test]
+    fn a_key_is_64_hex_digits_and_never_the_same() {
+        let (a, b) = (keygen().unwrap(), keygen().unwrap());
+        assert_eq!(a.len(), 64);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn members_are_a_table_with_times_for_incarnations() {
+        let view = json!({"node": "a", "nodes": [
+            {"id": "a", "api": "127.0.0.1:8081", "gossip": "127.0.0.1:7947", "state": "alive",
+             "incarnation": 1_796_314_353_000u64, "age_ms": 0,
+             "load": {"cpu_permille": 113, "queued": 2, "running": 1, "slots": 1, "state": "alive"}},
+            {"id": "b", "api": "127.0.0.1:8082", "gossip": "127.0.0.1:7948", "state": "alive",
+             "incarnation": 5, "age_ms": 143,
+             "load": {"cpu_permille": 0, "queued": 0, "running": 0, "slots": 4, "state": "leaving"}}
+        ]});
+        let text = members_table(&view).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(lines[0].starts_with("ID"), "{text}");
+        assert!(lines[1].contains("a *") && lines[1].contains("2/1") && lines[1].contains("11.3%"));
+        assert!(lines[1].contains("2026-12-03T"), "{text}");
+        assert!(
+            lines[2].contains("leaving") && lines[2].contains("143 ms"),
+            "{text}"
+        );
+        assert!(members_table(&json!({"nodes": 3})).is_err());
+    }
+
+    #[test]
+    fn completions_and_the_manual_name_every_command() {
+        let bash = completions(clap_complete::Shell::Bash).unwrap();
+        let page = manual().unwrap();
+        for command in ["members", "submit", "status", "wait", "watch", "keygen"] {
+            assert!(bash.contains(command), "bash completions lack {command}");
+            assert!(page.contains(command), "the manual lacks {command}");
+        }
+        assert!(bash.contains("--api-token-file"));
+        assert!(
+            page.starts_with(".ie") || page.contains(".TH"),
+            "not roff: {page:.80}"
+        );
+    }
+}

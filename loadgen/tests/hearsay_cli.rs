@@ -1,0 +1,147 @@
+//! `hearsay`, the operators' client, against real workers (in-process nodes on loopback, real
+//! HTTP and UDP): members as a table and as JSON, a job submitted and waited for, read and
+//! followed, exit codes from a job's end, a key, and bad input refused with one line.
+
+mod common;
+
+use std::process::Output;
+use std::time::Duration;
+
+use hearsay_scheduler::Policy;
+use serde_json::Value;
+
+/// Runs `hearsay --api ADDR args…` off the async runtime (so the nodes keep serving), bounded
+/// by 60 s.
+async fn hearsay(api: &str, args: &[&str]) -> Output {
+    let mut all = vec!["--api".to_owned(), api.to_owned()];
+    all.extend(args.iter().map(|s| (*s).to_owned()));
+    tokio::task::spawn_blocking(move || {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hearsay"))
+            .args(&all)
+            .env_remove("HEARSAY_API")
+            .env_remove("HEARSAY_API_TOKEN_FILE")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("hearsay starts");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while child.try_wait().expect("wait").is_none() {
+            if std::time::Instant::now() > deadline {
+                child.kill().ok();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child.wait_with_output().expect("output")
+    })
+    .await
+    .expect("the hearsay task")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The exit code, and stdout, of a run that printed no panic.
+fn ran(out: &Output) -> (i32, String) {
+    assert!(!stderr(out).contains("panicked"), "{}", stderr(out));
+    (out.status.code().expect("an exit code"), stdout(out))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_jobs_and_exit_codes_against_real_workers() {
+    let nodes = common::start_nodes(2, Policy::P2c).await;
+    let api = nodes[0].api_addr().to_string();
+
+    let (code, table) = ran(&hearsay(&api, &["members"]).await);
+    assert_eq!(code, 0, "{table}");
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("STARTED"),
+        "{table}"
+    );
+    assert!(
+        lines[1].starts_with("t0 *") && lines[2].starts_with("t1"),
+        "{table}"
+    );
+    assert!(
+        lines[1].contains(&api) && lines[1].contains("alive"),
+        "{table}"
+    );
+    let (code, json) = ran(&hearsay(&api, &["members", "--json"]).await);
+    assert_eq!(code, 0);
+    let view: Value = serde_json::from_str(json.trim()).expect("one JSON document");
+    assert_eq!(view["nodes"].as_array().map(Vec::len), Some(2));
+
+    let (code, out) = ran(&hearsay(
+        &api,
+        &["submit", "--kind", "echo", "--data", "hi", "--wait"],
+    )
+    .await);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("echo succeeded") && out.contains("output: hi"),
+        "{out}"
+    );
+
+    // Submitted, then read and waited for by id.
+    let (code, out) = ran(&hearsay(&api, &["submit", "--kind", "sleep", "--ms", "200"]).await);
+    assert_eq!(code, 0);
+    let id = out.trim().to_owned();
+    assert_eq!(id.len(), 16, "{out}");
+    let (code, out) = ran(&hearsay(&api, &["status", &id]).await);
+    assert_eq!(code, 0);
+    assert!(out.starts_with(&id), "{out}");
+    let (code, out) = ran(&hearsay(&api, &["wait", &id, "--json"]).await);
+    assert_eq!(code, 0);
+    let outcome: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(outcome["status"], "succeeded");
+
+    // The exit code says how the job ended: 4 for a timeout.
+    let (code, out) = ran(&hearsay(
+        &api,
+        &[
+            "submit",
+            r#"{"kind":"sleep","ms":500,"timeout_ms":20}"#,
+            "--wait",
+        ],
+    )
+    .await);
+    assert_eq!(code, 4, "{out}");
+    assert!(out.contains("timed_out"), "{out}");
+
+    // An idempotency key names the same job again.
+    let key = ["submit", "--kind", "echo", "--data", "k", "--key", "once"];
+    let first = ran(&hearsay(&api, &key).await).1;
+    let again = ran(&hearsay(&api, &key).await).1;
+    assert_eq!(first, again);
+
+    // Refusals: one line, exit 1 for the worker's no, 2 for a bad command line.
+    let out = hearsay(&api, &["submit", "--kind", "bogus"]).await;
+    assert_eq!(ran(&out).0, 1);
+    let text = stderr(&out);
+    assert!(
+        text.starts_with("hearsay: ") && text.contains("invalid_job") && text.lines().count() == 1,
+        "{text}"
+    );
+    let out = hearsay(&api, &["status", "not-an-id"]).await;
+    assert_eq!(ran(&out).0, 1);
+    assert!(stderr(&out).contains("invalid_job_id"), "{}", stderr(&out));
+    let out = hearsay(&api, &["submit", "--ms", "5"]).await;
+    assert_eq!(ran(&out).0, 2);
+    assert!(stderr(&out).contains("--kind"), "{}", stderr(&out));
+    let out = hearsay("127.0.0.1:1", &["members"]).await;
+    assert_eq!(ran(&out).0, 1);
+    assert!(stderr(&out).contains("cannot connect"), "{}", stderr(&out));
+
+    let (code, key) = ran(&hearsay(&api, &["keygen"]).await);
+    assert_eq!(code, 0);
+    assert!(key.trim().len() == 64 && key.trim().chars().all(|c| c.is_ascii_hexdigit()));
+
+    common::kill_all(&nodes);
+}
