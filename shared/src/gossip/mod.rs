@@ -2,9 +2,9 @@
 //! randomness of its own.
 //!
 //! The caller feeds it datagrams ([`Gossip::handle_datagram`]) and timer ticks
-//! ([`Gossip::handle_tick`]), with the current time and an rng, drains what it wants sent with
-//! [`Gossip::poll_transmit`] and the membership changes with [`Gossip::poll_event`], and wakes it
-//! again at [`Gossip::poll_timeout`].
+//! ([`Gossip::handle_tick`]) with the current time (the ticks with an rng too), drains what it
+//! wants sent with [`Gossip::poll_transmit`] and the membership changes with
+//! [`Gossip::poll_event`], and wakes it again at [`Gossip::poll_timeout`].
 //!
 //! Each round (one gossip interval) the node:
 //! 1. takes a new sample: its report gets the next `seq`, which is its heartbeat;
@@ -416,14 +416,12 @@ impl Gossip {
     }
 
     /// Handles one received datagram. A datagram that does not decode is counted and dropped,
-    /// and nothing else changes. (Answering needs no randomness at present; the rng is taken so
-    /// that it may, without changing every caller.)
-    pub fn handle_datagram<R: Rng + ?Sized>(
+    /// and nothing else changes.
+    pub fn handle_datagram(
         &mut self,
         now: Instant,
         from: SocketAddr,
         bytes: &[u8],
-        _rng: &mut R,
     ) -> Result<(), DecodeError> {
         self.stats.datagrams_received += 1;
         self.stats.bytes_received += bytes.len() as u64;

@@ -46,11 +46,11 @@ fn seeds_can_be_replaced_and_a_lonely_node_pushes_to_the_new_ones() {
     // Once a seed hears it and answers, the node has a live peer.
     let mut b = core(2, WALL, vec![], now);
     for t in sent.iter().filter(|t| t.to == addr(2)) {
-        b.handle_datagram(now, addr(0), &t.bytes, &mut rng).unwrap();
+        b.handle_datagram(now, addr(0), &t.bytes).unwrap();
     }
     b.handle_tick(now, &mut rng);
     for t in std::iter::from_fn(|| b.poll_transmit()).filter(|t| t.to == addr(0)) {
-        a.handle_datagram(now, addr(2), &t.bytes, &mut rng).unwrap();
+        a.handle_datagram(now, addr(2), &t.bytes).unwrap();
     }
     assert!(a.has_live_peer());
 }
@@ -154,7 +154,7 @@ impl Net {
     /// follows.
     fn inject(&mut self, to: usize, bytes: &[u8]) {
         let rogue = SocketAddr::from(([127, 0, 0, 9], 9));
-        let _ = self.cores[to].handle_datagram(self.now, rogue, bytes, &mut self.rng);
+        let _ = self.cores[to].handle_datagram(self.now, rogue, bytes);
         self.deliver();
     }
 
@@ -170,8 +170,7 @@ impl Net {
             }
             for (from, t) in sent {
                 if let Some(core) = self.cores.iter_mut().find(|c| c.config().gossip == t.to) {
-                    core.handle_datagram(self.now, from, &t.bytes, &mut self.rng)
-                        .unwrap();
+                    core.handle_datagram(self.now, from, &t.bytes).unwrap();
                 }
             }
         }
@@ -223,16 +222,14 @@ fn plausibility_allows_the_clock_skew_and_one_sample_a_millisecond() {
 fn a_report_at_the_top_of_u64_is_refused_and_counted_whoever_it_names() {
     let t0 = Instant::now();
     let mut me = core(0, WALL, vec![], t0);
-    let mut rng = StdRng::seed_from_u64(1);
     // A peer, heard honestly, then forged at the top of u64.
-    me.handle_datagram(t0, addr(3), &forged(3, WALL, 5, NodeState::Alive), &mut rng)
+    me.handle_datagram(t0, addr(3), &forged(3, WALL, 5, NodeState::Alive))
         .unwrap();
     let t1 = t0 + Duration::from_millis(100);
     me.handle_datagram(
         t1,
         addr(9),
         &forged(3, u64::MAX, u64::MAX, NodeState::Alive),
-        &mut rng,
     )
     .unwrap();
     let entry = me.map().get(&id(3)).unwrap();
@@ -249,7 +246,6 @@ fn a_report_at_the_top_of_u64_is_refused_and_counted_whoever_it_names() {
         t1,
         addr(9),
         &forged(0, u64::MAX, u64::MAX, NodeState::Leaving),
-        &mut rng,
     )
     .unwrap();
     assert_eq!(me.incarnation(), WALL);
@@ -272,7 +268,7 @@ fn a_report_at_the_top_of_u64_is_refused_and_counted_whoever_it_names() {
         },
     }];
     let (bytes, _) = wire::encode_digest(&sender, false, entries, 1400).unwrap();
-    me.handle_datagram(t1, addr(4), &bytes, &mut rng).unwrap();
+    me.handle_datagram(t1, addr(4), &bytes).unwrap();
     assert_eq!(me.stats().implausible_reports, 4);
     assert!(me.map().get(&id(4)).is_none());
     // Left out of the digest, the entry counts as unlisted: this node's report of n3 is
@@ -294,7 +290,7 @@ fn a_refutation_at_the_top_of_u64_saturates_and_never_wraps() {
     let mut me = core(0, start, vec![], t0);
     let mut rng = StdRng::seed_from_u64(1);
     let forgery = forged(0, u64::MAX, 0, NodeState::Leaving);
-    me.handle_datagram(t0, addr(9), &forgery, &mut rng).unwrap();
+    me.handle_datagram(t0, addr(9), &forgery).unwrap();
     assert_eq!(me.stats().refutations, 1);
     assert_eq!(me.incarnation(), u64::MAX, "wrapped");
     assert!(
@@ -318,8 +314,7 @@ fn a_refutation_at_the_top_of_u64_saturates_and_never_wraps() {
 fn word_of_a_leave_goes_to_the_leaver_at_its_known_address_only() {
     let t0 = Instant::now();
     let mut me = core(0, WALL, vec![], t0);
-    let mut rng = StdRng::seed_from_u64(1);
-    me.handle_datagram(t0, addr(3), &forged(3, WALL, 5, NodeState::Alive), &mut rng)
+    me.handle_datagram(t0, addr(3), &forged(3, WALL, 5, NodeState::Alive))
         .unwrap();
     assert!(me.poll_transmit().is_none());
     // A forged leave of node 3 that names another address, and one of a node never seen.
@@ -339,7 +334,7 @@ fn word_of_a_leave_goes_to_the_leaver_at_its_known_address_only() {
         ..leave.clone()
     };
     let (bytes, _) = wire::encode_push(&leave, [&ghost], 1400).unwrap();
-    me.handle_datagram(t0, addr(9), &bytes, &mut rng).unwrap();
+    me.handle_datagram(t0, addr(9), &bytes).unwrap();
     let sent: Vec<Transmit> = std::iter::from_fn(|| me.poll_transmit()).collect();
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(sent[0].to, addr(3));
@@ -350,7 +345,7 @@ fn word_of_a_leave_goes_to_the_leaver_at_its_known_address_only() {
     // Heard again, or newer while still leaving: no change of verdict, nothing sent.
     leave.seq = 7;
     let (bytes, _) = wire::encode_push(&leave, [], 1400).unwrap();
-    me.handle_datagram(t0, addr(9), &bytes, &mut rng).unwrap();
+    me.handle_datagram(t0, addr(9), &bytes).unwrap();
     assert!(me.poll_transmit().is_none());
 }
 
