@@ -51,6 +51,7 @@
 //! - `restore`: a restarted node takes back what its store kept.
 //! - `receive`: the node that runs jobs — offers taken or refused, asks answered.
 //! - `steal`: an idle node asks a busy one for a queued job; the busy one gives it on.
+//! - `tests/`: unit tests by topic and the property test, on a small shell of a few cores.
 //!
 //! [`LoadMap`]: hearsay_shared::LoadMap
 
