@@ -5,8 +5,10 @@
 //! - [`policy`]: the [`Policy`] names — `p2c` (the default) and the baselines.
 //! - [`ledger`]: [`ForwardLedger`], jobs this node sent to each peer since that peer's last report.
 //! - [`placer`]: [`Placer`], which scores candidates and decides.
-//! - [`handoff`]: [`Handoff`], the sans-IO state machine of every move of a job between nodes:
-//!   offer, lost answer, fence, follow, idempotency keys.
+//! - [`handoff`] (`handoff/`): [`Handoff`], the sans-IO state machine of every move of a job
+//!   between nodes: offer, lost answer, fence, follow, idempotency keys; one file per idea
+//!   (the entry node's `submit.rs` and `settle.rs`, the receiver's `receive.rs`, `steal.rs`, ...),
+//!   listed in its documentation, and its tests by topic in `handoff/tests/`.
 
 #![deny(missing_docs, rustdoc::broken_intra_doc_links)]
 

@@ -3,17 +3,23 @@
 //! many nodes deterministically in memory.
 //!
 //! # Layout
+//! A module is a file, or a folder whose `mod.rs` lists its files.
 //! - [`node`]: who a node is — [`NodeId`], stable across restarts.
 //! - [`load`]: what a node says of itself — [`LoadVector`] inside a versioned [`LoadReport`].
 //! - [`offers`]: which commands a node offers — a 64-bit Bloom filter of their names.
 //! - [`detector`]: phi accrual failure detection from report arrivals.
-//! - [`map`]: [`LoadMap`], the merged view of the cluster, with each entry's age and verdict.
+//! - [`map`] (`map/`): [`LoadMap`], the merged view of the cluster, with each entry's age and
+//!   verdict; `merge.rs` is what changes it.
 //! - [`wire`]: the datagram format — envelope, messages, budgeted encoding, safe decoding.
-//! - [`seal`]: sealed datagrams — the cluster [`seal::Keyring`], XChaCha20-Poly1305, the replay
-//!   guard.
+//! - [`seal`] (`seal/`): sealed datagrams — the cluster key (`key.rs`), the [`seal::Keyring`]
+//!   (`keyring.rs`), XChaCha20-Poly1305 sealing (`envelope.rs`), the replay guard (`replay.rs`),
+//!   open or keyed (`mode.rs`).
 //! - [`json`]: strict JSON for request bodies — no key twice, bounded nesting.
-//! - [`job`]: the job vocabulary of the HTTP API — [`JobSpec`], [`JobId`], [`JobOutcome`].
-//! - [`gossip`]: [`Gossip`], the state machine that the worker drives over UDP.
+//! - [`job`] (`job/`): the job vocabulary of the HTTP API — [`JobSpec`] (`spec.rs`), [`JobId`]
+//!   (`id.rs`), [`JobOutcome`] (`outcome.rs`).
+//! - [`gossip`] (`gossip/`): [`Gossip`], the state machine that the worker drives over UDP
+//!   (`mod.rs`), its settings (`config.rs`), reports into the map (`membership.rs`), what it
+//!   sends (`relay.rs`).
 
 #![deny(missing_docs, rustdoc::broken_intra_doc_links)]
 

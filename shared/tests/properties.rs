@@ -313,7 +313,7 @@ fn a_thousand_node_map_never_yields_a_datagram_over_budget() {
         let mut rest = &reports[..];
         while let Some((first, others)) = rest.split_first() {
             let (bytes, carried) = wire::encode_push(first, others, wire::MAX_DATAGRAM).unwrap();
-            core.handle_datagram(t0, feeder, &bytes, &mut rng).unwrap();
+            core.handle_datagram(t0, feeder, &bytes).unwrap();
             rest = &others[carried..];
         }
         assert_eq!(core.map().len(), 1001);
@@ -332,11 +332,11 @@ fn a_thousand_node_map_never_yields_a_datagram_over_budget() {
             .collect();
         let (bytes, _) =
             wire::encode_digest(&big_report(5000), false, old, wire::MAX_DATAGRAM).unwrap();
-        core.handle_datagram(t0, feeder, &bytes, &mut rng).unwrap();
+        core.handle_datagram(t0, feeder, &bytes).unwrap();
         check_budget(&mut core, budget, &mut sent);
         let (bytes, _) =
             wire::encode_digest(&big_report(5001), false, [], wire::MAX_DATAGRAM).unwrap();
-        core.handle_datagram(t0, feeder, &bytes, &mut rng).unwrap();
+        core.handle_datagram(t0, feeder, &bytes).unwrap();
         check_budget(&mut core, budget, &mut sent);
 
         // Leave, which writes to every peer at once, and go on with rounds as a leaving node:

@@ -496,7 +496,7 @@ impl Sim {
         node.traffic.datagrams_received += 1;
         node.traffic.bytes_received += bytes.len() as u64;
         // Every datagram here comes from an honest core, so it must decode.
-        if let Err(e) = core.handle_datagram(now, from_addr, &bytes, &mut node.rng) {
+        if let Err(e) = core.handle_datagram(now, from_addr, &bytes) {
             panic!("node {to} could not decode a datagram from node {from}: {e}");
         }
         self.after_call(to);
@@ -530,7 +530,7 @@ impl Sim {
         node.traffic.datagrams_received += 1;
         node.traffic.bytes_received += bytes.len() as u64;
         // A datagram that does not decode is counted by the core; that is all.
-        let _ = core.handle_datagram(now, from, bytes, &mut node.rng);
+        let _ = core.handle_datagram(now, from, bytes);
         self.after_call(i);
     }
 

@@ -120,7 +120,7 @@ pub(crate) async fn run(
                 Ok((len, from)) => match sealing.incoming(&buf[..len], unix_ms()) {
                     Ok(datagram) => {
                         let now = now();
-                        if let Err(e) = gossip.with(|g| g.handle_datagram(now, from, &datagram, &mut rng)) {
+                        if let Err(e) = gossip.with(|g| g.handle_datagram(now, from, &datagram)) {
                             debug!(%from, len, error = %e, "dropped a datagram that does not decode");
                         }
                     }

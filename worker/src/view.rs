@@ -228,8 +228,6 @@ mod tests {
     use std::time::Duration;
 
     use hearsay_shared::{wire, GossipConfig, LoadReport, NodeState};
-    use rand::rngs::StdRng;
-    use rand::SeedableRng;
     use serde_json::json;
 
     use super::*;
@@ -260,10 +258,7 @@ mod tests {
             gossip: addr("127.0.0.1:7002"),
         };
         let (datagram, _) = wire::encode_push(&peer, [], 1400).unwrap();
-        let mut rng = StdRng::seed_from_u64(1);
-        gossip
-            .handle_datagram(t0, peer.gossip, &datagram, &mut rng)
-            .unwrap();
+        gossip.handle_datagram(t0, peer.gossip, &datagram).unwrap();
 
         let view = ClusterView::of(&gossip, t0 + Duration::from_millis(150));
         let mut value = serde_json::to_value(&view).unwrap();
@@ -316,9 +311,8 @@ mod tests {
         let config = GossipConfig::new(me, addr("127.0.0.1:8001"), addr("127.0.0.1:7001"));
         let gossip = Gossip::new(config, 42, LoadVector::idle(4), vec![], t0).unwrap();
         let shared = SharedGossip::new(gossip);
-        let mut rng = StdRng::seed_from_u64(1);
         shared
-            .with(|g| g.handle_datagram(t0, addr("127.0.0.1:7002"), b"junk", &mut rng))
+            .with(|g| g.handle_datagram(t0, addr("127.0.0.1:7002"), b"junk"))
             .unwrap_err();
         shared
             .receive_errors()

@@ -45,7 +45,7 @@ fuzz_target!(|input: &[u8]| {
     });
     node.now += Duration::from_millis(10);
     let before = node.gossip.stats().decode_errors;
-    let handled = node.gossip.handle_datagram(node.now, "127.0.0.2:7946".parse().unwrap(), bytes, &mut node.rng);
+    let handled = node.gossip.handle_datagram(node.now, "127.0.0.2:7946".parse().unwrap(), bytes);
     assert_eq!(handled.is_ok(), decoded.is_ok(), "the core decodes as the decoder does");
     assert_eq!(node.gossip.stats().decode_errors - before, u64::from(decoded.is_err()));
     let now = node.now;
