@@ -1,6 +1,6 @@
 //! A seeded job workload run through [`JobSim`], and what it measures: mean and p99 sojourn in
 //! mean service times, for comparing placement policies (the `handoff-sim` binary prints them;
-//! `tests/tests/handoff_sim.rs` checks them against DESIGN.md).
+//! `tests/tests/handoff_sim.rs` checks them against the design's reference figures, quoted in docs/handoff.md).
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The hand-off in the simulated cluster (`hearsay_tests::job_sim`): the lost-answer and
 //! frozen-peer cases of `failures.rs`, and a storm of crashes, freezes, partitions and loss,
 //! each over hundreds of seeds, deterministic per seed; and the balancing of the placement
-//! policies at 8 nodes, against DESIGN.md's table, and of stealing (issue 13): a quarter off
+//! policies at 8 nodes, against the queueing-theory figures, and of stealing (issue 13): a quarter off
 //! P2C at rho 0.9 for every gossip period from 0.1 to 2 service times with fewer than one
 //! steal request a job, few jobs moved at rho 0.3. Every figure is virtual time.
 //!
@@ -233,7 +233,7 @@ fn a_seed_gives_the_same_run() {
 }
 
 /// The balancing of the policies at 8 nodes of one slot, rho 0.9, exponential service of 1 s
-/// with 200 ms gossip (a map 0.2 service times old): DESIGN.md's simulation gives fresh P2C
+/// with 200 ms gossip (a map 0.2 service times old): the design's event simulation gave fresh P2C
 /// 3.00 and random 9.6 mean service times; random and local are 8 M/M/1 queues (mean 10, and
 /// a mean over 20,000 jobs of such queues still varies by ±20% from seed to seed). One seed,
 /// 20,000 jobs, the policies in turn on one converged cluster; measured: p2c 3.02, random
@@ -315,7 +315,7 @@ fn eight(rho: f64, service: Duration, jobs: usize) -> Workload {
 /// newest queued job when a job ends and every 200 ms while idle; an empty answer brings the
 /// victim's report, which the thief's map takes in, and the thief asks another peer at once.
 /// Issue 13: at least 25% below P2C alone on the mean for gossip periods from 0.1 to 2
-/// service times, with fewer than one steal request a job. DESIGN.md's event simulation
+/// service times, with fewer than one steal request a job. The design's event simulation
 /// gives 1.98 at a period of 0.1 and 2.28 at 2 (2 ms a transfer), against 3.03 and 3.75 for
 /// P2C alone. Measured here (seed 1): 1.93 against 3.23 at 0.1 (8,000 jobs; 40% below),
 /// 2.06 / 3.08 at 0.5 (33%), 2.17 / 3.12 at 1 (30%), 2.38 / 3.26 at 2 (27%), with 0.42–0.56

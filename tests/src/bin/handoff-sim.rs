@@ -1,7 +1,7 @@
 //! Runs a seeded job workload through the simulated cluster (`hearsay_tests::job_sim`: gossip
 //! cores, hand-off cores and executor models under one virtual clock) and prints mean and p99
 //! sojourn, in mean service times, for each placement policy and cluster size, beside the
-//! queueing-theory reference lines of DESIGN.md.
+//! queueing-theory reference lines (loadgen's theory module).
 //!
 //! ```text
 //! cargo run --release -p hearsay-tests --bin handoff-sim
