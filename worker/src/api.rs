@@ -68,6 +68,7 @@ use crate::auth::ApiToken;
 use crate::browser_guard::{self, HostNames, Refusal};
 use crate::dashboard;
 use crate::dispatch::Dispatcher;
+use crate::gossip::SharedGossip;
 use crate::job_api;
 use crate::limits::{
     Admission, BodyClock, BodyLimits, ClientAddr, ConnectionLimiter, ConnectionRefusal, TimedBody,
@@ -77,7 +78,6 @@ use crate::metrics::{refusal_reason, Exposition, Format};
 use crate::peer_api;
 use crate::stream::ClusterStream;
 use crate::view::{ClusterView, ErrorBody};
-use crate::SharedGossip;
 
 /// The body of every answer: a whole one, or the cluster stream.
 pub(crate) type ApiBody = BoxBody<Bytes, Infallible>;

@@ -14,13 +14,13 @@ use hearsay_shared::{wire, GossipConfig, NodeId};
 
 use crate::auth::ApiToken;
 use crate::browser_guard::AllowedHosts;
-use crate::discovery::SeedName;
+use crate::gossip::discovery::SeedName;
+use crate::gossip::sealing::{keyring_from_file, KeyText, CLUSTER_KEY_VAR};
 use crate::job_store::{DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_RETAIN_BYTES};
 use crate::limits::{
     BodyLimits, ConnectionLimits, DEFAULT_BODY_MIN_RATE, DEFAULT_BODY_RATE_GRACE_MS,
     DEFAULT_BODY_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS_PER_CLIENT, DEFAULT_MAX_WAITS_PER_CLIENT,
 };
-use crate::sealing::{keyring_from_file, KeyText, CLUSTER_KEY_VAR};
 
 /// How a `worker` node is configured.
 #[derive(Debug, Clone, PartialEq, Eq, Parser)]
@@ -641,7 +641,7 @@ pub enum LogFormat {
 }
 
 /// Seeds, parsed from a comma-separated list (empty items are ignored): the IP addresses given
-/// (`.0`), and the names to resolve (`.1`, see [`crate::discovery`]).
+/// (`.0`), and the names to resolve (`.1`, see [`crate::gossip::discovery`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Seeds(pub Vec<SocketAddr>, pub Vec<SeedName>);
 

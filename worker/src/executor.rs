@@ -36,9 +36,9 @@ use tracing::{debug, info_span, Instrument as _};
 
 use crate::commands::{BadArgs, Commands};
 use crate::exec::{self, ExecEnd};
+use crate::gossip::sampler::{Work, WorkGauge};
 use crate::job_store::{DuplicateJob, Extra, JobStore};
 use crate::metrics::Metrics;
-use crate::sampler::{Work, WorkGauge};
 
 /// The error of a job that was still queued when its node finished draining.
 pub const LEFT_BEFORE_RUNNING: &str = "node left before running it";

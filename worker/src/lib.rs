@@ -43,22 +43,17 @@
 //! - [`view`]: the JSON shapes the API answers with.
 //! - [`logging`]: the tracing subscriber, as text or JSON lines.
 
-use std::sync::{Arc, Mutex, PoisonError};
-
-use hearsay_shared::Gossip;
-
 pub mod api;
 pub mod auth;
 pub mod browser_guard;
 pub mod commands;
 pub mod config;
 pub mod dashboard;
-pub mod discovery;
 pub mod disk;
 pub mod dispatch;
 pub mod exec;
 pub mod executor;
-pub mod gossip_task;
+pub mod gossip;
 pub mod job_api;
 pub mod job_store;
 pub mod limits;
@@ -69,43 +64,13 @@ pub mod node;
 pub mod peer;
 pub mod peer_api;
 pub mod restart;
-pub mod sampler;
-pub mod sealing;
 pub mod stream;
 pub mod view;
 
 pub use config::Config;
+pub use gossip::sampler::{Work, WorkGauge};
+pub use gossip::SharedGossip;
 pub use node::{Node, NodeHandle, StartError};
-pub use sampler::{Work, WorkGauge};
-
-/// The gossip core, shared by the gossip task, the sampler and the HTTP handlers.
-///
-/// The core is only reached through [`SharedGossip::with`], whose closure is synchronous: the
-/// lock can never be held across an `.await`, and every holder keeps it for microseconds. A
-/// plain mutex is enough at this scale (a few hundred operations per second); an actor with a
-/// channel would add a hop to every HTTP read for no gain.
-#[derive(Debug, Clone)]
-pub struct SharedGossip(Arc<Mutex<Gossip>>, Arc<sealing::ReceiveErrors>);
-
-impl SharedGossip {
-    /// Wraps a core.
-    pub fn new(gossip: Gossip) -> Self {
-        SharedGossip(Arc::new(Mutex::new(gossip)), Arc::default())
-    }
-
-    /// The datagrams the gossip task dropped before they reached the core (sealing).
-    pub fn receive_errors(&self) -> &sealing::ReceiveErrors {
-        &self.1
-    }
-
-    /// Runs `f` with the core locked.
-    pub fn with<R>(&self, f: impl FnOnce(&mut Gossip) -> R) -> R {
-        // A panic while holding the lock cannot leave the core half-updated in a way that
-        // matters more than stopping the node would: keep going with what is there.
-        let mut gossip = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        f(&mut gossip)
-    }
-}
 
 /// Runs a node until `SIGTERM` or ctrl-c, then leaves gracefully: what the `worker` binary does.
 ///
@@ -117,7 +82,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
     if config.generate_key {
         // Nothing else: no logging, no runtime, no sockets.
-        let key = sealing::generate_key().context("cannot read the OS random number generator")?;
+        let key = gossip::sealing::generate_key()
+            .context("cannot read the OS random number generator")?;
         println!("{key}");
         return Ok(());
     }

@@ -31,10 +31,10 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::gossip::sampler::WorkGauge;
+use crate::gossip::sealing::ReceiveErrorCounts;
+use crate::gossip::SharedGossip;
 use crate::job_store::JobStore;
-use crate::sampler::WorkGauge;
-use crate::sealing::ReceiveErrorCounts;
-use crate::SharedGossip;
 
 /// The prefix of every metric name.
 pub const PREFIX: &str = "hearsay";
@@ -748,7 +748,7 @@ mod tests {
     use hearsay_shared::{Gossip, GossipConfig, LoadVector};
 
     use super::*;
-    use crate::sampler::Work;
+    use crate::gossip::sampler::Work;
 
     #[derive(Debug)]
     struct Fixed(Work);

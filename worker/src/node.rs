@@ -34,17 +34,16 @@ use crate::api::{self, ApiState};
 use crate::browser_guard::HostNames;
 use crate::commands::{Commands, ConfigFileError};
 use crate::config::{default_node_id, Config, InvalidSetting};
-use crate::discovery;
 use crate::disk::Disk;
 use crate::dispatch::Dispatcher;
 use crate::executor::Executor;
+use crate::gossip::sampler::{self, WorkGauge};
+use crate::gossip::{self, SharedGossip};
 use crate::job_store::{JobStore, Retention};
 use crate::limits::{ConnectionLimiter, WaitLimiter};
 use crate::metrics::Metrics;
-use crate::sampler::{self, WorkGauge};
 use crate::stream::ClusterStream;
 use crate::view::ClusterView;
-use crate::{gossip_task, SharedGossip};
 
 /// Why a node did not start. Nothing is left running or bound after any of these.
 #[derive(Debug, thiserror::Error)]
@@ -309,7 +308,7 @@ impl Node {
         let work: Arc<dyn WorkGauge> = Arc::new(executor.clone());
         let mut tasks = Vec::new();
         tasks.push(tracker.spawn({
-            let run = gossip_task::run(
+            let run = gossip::task::run(
                 socket,
                 gossip.clone(),
                 work.clone(),
@@ -325,7 +324,7 @@ impl Node {
             }
         }));
         if !config.seeds.1.is_empty() {
-            tasks.push(tracker.spawn(discovery::run(
+            tasks.push(tracker.spawn(gossip::discovery::run(
                 config.seeds.1.clone(),
                 config.seeds.0.clone(),
                 gossip_addr,

@@ -39,10 +39,10 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use crate::executor::ms;
+use crate::gossip::SharedGossip;
 use crate::metrics::Metrics;
 use crate::move_metrics::{MoveCounters, StatsSource};
 use crate::view::{ClusterEvent, ClusterView};
-use crate::SharedGossip;
 
 /// Streams open at once, at most.
 pub const MAX_STREAMS: usize = 64;

@@ -13,9 +13,9 @@ use hearsay_scheduler::Policy;
 use hearsay_shared::{Gossip, GossipStats, LoadVector, NodeId, Verdict};
 use serde::Serialize;
 
+use crate::gossip::sealing::{ReceiveErrorCounts, ReceiveErrors};
+use crate::gossip::SharedGossip;
 use crate::metrics::PlacementCounts;
-use crate::sealing::{ReceiveErrorCounts, ReceiveErrors};
-use crate::SharedGossip;
 
 /// One event of `GET /v1/cluster/stream`: the `GET /v1/cluster` view, with what this node has
 /// placed so far and the clock to turn those counts into rates.

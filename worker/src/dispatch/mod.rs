@@ -32,10 +32,10 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::executor::{self, ms, Executor};
+use crate::gossip::SharedGossip;
 use crate::job_store::JobStore;
 use crate::metrics::Metrics;
 use crate::peer::{AskReply, Peers, StealReply, LONG_POLL};
-use crate::SharedGossip;
 use shell::{Pending, Shell};
 
 mod record;

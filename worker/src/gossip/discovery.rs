@@ -23,7 +23,7 @@ use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::SharedGossip;
+use super::SharedGossip;
 
 /// A seed given by name, `host:port`: resolved, and resolved again, to every address it has.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

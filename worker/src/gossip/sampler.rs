@@ -11,7 +11,7 @@ use sysinfo::{CpuRefreshKind, RefreshKind, System};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use crate::SharedGossip;
+use super::SharedGossip;
 
 /// Jobs a node holds at one instant.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -28,8 +28,8 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::sampler::{Work, WorkGauge};
-use crate::SharedGossip;
+use super::SharedGossip;
+use crate::gossip::sampler::{Work, WorkGauge};
 
 /// The longest a leaving node keeps gossiping: long enough for two rounds at the default
 /// interval, short enough that stopping a node stays quick.
