@@ -59,7 +59,6 @@ pub mod job_store;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
-pub mod move_metrics;
 pub mod node;
 pub mod peer;
 pub mod peer_api;

@@ -334,7 +334,7 @@ impl Node {
                 shutdown.clone(),
             )));
         }
-        let moves: crate::move_metrics::StatsSource = {
+        let moves: crate::metrics::StatsSource = {
             let jobs = jobs.clone();
             Arc::new(move || jobs.stats())
         };

@@ -41,7 +41,7 @@ use tracing::{debug, warn};
 use crate::executor::ms;
 use crate::gossip::SharedGossip;
 use crate::metrics::Metrics;
-use crate::move_metrics::{MoveCounters, StatsSource};
+use crate::metrics::{MoveCounters, StatsSource};
 use crate::view::{ClusterEvent, ClusterView};
 
 /// Streams open at once, at most.

@@ -13,7 +13,7 @@ use hearsay_scheduler::Policy;
 use hearsay_shared::{Gossip, GossipStats, LoadVector, NodeId, Verdict};
 use serde::Serialize;
 
-use crate::gossip::sealing::{ReceiveErrorCounts, ReceiveErrors};
+use crate::gossip::sealing::{socket_counters, ReceiveErrorCounts};
 use crate::gossip::SharedGossip;
 use crate::metrics::PlacementCounts;
 
@@ -49,7 +49,7 @@ pub struct ClusterView {
     /// Jobs moved between nodes, as this node's hand-off counted them (absent where no
     /// hand-off runs).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub moves: Option<crate::move_metrics::MovesView>,
+    pub moves: Option<crate::metrics::MovesView>,
 }
 
 /// One node as this node sees it.
@@ -85,7 +85,7 @@ pub struct StatsView {
     pub rounds: u64,
     /// The core's counters, as fields of this object; `datagrams_received` counts every
     /// datagram the gossip socket received, those the seal refused included (see
-    /// `socket_counters`).
+    /// [`socket_counters`]).
     #[serde(flatten)]
     pub counters: GossipStats,
     /// Received datagrams dropped, by reason (as `gossip_receive_errors_total{reason}`): `decode`
@@ -158,17 +158,6 @@ impl ClusterView {
             ReceiveErrorCounts::of(&view.gossip.counters, gossip.receive_errors());
         view.gossip.counters = socket_counters(view.gossip.counters, gossip.receive_errors());
         view
-    }
-}
-
-/// The core's counters as the node's gossip socket saw them: `datagrams_received` is every
-/// datagram received, whether or not it opened and decoded — the core's count and those the
-/// seal refused before the core saw them. `GET /v1/cluster` and
-/// `hearsay_gossip_datagrams_received_total` both show this one count.
-pub(crate) fn socket_counters(core: GossipStats, refused: &ReceiveErrors) -> GossipStats {
-    GossipStats {
-        datagrams_received: core.datagrams_received.saturating_add(refused.total()),
-        ..core
     }
 }
 

@@ -131,6 +131,17 @@ impl ReceiveErrorCounts {
     }
 }
 
+/// The core's counters as the node's gossip socket saw them: `datagrams_received` is every
+/// datagram received, whether or not it opened and decoded — the core's count and those the
+/// seal refused before the core saw them. `GET /v1/cluster` and
+/// `hearsay_gossip_datagrams_received_total` both show this one count.
+pub fn socket_counters(core: GossipStats, refused: &ReceiveErrors) -> GossipStats {
+    GossipStats {
+        datagrams_received: core.datagrams_received.saturating_add(refused.total()),
+        ..core
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
