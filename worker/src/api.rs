@@ -6,7 +6,7 @@
 //! | `GET /`                   | the dashboard (see [`crate::dashboard`])                 |
 //! | `POST /v1/jobs`           | submit a job (see [`crate::job_api`])                    |
 //! | `GET /v1/jobs/{id}`       | a job's status and outcome (see [`crate::job_api`])      |
-//! | `POST /v1/peer/*`         | the peer protocol: offer, ask, steal ([`crate::peer`])   |
+//! | `POST /v1/peer/*`         | the peer protocol: offer, ask, steal ([`crate::jobs::dispatch::peers`])   |
 //! | `GET /v1/cluster`         | this node's load map ([`ClusterView`])                   |
 //! | `GET /v1/cluster/stream`  | the same, as server-sent events (see [`crate::stream`])  |
 //! | `GET /metrics`            | Prometheus metrics (see [`crate::metrics`])              |
@@ -67,9 +67,9 @@ use tracing::{debug, info, warn};
 use crate::auth::ApiToken;
 use crate::browser_guard::{self, HostNames, Refusal};
 use crate::dashboard;
-use crate::dispatch::Dispatcher;
 use crate::gossip::SharedGossip;
 use crate::job_api;
+use crate::jobs::dispatch::Dispatcher;
 use crate::limits::{
     Admission, BodyClock, BodyLimits, ClientAddr, ConnectionLimiter, ConnectionRefusal, TimedBody,
     WaitLimiter, CONNECTION_RETRY_AFTER_SECS, REFUSAL_ANSWERS, REFUSAL_HEAD_TIMEOUT,
@@ -559,8 +559,8 @@ mod tests {
     use rand::SeedableRng;
 
     use super::*;
-    use crate::executor::Executor;
-    use crate::job_store::{JobStore, Retention};
+    use crate::jobs::slots::Executor;
+    use crate::jobs::store::{JobStore, Retention};
     use crate::metrics::Metrics;
 
     fn state() -> ApiState {

@@ -2,7 +2,7 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | `POST /v1/jobs` | `202` with `Location: /v1/jobs/{id}` and [`Accepted`](crate::dispatch::Accepted); with `?wait=true`, `200` and the [`JobOutcome`] once the job has ended; with `?place=here`, run here or refused, never placed elsewhere (loadgen's baselines place jobs themselves) |
+//! | `POST /v1/jobs` | `202` with `Location: /v1/jobs/{id}` and [`Accepted`](crate::jobs::dispatch::Accepted); with `?wait=true`, `200` and the [`JobOutcome`] once the job has ended; with `?place=here`, run here or refused, never placed elsewhere (loadgen's baselines place jobs themselves) |
 //! | `GET /v1/jobs/{id}` | `200` and the [`JobOutcome`] as it stands; with `?wait=true`, held until the job ends or [`LONG_POLL`] passes |
 //!
 //! Moving jobs between nodes is not done here: peers have routes of their own
@@ -30,9 +30,9 @@ use hyper::header::{
 use hyper::{Request, Response, StatusCode};
 
 use crate::api::json;
-use crate::dispatch::Dispatcher;
+use crate::jobs::dispatch::peers::LONG_POLL;
+use crate::jobs::dispatch::Dispatcher;
 use crate::limits::{ClientAddr, WaitLimiter, WaitPermit, WAIT_RETRY_AFTER_SECS};
-use crate::peer::LONG_POLL;
 use crate::view::ErrorBody;
 
 /// The largest job body accepted, in bytes: 1 MiB.

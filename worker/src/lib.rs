@@ -46,23 +46,16 @@
 pub mod api;
 pub mod auth;
 pub mod browser_guard;
-pub mod commands;
 pub mod config;
 pub mod dashboard;
-pub mod disk;
-pub mod dispatch;
-pub mod exec;
-pub mod executor;
 pub mod gossip;
 pub mod job_api;
-pub mod job_store;
+pub mod jobs;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod node;
-pub mod peer;
 pub mod peer_api;
-pub mod restart;
 pub mod stream;
 pub mod view;
 

@@ -32,14 +32,14 @@ use tracing::{info, warn};
 
 use crate::api::{self, ApiState};
 use crate::browser_guard::HostNames;
-use crate::commands::{Commands, ConfigFileError};
 use crate::config::{default_node_id, Config, InvalidSetting};
-use crate::disk::Disk;
-use crate::dispatch::Dispatcher;
-use crate::executor::Executor;
 use crate::gossip::sampler::{self, WorkGauge};
 use crate::gossip::{self, SharedGossip};
-use crate::job_store::{JobStore, Retention};
+use crate::jobs::commands::{Commands, ConfigFileError};
+use crate::jobs::disk::Disk;
+use crate::jobs::dispatch::Dispatcher;
+use crate::jobs::slots::Executor;
+use crate::jobs::store::{JobStore, Retention};
 use crate::limits::{ConnectionLimiter, WaitLimiter};
 use crate::metrics::Metrics;
 use crate::stream::ClusterStream;
@@ -302,7 +302,7 @@ impl Node {
         );
 
         if let Some(disk) = &disk {
-            crate::restart::resume(kept, disk, &store, &executor, &jobs, config.retain());
+            crate::jobs::restart::resume(kept, disk, &store, &executor, &jobs, config.retain());
         }
 
         let work: Arc<dyn WorkGauge> = Arc::new(executor.clone());

@@ -1,4 +1,4 @@
-//! The server side of the peer routes ([`crate::peer`] has the wire and the client): a peer's
+//! The server side of the peer routes ([`crate::jobs::dispatch::peers`] has the wire and the client): a peer's
 //! offer, ask or steal, read and checked, handed to the hand-off shell, answered in JSON.
 //!
 //! A body that is not what the route expects is `400 invalid_peer_request` naming the field;
@@ -14,14 +14,14 @@ use hyper::body::Body;
 use hyper::{Request, Response, StatusCode};
 
 use crate::api::json;
-use crate::dispatch::Dispatcher;
 use crate::job_api::{read_body, take_wait, ApiError};
+use crate::jobs::dispatch::peers::{self, BadRequest, OfferReply};
+use crate::jobs::dispatch::Dispatcher;
 use crate::limits::{ClientAddr, WaitLimiter};
-use crate::peer::{self, BadRequest, OfferReply};
 
 /// Whether `path` is a peer route.
 pub(crate) fn is_route(path: &str) -> bool {
-    [peer::OFFER, peer::ASK, peer::STEAL].contains(&path)
+    [peers::OFFER, peers::ASK, peers::STEAL].contains(&path)
 }
 
 /// Answers a `POST` to the peer route at `path` (one that [`is_route`]).
@@ -36,8 +36,8 @@ where
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
     let answered = match path {
-        peer::OFFER => offer(req, jobs).await,
-        peer::ASK => ask(req, jobs, waits).await,
+        peers::OFFER => offer(req, jobs).await,
+        peers::ASK => ask(req, jobs, waits).await,
         _ => steal(req, jobs).await,
     };
     answered.unwrap_or_else(ApiError::into_response)
@@ -58,7 +58,7 @@ where
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
     let body = read_body(req).await?;
-    let (offer, spec) = peer::parse_offer(&body).map_err(bad)?;
+    let (offer, spec) = peers::parse_offer(&body).map_err(bad)?;
     let answer = jobs.offer(&offer, spec);
     if matches!(answer, OfferAnswer::Accepted(_)) {
         // Taken only once its record is on disk. If it cannot be written the job is still
@@ -81,7 +81,7 @@ where
 {
     let client = ClientAddr::ip_of(&req);
     let body = read_body(req).await?;
-    let (id, wait, incarnation) = peer::parse_ask(&body).map_err(bad)?;
+    let (id, wait, incarnation) = peers::parse_ask(&body).map_err(bad)?;
     let _permit = if wait {
         Some(take_wait(waits, client)?)
     } else {
@@ -97,7 +97,7 @@ where
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
     let body = read_body(req).await?;
-    let (thief, incarnation) = peer::parse_steal(&body).map_err(bad)?;
+    let (thief, incarnation) = peers::parse_steal(&body).map_err(bad)?;
     let reply = jobs.steal(&thief, incarnation);
     Ok(json(StatusCode::OK, &reply))
 }

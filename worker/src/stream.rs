@@ -38,8 +38,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use crate::executor::ms;
 use crate::gossip::SharedGossip;
+use crate::jobs::ms;
 use crate::metrics::Metrics;
 use crate::metrics::{MoveCounters, StatsSource};
 use crate::view::{ClusterEvent, ClusterView};

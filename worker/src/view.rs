@@ -1,6 +1,6 @@
 //! The JSON the HTTP API answers with: the cluster as this node sees it, and errors. (A job's
 //! outcome is [`hearsay_shared::JobOutcome`]; the answer to a submission is
-//! [`crate::dispatch::Accepted`].)
+//! [`crate::jobs::dispatch::Accepted`].)
 //!
 //! These are views, built from the core under its lock and serialised after it is released;
 //! field names are part of the API (`GET /v1/cluster`, `GET /v1/cluster/stream`), so change them

@@ -8,7 +8,7 @@ use prometheus_client::registry::Registry;
 
 use super::moves::{MoveCounters, StatsSource};
 use super::scrape::RetainedOutcomes;
-use crate::job_store::JobStore;
+use crate::jobs::store::JobStore;
 
 /// The prefix of every metric name.
 pub const PREFIX: &str = "hearsay";

@@ -15,7 +15,7 @@ use prometheus_client::registry::Unit;
 use crate::gossip::sampler::WorkGauge;
 use crate::gossip::sealing::{socket_counters, ReceiveErrorCounts};
 use crate::gossip::SharedGossip;
-use crate::job_store::JobStore;
+use crate::jobs::store::JobStore;
 
 /// The finished outcomes a store keeps, read at scrape time (which also forgets the expired).
 #[derive(Debug)]

@@ -10,7 +10,7 @@ use hearsay_shared::{Gossip, GossipConfig, JobStatus, LoadVector, NodeId};
 use super::*;
 use crate::gossip::sampler::{Work, WorkGauge};
 use crate::gossip::SharedGossip;
-use crate::job_store::JobStore;
+use crate::jobs::store::JobStore;
 
 #[derive(Debug)]
 struct Fixed(Work);
@@ -48,7 +48,7 @@ fn samples(text: &str) -> BTreeMap<String, f64> {
 
 #[test]
 fn the_outcomes_a_store_keeps_are_gauges() {
-    use crate::job_store::{outcome_bytes, Retention};
+    use crate::jobs::store::{outcome_bytes, Retention};
     use hearsay_shared::{JobId, JobOutcome};
 
     let store = Arc::new(JobStore::new(Retention::default()));

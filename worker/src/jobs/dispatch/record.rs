@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use hearsay_shared::{JobId, JobOutcome, JobStatus, NodeId};
 use tokio::time::Instant;
 
-use crate::executor::ms;
-use crate::job_store::JobStore;
+use crate::jobs::ms;
+use crate::jobs::store::JobStore;
 use crate::metrics::Metrics;
 
 /// The job `id` (of kind `kind`, if this node still has its spec) is now at peer `at` with

@@ -2,12 +2,14 @@
 //! ([`hearsay_scheduler::handoff`]) decides, and feeds it what happens. The core places,
 //! offers, follows, fences and settles; the shell only moves its
 //! [`Action`](hearsay_scheduler::handoff::Action)s to the executor, the job store, the peers
-//! ([`crate::peer`]) and the waiting submitters, under one lock with the gossiped map, so that a
-//! job's path goes one way: API → here → executor or peer.
+//! ([`peers`]) and the waiting submitters, under one lock with the gossiped map, so that a job's
+//! path goes one way: API → here → executor or peer.
 //!
 //! - this file: what comes in — submissions ([`Dispatcher::submit`]), peers' offers, asks and
 //!   steals ([`Dispatcher::offer`], [`Dispatcher::ask`], [`Dispatcher::steal`]) — and the drain;
-//! - `shell.rs`: the core under its lock, its actions carried out, its timer, the map every
+//! - `state.rs`: the handle ([`Dispatcher`]) and, under its lock, the core and what the shell
+//!   keeps beside it;
+//! - `shell.rs`: the core's actions carried out, its timer, the map every
 //!   [`MAP_CHECK`] and the executor's starts and ends fed to it;
 //! - `record.rs`: what the core's decisions write to the job store for jobs that run elsewhere.
 
@@ -19,7 +21,6 @@ use hearsay_scheduler::handoff::{
     AskAnswer, BodyDigest, Handoff, HandoffConfig, Keyed, Offer, OfferAnswer, Refusal, Reply,
     StealAnswer, Submission, SubmitRefusal,
 };
-use hearsay_scheduler::Policy;
 use hearsay_shared::offers::command_bits;
 use hearsay_shared::{JobId, JobKind, JobOutcome, JobSpec, JobStatus, LoadVector, NodeId};
 use rand::rngs::StdRng;
@@ -31,18 +32,21 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::executor::{self, ms, Executor};
 use crate::gossip::SharedGossip;
-use crate::job_store::JobStore;
+use crate::jobs::ms;
+use crate::jobs::slots::{self, Executor};
+use crate::jobs::store::JobStore;
 use crate::metrics::Metrics;
-use crate::peer::{AskReply, Peers, StealReply, LONG_POLL};
-use shell::{Pending, Shell};
+use peers::{AskReply, Peers, StealReply, LONG_POLL};
+use state::{Inner, Pending, Shell, MAP_CHECK};
 
+pub mod peers;
 mod record;
 mod shell;
+mod state;
 
-/// How often the core is shown the map (a job followed at a peer the map judges dead is lost).
-pub const MAP_CHECK: Duration = Duration::from_millis(200);
+pub use state::Dispatcher;
+
 /// How long a drain that ran out of time waits for abandoned jobs to record their end.
 const ABANDON_GRACE: Duration = Duration::from_secs(2);
 
@@ -55,34 +59,6 @@ pub struct Accepted {
     pub status: JobStatus,
     /// Where it runs.
     pub executing_node: NodeId,
-}
-
-/// Places, forwards, follows and drains jobs. Cloning gives another handle to the same one.
-#[derive(Debug, Clone)]
-pub struct Dispatcher {
-    inner: Arc<Inner>,
-}
-
-#[derive(Debug)]
-struct Inner {
-    me: NodeId,
-    gossip: SharedGossip,
-    executor: Executor,
-    store: Arc<JobStore>,
-    metrics: Metrics,
-    peers: Peers,
-    policy: Policy,
-    config: HandoffConfig,
-    /// With stealing on: how often an idle node asks a busy peer for work.
-    steal: Option<Duration>,
-    shell: Mutex<Shell>,
-    /// Woken when the core's next wake-up may be earlier.
-    rearm: Notify,
-    /// Woken whenever a job settles.
-    settled: Notify,
-    tasks: TaskTracker,
-    stopping: CancellationToken,
-    leaving: AtomicBool,
 }
 
 /// What a restarted node took back from its store, for the core.
@@ -180,7 +156,7 @@ impl Dispatcher {
         let (requires, runs_here, command) = match &spec.kind {
             JobKind::Exec { command, .. } => match self.inner.executor.can_run(&spec) {
                 Ok(()) => (command_bits(command), true, Some(command.clone())),
-                Err(executor::Refusal::BadArgs(e)) => {
+                Err(slots::Refusal::BadArgs(e)) => {
                     let (field, reason) = (e.field, e.reason);
                     return Err(SubmitRefusal::Invalid { field, reason });
                 }
@@ -255,7 +231,7 @@ impl Dispatcher {
         }
     }
 
-    /// Tells the core what a restart took back from the store (see [`crate::restart`]).
+    /// Tells the core what a restart took back from the store (see [`crate::jobs::restart`]).
     pub fn restore(&self, restored: Restored) {
         self.with_core(|shell, now, _| {
             for (id, entry, path, status) in restored.held {
@@ -280,11 +256,11 @@ impl Dispatcher {
                 self.inner.me
             ))),
             Ok(()) => Ok(()),
-            Err(executor::Refusal::Undeclared(command)) => Err(Refusal::Undeclared(format!(
+            Err(slots::Refusal::Undeclared(command)) => Err(Refusal::Undeclared(format!(
                 "{} does not declare the command {command:?}",
                 self.inner.me
             ))),
-            Err(executor::Refusal::BadArgs(e)) => Err(Refusal::Invalid {
+            Err(slots::Refusal::BadArgs(e)) => Err(Refusal::Invalid {
                 field: e.field,
                 reason: e.reason,
             }),

@@ -27,7 +27,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::disk::{Disk, DiskError, Stored};
+use crate::jobs::disk::{Disk, DiskError, Stored};
 
 /// How long, how many and how much of the finished jobs are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

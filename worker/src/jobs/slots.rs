@@ -11,8 +11,8 @@
 //!   so the HTTP API stays responsive while every slot spins; it checks a flag every few
 //!   microseconds, so a timeout or the end of a drain stops it at once;
 //! - `echo` answers with its data;
-//! - `exec` runs a command this node declares ([`crate::commands`]) as a real process
-//!   ([`crate::exec`]): succeeded on exit 0, failed otherwise, its exit and output the outcome.
+//! - `exec` runs a command this node declares ([`super::commands`]) as a real process
+//!   ([`super::process`]): succeeded on exit 0, failed otherwise, its exit and output the outcome.
 //!
 //! A job's optional `timeout_ms` counts from the moment it starts running; past it the job is
 //! stopped and recorded `timed_out` (an `exec` job's timeout is its command's, or the job's if
@@ -22,22 +22,21 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::Duration;
 
 use hearsay_shared::{
     JobId, JobKind, JobOutcome, JobSpec, JobStatus, LoadVector, NodeId, NodeState,
 };
-use serde_json::Value;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info_span, Instrument as _};
 
-use crate::commands::{BadArgs, Commands};
-use crate::exec::{self, ExecEnd};
+use super::kinds::{perform, Ending};
+use super::ms;
 use crate::gossip::sampler::{Work, WorkGauge};
-use crate::job_store::{DuplicateJob, Extra, JobStore};
+use crate::jobs::commands::{BadArgs, Commands};
+use crate::jobs::store::{DuplicateJob, Extra, JobStore};
 use crate::metrics::Metrics;
 
 /// The error of a job that was still queued when its node finished draining.
@@ -116,17 +115,6 @@ struct State {
     queue: VecDeque<Submission>,
     running: u32,
     open: bool,
-}
-
-/// How a job's run ended; an `exec` job's output goes with every end.
-enum Ending {
-    Succeeded(Option<Value>),
-    Failed(String, Option<Value>),
-    TimedOut(Duration, Option<Value>),
-    Abandoned,
-    /// Not started: its start could not be written to the job store, and a job whose start
-    /// a restart would not know of could run twice.
-    Unrecorded(String),
 }
 
 impl Executor {
@@ -512,103 +500,14 @@ impl Shared {
     }
 }
 
-/// Runs one job to its end: done, past its timeout, or abandoned.
-async fn perform(spec: JobSpec, commands: &Commands, abandon: &CancellationToken) -> Ending {
-    let timeout = spec.timeout_ms.map(Duration::from_millis);
-    let expired = async {
-        match timeout {
-            Some(timeout) => tokio::time::sleep(timeout).await,
-            None => std::future::pending().await,
-        }
-    };
-    let timed_out = || Ending::TimedOut(timeout.unwrap_or_default(), None);
-    match spec.kind {
-        JobKind::Echo { data } => Ending::Succeeded(Some(Value::String(data))),
-        JobKind::Exec {
-            command,
-            args,
-            stdin,
-        } => {
-            // Checked by the API before the job was taken; checked again here, as the job
-            // could in principle come from anywhere.
-            let Some(declared) = commands.get(&command) else {
-                return Ending::Failed(
-                    format!("command {command:?} is not declared on this node"),
-                    None,
-                );
-            };
-            let argv = match declared.argv(&args) {
-                Ok(argv) => argv,
-                Err(e) => return Ending::Failed(e.to_string(), None),
-            };
-            let timeout = declared.timeout_for(spec.timeout_ms);
-            let output = |out: exec::ExecOutput| serde_json::to_value(out).ok();
-            match exec::run(declared, &argv, stdin.as_deref(), timeout, abandon).await {
-                ExecEnd::Ended(out) if out.exit_code == Some(0) => Ending::Succeeded(output(out)),
-                ExecEnd::Ended(out) => {
-                    let error = match (out.exit_code, out.signal) {
-                        (Some(code), _) => format!("{command} exited with code {code}"),
-                        (None, Some(signal)) => format!("{command} was killed by signal {signal}"),
-                        (None, None) => format!("{command} ended, but how is unknown"),
-                    };
-                    Ending::Failed(error, output(out))
-                }
-                ExecEnd::TimedOut(out) => Ending::TimedOut(timeout, output(out)),
-                ExecEnd::Abandoned(_) => Ending::Abandoned,
-                ExecEnd::CannotStart(error) => Ending::Failed(error, None),
-            }
-        }
-        JobKind::Sleep { ms } => tokio::select! {
-            // The job's own end first: a job that finishes as its timeout expires succeeded.
-            biased;
-            () = tokio::time::sleep(Duration::from_millis(ms)) => Ending::Succeeded(None),
-            () = expired => timed_out(),
-            () = abandon.cancelled() => Ending::Abandoned,
-        },
-        JobKind::Spin { ms } => {
-            let stop = Arc::new(AtomicBool::new(false));
-            let mut thread = tokio::task::spawn_blocking({
-                let stop = Arc::clone(&stop);
-                move || spin(Duration::from_millis(ms), &stop)
-            });
-            let early = tokio::select! {
-                biased;
-                joined = &mut thread => return match joined {
-                    Ok(()) => Ending::Succeeded(None),
-                    Err(e) => Ending::Failed(format!("the spinning thread failed: {e}"), None),
-                },
-                () = expired => timed_out(),
-                () = abandon.cancelled() => Ending::Abandoned,
-            };
-            stop.store(true, Ordering::Relaxed);
-            // The slot stays taken until its CPU is free again; the thread sees the flag
-            // within microseconds.
-            let _ = thread.await;
-            early
-        }
-    }
-}
-
-/// Keeps this thread's CPU busy for `duration`, or until `stop` is set.
-fn spin(duration: Duration, stop: &AtomicBool) {
-    let end = std::time::Instant::now() + duration;
-    while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < end {
-        for _ in 0..1_000 {
-            std::hint::spin_loop();
-        }
-    }
-}
-
-/// Whole milliseconds, saturating.
-pub(crate) fn ms(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
 #[cfg(test)]
 mod tests {
-    use crate::job_store::Retention;
+    use std::time::Duration;
+
+    use serde_json::Value;
 
     use super::*;
+    use crate::jobs::store::Retention;
 
     fn executor(slots: u32, queue_limit: usize) -> (Executor, Arc<JobStore>) {
         let store = Arc::new(JobStore::new(Retention {

@@ -1,4 +1,4 @@
-//! The durable half of the job store: every record the [`JobStore`](crate::job_store::JobStore)
+//! The durable half of the job store: every record the [`JobStore`](crate::jobs::store::JobStore)
 //! keeps, written to one [redb](https://docs.rs/redb) file in the node's data directory, and the
 //! node's last incarnation.
 //!

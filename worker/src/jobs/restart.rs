@@ -1,9 +1,9 @@
-//! What a restarted node does with what its store kept (see [`crate::disk`]), before it takes
+//! What a restarted node does with what its store kept (see [`crate::jobs::disk`]), before it takes
 //! its first request:
 //!
 //! - a job that had ended answers as before, for what is left of its retention;
 //! - a job queued here that had not started runs now: it never ran, so at-most-once holds (a
-//!   job's start is on disk before it runs, see [`crate::executor`]);
+//!   job's start is on disk before it runs, see [`crate::jobs::slots`]);
 //! - a job that was running here is `lost`, "node restarted while it ran": it may have done
 //!   part of its work, and running it again could do it twice;
 //! - a job this node answers for at a peer is followed there again, and settled as before;
@@ -19,10 +19,10 @@ use hearsay_shared::JobStatus;
 use tokio::time::Instant;
 use tracing::info;
 
-use crate::disk::{Disk, Stored};
-use crate::dispatch::{Dispatcher, Restored};
-use crate::executor::{self, Executor};
-use crate::job_store::{wall_ms, JobStore};
+use crate::jobs::disk::{Disk, Stored};
+use crate::jobs::dispatch::{Dispatcher, Restored};
+use crate::jobs::slots::{self, Executor};
+use crate::jobs::store::{wall_ms, JobStore};
 
 /// The error of a job that was running when its node stopped.
 pub const RESTARTED_WHILE_RUNNING: &str = "node restarted while it ran";
@@ -127,7 +127,7 @@ pub fn resume(
                     restored
                         .held
                         .push((id, entry.clone(), path.clone(), JobStatus::Queued));
-                    rerun.push(executor::Submission {
+                    rerun.push(slots::Submission {
                         id,
                         spec,
                         entry,

@@ -2,68 +2,19 @@
 //! the [`Action`]s it emits (to the executor, the peers, the job store and the waiting
 //! submitters), and feeds it the executor's starts and ends, the map and its timer.
 
-use std::collections::HashMap;
 use std::sync::PoisonError;
 use std::time::Duration;
 
-use hearsay_scheduler::handoff::{
-    Action, Answer, Handoff, MoveKind, OfferAnswer, Reply, Request, Ticket, View,
-};
-use hearsay_shared::{JobId, JobOutcome, JobSpec, JobStatus, LoadMap, LoadReport, NodeId};
-use rand::rngs::StdRng;
-use tokio::sync::{mpsc, oneshot};
+use hearsay_scheduler::handoff::{Action, Answer, MoveKind, OfferAnswer, Reply, Request, View};
+use hearsay_shared::{JobId, JobSpec, JobStatus, LoadMap, NodeId};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::warn;
 
 use super::record::{self, Settled};
-use super::{Dispatcher, MAP_CHECK};
-use crate::executor;
+use super::state::{Dispatcher, Shell, MAP_CHECK};
+use crate::jobs::slots;
 use crate::metrics::{Decision, ForwardFailure};
-
-/// The core and what the shell keeps beside it, under one lock.
-#[derive(Debug)]
-pub(super) struct Shell {
-    pub(super) core: Handoff,
-    pub(super) rng: StdRng,
-    /// Jobs this node gives on and has not placed yet: their spec, submission and arrival.
-    pub(super) pending: HashMap<JobId, Pending>,
-    /// The job submitted or offered in this call, until the core names its id.
-    pub(super) incoming: Option<Pending>,
-    /// What a peer just said of a job followed there, for the record.
-    pub(super) heard: Option<JobOutcome>,
-    /// Submitters waiting for their reply.
-    pub(super) waiting: HashMap<Ticket, oneshot::Sender<Reply>>,
-    /// When each job submitted here and not yet settled arrived.
-    pub(super) followed: HashMap<JobId, Instant>,
-    /// Jobs taken out of the executor's queue for a thief, until the move is settled.
-    pub(super) given: HashMap<JobId, executor::Submission>,
-    /// Reports a victim sent with its empty answer, for the gossip map.
-    pub(super) news: Vec<LoadReport>,
-}
-
-impl Shell {
-    pub(super) fn new(core: Handoff, rng: StdRng) -> Self {
-        Shell {
-            core,
-            rng,
-            pending: HashMap::new(),
-            incoming: None,
-            heard: None,
-            waiting: HashMap::new(),
-            followed: HashMap::new(),
-            given: HashMap::new(),
-            news: Vec::new(),
-        }
-    }
-}
-
-/// A job this node holds the spec of while the core decides where it goes.
-#[derive(Debug)]
-pub(super) struct Pending {
-    pub(super) spec: JobSpec,
-    pub(super) ticket: Option<Ticket>,
-    pub(super) arrived: Instant,
-}
 
 impl Dispatcher {
     pub(super) fn shell(&self) -> std::sync::MutexGuard<'_, Shell> {
@@ -208,7 +159,7 @@ impl Dispatcher {
                 inner.store.remove_unfinished(now, id);
             }
         }
-        let job = executor::Submission {
+        let job = slots::Submission {
             id,
             spec: job.spec,
             entry,

@@ -1,7 +1,7 @@
 //! Running a declared command for an `exec` job: one real process, never a shell.
 //!
 //! - The program is the declared absolute path and its argument vector the checked template
-//!   ([`crate::commands`]); nothing is interpreted by a shell.
+//!   ([`crate::jobs::commands`]); nothing is interpreted by a shell.
 //! - The environment is cleared (no `PATH`, `HOME`, nor anything of the worker's own, secrets
 //!   included); the working directory is `/`.
 //! - Standard input is the job's `stdin`, written and then closed (or `/dev/null` without one).
@@ -25,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::commands::Command;
+use crate::jobs::commands::Command;
 
 /// After the group is killed, how long the pipes may take to close before the output read so
 /// far is taken as it is (a process that left the group could hold them open forever).
