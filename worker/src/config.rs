@@ -12,15 +12,15 @@ use hearsay_shared::gossip::ConfigError;
 use hearsay_shared::seal::{self, Keyring};
 use hearsay_shared::{wire, GossipConfig, NodeId};
 
-use crate::auth::ApiToken;
-use crate::browser_guard::AllowedHosts;
 use crate::gossip::discovery::SeedName;
 use crate::gossip::sealing::{keyring_from_file, KeyText, CLUSTER_KEY_VAR};
-use crate::jobs::store::{DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_RETAIN_BYTES};
-use crate::limits::{
+use crate::http::auth::ApiToken;
+use crate::http::browser_guard::AllowedHosts;
+use crate::http::limits::{
     BodyLimits, ConnectionLimits, DEFAULT_BODY_MIN_RATE, DEFAULT_BODY_RATE_GRACE_MS,
     DEFAULT_BODY_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS_PER_CLIENT, DEFAULT_MAX_WAITS_PER_CLIENT,
 };
+use crate::jobs::store::{DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_RETAIN_BYTES};
 
 /// How a `worker` node is configured.
 #[derive(Debug, Clone, PartialEq, Eq, Parser)]

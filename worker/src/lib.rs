@@ -43,25 +43,21 @@
 //! - [`view`]: the JSON shapes the API answers with.
 //! - [`logging`]: the tracing subscriber, as text or JSON lines.
 
-pub mod api;
-pub mod auth;
-pub mod browser_guard;
 pub mod config;
-pub mod dashboard;
 pub mod gossip;
-pub mod job_api;
+pub mod http;
 pub mod jobs;
-pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod node;
-pub mod peer_api;
-pub mod stream;
-pub mod view;
 
 pub use config::Config;
 pub use gossip::sampler::{Work, WorkGauge};
 pub use gossip::SharedGossip;
+/// The API token type, where loadgen and the tests name it (`hearsay_worker::auth::ApiToken`).
+pub use http::auth;
+pub use http::server::HEADER_READ_TIMEOUT;
+pub use http::stream::MAX_STREAMS;
 pub use node::{Node, NodeHandle, StartError};
 
 /// Runs a node until `SIGTERM` or ctrl-c, then leaves gracefully: what the `worker` binary does.

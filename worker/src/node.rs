@@ -30,20 +30,21 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::api::{self, ApiState};
-use crate::browser_guard::HostNames;
 use crate::config::{default_node_id, Config, InvalidSetting};
 use crate::gossip::sampler::{self, WorkGauge};
 use crate::gossip::{self, SharedGossip};
+use crate::http::browser_guard::HostNames;
+use crate::http::limits::{ConnectionLimiter, WaitLimiter};
+use crate::http::routes::ApiState;
+use crate::http::server;
+use crate::http::stream::ClusterStream;
+use crate::http::view::ClusterView;
 use crate::jobs::commands::{Commands, ConfigFileError};
 use crate::jobs::disk::Disk;
 use crate::jobs::dispatch::Dispatcher;
 use crate::jobs::slots::Executor;
 use crate::jobs::store::{JobStore, Retention};
-use crate::limits::{ConnectionLimiter, WaitLimiter};
 use crate::metrics::Metrics;
-use crate::stream::ClusterStream;
-use crate::view::ClusterView;
 
 /// Why a node did not start. Nothing is left running or bound after any of these.
 #[derive(Debug, thiserror::Error)]
@@ -378,7 +379,7 @@ impl Node {
         allowed_hosts
             .0
             .extend(config.advertise_api.map(|a| a.ip().to_string()));
-        tasks.push(tracker.spawn(api::serve(
+        tasks.push(tracker.spawn(server::serve(
             listener,
             ApiState {
                 gossip: gossip.clone(),

@@ -86,7 +86,7 @@ impl Dispatcher {
         config: HandoffConfig,
         steal: Option<Duration>,
         rng: StdRng,
-        token: Option<&crate::auth::ApiToken>,
+        token: Option<&crate::http::auth::ApiToken>,
         tracker: &TaskTracker,
     ) -> Self {
         let me = config.node.clone();

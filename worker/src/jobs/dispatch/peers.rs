@@ -31,7 +31,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::auth::ApiToken;
+use crate::http::auth::ApiToken;
 
 /// The offer route.
 pub const OFFER: &str = "/v1/peer/offer";

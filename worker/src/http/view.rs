@@ -9,8 +9,12 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use bytes::Bytes;
 use hearsay_scheduler::Policy;
 use hearsay_shared::{Gossip, GossipStats, LoadVector, NodeId, Verdict};
+use http_body_util::Full;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
 use serde::Serialize;
 
 use crate::gossip::sealing::{socket_counters, ReceiveErrorCounts};
@@ -210,6 +214,24 @@ impl ErrorBody {
         self.error.field = Some(field.into());
         self
     }
+}
+
+/// A JSON answer.
+pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response<Full<Bytes>> {
+    let (status, bytes) = match serde_json::to_vec(body) {
+        Ok(bytes) => (status, bytes),
+        // Our views always serialise; should one ever fail, say so in the same error shape.
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            serde_json::to_vec(&ErrorBody::new("internal", e.to_string())).unwrap_or_default(),
+        ),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(bytes)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::Response;
 
 /// The page.
-pub const PAGE: &str = include_str!("../static/dashboard.html");
+pub const PAGE: &str = include_str!("../../static/dashboard.html");
 
 /// What the page may load: only from this node, and its own inline script and style.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; \

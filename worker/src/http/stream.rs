@@ -39,10 +39,10 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use crate::gossip::SharedGossip;
+use crate::http::view::{ClusterEvent, ClusterView};
 use crate::jobs::ms;
 use crate::metrics::Metrics;
 use crate::metrics::{MoveCounters, StatsSource};
-use crate::view::{ClusterEvent, ClusterView};
 
 /// Streams open at once, at most.
 pub const MAX_STREAMS: usize = 64;

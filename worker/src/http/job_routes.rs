@@ -6,7 +6,7 @@
 //! | `GET /v1/jobs/{id}` | `200` and the [`JobOutcome`] as it stands; with `?wait=true`, held until the job ends or [`LONG_POLL`] passes |
 //!
 //! Moving jobs between nodes is not done here: peers have routes of their own
-//! ([`crate::peer_api`]).
+//! ([`crate::http::peer_routes`]).
 //!
 //! Errors: `400` for a request at fault, naming the field (a job field, `body`, a query
 //! parameter, a header, or `id`; `duplicate_key` and the key's path for a JSON object that
@@ -29,11 +29,10 @@ use hyper::header::{
 };
 use hyper::{Request, Response, StatusCode};
 
-use crate::api::json;
+use crate::http::limits::{ClientAddr, WaitLimiter, WaitPermit, WAIT_RETRY_AFTER_SECS};
+use crate::http::view::{json, ErrorBody};
 use crate::jobs::dispatch::peers::LONG_POLL;
 use crate::jobs::dispatch::Dispatcher;
-use crate::limits::{ClientAddr, WaitLimiter, WaitPermit, WAIT_RETRY_AFTER_SECS};
-use crate::view::ErrorBody;
 
 /// The largest job body accepted, in bytes: 1 MiB.
 pub const MAX_BODY: usize = 1024 * 1024;

@@ -13,11 +13,11 @@ use http_body_util::Full;
 use hyper::body::Body;
 use hyper::{Request, Response, StatusCode};
 
-use crate::api::json;
-use crate::job_api::{read_body, take_wait, ApiError};
+use crate::http::job_routes::{read_body, take_wait, ApiError};
+use crate::http::limits::{ClientAddr, WaitLimiter};
+use crate::http::view::json;
 use crate::jobs::dispatch::peers::{self, BadRequest, OfferReply};
 use crate::jobs::dispatch::Dispatcher;
-use crate::limits::{ClientAddr, WaitLimiter};
 
 /// Whether `path` is a peer route.
 pub(crate) fn is_route(path: &str) -> bool {

@@ -1,14 +1,13 @@
-//! The HTTP API: a hyper 1.x server (HTTP/1.1 and HTTP/2 through hyper-util's `auto` builder)
-//! with graceful shutdown, and its routes.
+//! The HTTP API's routes; the server that accepts the connections is [`super::server`].
 //!
 //! | method and path           | answer                                                   |
 //! |---------------------------|----------------------------------------------------------|
-//! | `GET /`                   | the dashboard (see [`crate::dashboard`])                 |
-//! | `POST /v1/jobs`           | submit a job (see [`crate::job_api`])                    |
-//! | `GET /v1/jobs/{id}`       | a job's status and outcome (see [`crate::job_api`])      |
+//! | `GET /`                   | the dashboard (see [`crate::http::dashboard`])                 |
+//! | `POST /v1/jobs`           | submit a job (see [`crate::http::job_routes`])                    |
+//! | `GET /v1/jobs/{id}`       | a job's status and outcome (see [`crate::http::job_routes`])      |
 //! | `POST /v1/peer/*`         | the peer protocol: offer, ask, steal ([`crate::jobs::dispatch::peers`])   |
 //! | `GET /v1/cluster`         | this node's load map ([`ClusterView`])                   |
-//! | `GET /v1/cluster/stream`  | the same, as server-sent events (see [`crate::stream`])  |
+//! | `GET /v1/cluster/stream`  | the same, as server-sent events (see [`crate::http::stream`])  |
 //! | `GET /metrics`            | Prometheus metrics (see [`crate::metrics`])              |
 //! | `GET /healthz`            | `{"status":"ok"}`                                        |
 //!
@@ -18,7 +17,7 @@
 //! `{"error":{"code":"...","message":"..."}}`.
 //!
 //! Before anything else, every request passes the checks that keep web pages out
-//! ([`crate::browser_guard`]): a `Host` that names this node (else `421`, or `400` for none),
+//! ([`crate::http::browser_guard`]): a `Host` that names this node (else `421`, or `400` for none),
 //! no other site's `Origin` on a request that may change state (`403`), and a `POST` body of
 //! `application/json` (`415`). No answer carries an `Access-Control-Allow-*` header, so a
 //! browser's CORS preflight for another origin always fails.
@@ -29,20 +28,10 @@
 //! stranger does not learn which paths exist). Every `4xx` answer is counted in
 //! `hearsay_http_requests_refused_total{reason}`.
 //!
-//! Connections: request heads must arrive within [`HEADER_READ_TIMEOUT`] and fit in
-//! [`MAX_HEAD_BYTES`] (else hyper answers `431` and closes); a request hyper cannot parse gets
-//! hyper's bare `400` and is counted as `malformed`. Bodies are timed ([`TimedBody`]: whole
-//! within `--body-timeout`, at `--body-min-rate` after `--body-rate-grace`), else `408
-//! body_timeout` and the connection is closed. Connections are counted per client IP and in all
-//! ([`ConnectionLimiter`]); one over a cap is answered by `refuse` and closed, and counted in
-//! `hearsay_http_connections_refused_total{reason}`; for [`crate::limits::REFUSING_WINDOW`]
-//! after such a refusal `/healthz` says `refusing_connections` (still `200`: see `health`).
 
 use std::convert::Infallible;
 use std::error::Error as StdError;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
@@ -52,45 +41,23 @@ use hyper::header::{
     HeaderValue, ACCEPT, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONNECTION, CONTENT_TYPE,
     RETRY_AFTER, WWW_AUTHENTICATE,
 };
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use serde::Serialize;
-use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
 
-use crate::auth::ApiToken;
-use crate::browser_guard::{self, HostNames, Refusal};
-use crate::dashboard;
 use crate::gossip::SharedGossip;
-use crate::job_api;
+use crate::http::auth::ApiToken;
+use crate::http::browser_guard::{self, HostNames, Refusal};
+use crate::http::dashboard;
+use crate::http::job_routes;
+use crate::http::limits::{BodyClock, BodyLimits, ClientAddr, ConnectionLimiter, WaitLimiter};
+use crate::http::peer_routes;
+use crate::http::stream::ClusterStream;
+use crate::http::view::{json, ClusterView, ErrorBody};
 use crate::jobs::dispatch::Dispatcher;
-use crate::limits::{
-    Admission, BodyClock, BodyLimits, ClientAddr, ConnectionLimiter, ConnectionRefusal, TimedBody,
-    WaitLimiter, CONNECTION_RETRY_AFTER_SECS, REFUSAL_ANSWERS, REFUSAL_HEAD_TIMEOUT,
-};
 use crate::metrics::{refusal_reason, Exposition, Format};
-use crate::peer_api;
-use crate::stream::ClusterStream;
-use crate::view::{ClusterView, ErrorBody};
 
 /// The body of every answer: a whole one, or the cluster stream.
 pub(crate) type ApiBody = BoxBody<Bytes, Infallible>;
-
-/// How long open connections may take to finish their requests once the server stops.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
-/// How long a client may take to send a request's head (the request line and headers), also
-/// the longest an idle keep-alive connection is kept; then the connection is closed.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// The largest request head accepted (HTTP/1 read buffer; HTTP/2 header list), in bytes.
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
-/// HTTP/2 streams one connection may have open at once.
-pub const MAX_STREAMS_PER_CONNECTION: u32 = 128;
 
 /// What the handlers can reach.
 #[derive(Debug, Clone)]
@@ -111,190 +78,12 @@ pub(crate) struct ApiState {
     pub hosts: Arc<HostNames>,
 }
 
-/// Serves `listener` until `stop` is cancelled, then lets open connections finish for at most
-/// [`SHUTDOWN_GRACE`] before closing them. Connection tasks are spawned on `tracker`.
-///
-/// Each new connection is first admitted by [`ApiState::connections`]; one over a cap is
-/// answered `503` by `refuse` (or closed at once when [`REFUSAL_ANSWERS`] are already being
-/// answered), so that the node never runs out of descriptors.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    state: ApiState,
-    stop: CancellationToken,
-    tracker: TaskTracker,
-) {
-    let limits = state.connections.limits();
-    info!(
-        max_connections = limits.total,
-        max_connections_per_client = limits.per_client,
-        refusal_answers = REFUSAL_ANSWERS,
-        body_timeout_ms = state.body.timeout.as_millis(),
-        body_min_rate = state.body.min_rate,
-        body_rate_grace_ms = state.body.grace.as_millis(),
-        "HTTP connection and body limits"
-    );
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_HEAD_BYTES);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(MAX_HEAD_BYTES as u32)
-        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION);
-    let graceful = GracefulShutdown::new();
-    // Cancelled when the grace period is over: closes the connections that are still open.
-    let hard_stop = CancellationToken::new();
-    // Also cancelled if this task is aborted (`NodeHandle::kill`), so that no connection
-    // outlives the server.
-    let hard_stop_on_exit = hard_stop.clone().drop_guard();
-    loop {
-        let (stream, peer) = tokio::select! {
-            biased;
-            () = stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Usually out of file descriptors: wait for some to be freed rather than
-                    // spin on the error.
-                    warn!(error = %e, "cannot accept an HTTP connection");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let metrics = state.jobs.metrics().clone();
-        let permit = match state.connections.admit(peer.ip(), Instant::now()) {
-            Admission::Admitted(permit) => permit,
-            Admission::Refused {
-                answer,
-                refusal,
-                first,
-            } => {
-                metrics.connection_refused(refusal.reason());
-                if first {
-                    warn!(%peer, reason = %refusal, "refusing HTTP connections (503)");
-                } else {
-                    debug!(%peer, reason = %refusal, "HTTP connection refused (503)");
-                }
-                let connections = state.connections.clone();
-                let hard_stop = hard_stop.clone();
-                tracker.spawn(async move {
-                    tokio::select! {
-                        () = refuse(stream, refusal, connections) => {}
-                        () = hard_stop.cancelled() => {}
-                    }
-                    drop(answer);
-                });
-                continue;
-            }
-            Admission::Shed(refusal) => {
-                // Answering would take one more descriptor and task for up to
-                // REFUSAL_HEAD_TIMEOUT: with that many answers under way, closing is cheaper.
-                metrics.connection_refused("unanswered");
-                debug!(%peer, reason = %refusal, "HTTP connection closed unanswered");
-                drop(stream);
-                continue;
-            }
-        };
-        let state = state.clone();
-        // Set by the first request: until then, neither hyper's head timeout (it starts once the
-        // protocol is known) nor anything else would close a connection that sends nothing.
-        let started = Arc::new(AtomicBool::new(false));
-        let first_request = started.clone();
-        let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-            let state = state.clone();
-            first_request.store(true, Ordering::Relaxed);
-            let (parts, body) = req.into_parts();
-            let (body, clock) = TimedBody::new(body, state.body);
-            let mut req = Request::from_parts(parts, body);
-            req.extensions_mut().insert(ClientAddr(peer));
-            async move { Ok::<_, Infallible>(route_timed(req, clock, &state).await) }
-        });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
-        let hard_stop = hard_stop.clone();
-        tracker.spawn(async move {
-            tokio::select! {
-                result = connection => {
-                    if let Err(e) = result {
-                        // hyper answered a request it could not parse itself (400, 431) and
-                        // closed: count it with the refusals the router makes.
-                        if e.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_parse) {
-                            metrics.request_refused("malformed");
-                        }
-                        debug!(%peer, error = %e, "HTTP connection ended with an error");
-                    }
-                }
-                () = hard_stop.cancelled() => {}
-                () = silent_for(HEADER_READ_TIMEOUT, &started) => {
-                    debug!(%peer, "no request within the head timeout; connection closed");
-                }
-            }
-            // The connection's place is given back only once its socket is closed.
-            drop(permit);
-        });
-    }
-    // Stop accepting at once: a client connecting now is refused instead of left waiting.
-    drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(SHUTDOWN_GRACE) => {
-            warn!("HTTP connections still open after the grace period; closing them");
-        }
-    }
-    drop(hard_stop_on_exit);
-    debug!("HTTP server stopped");
-}
-
-/// Answers a connection over a cap and closes it: `GET /healthz` with the node's health (the
-/// probe learns the node is refusing), anything else `503 too_many_connections` with
-/// `Retry-After`. HTTP/1 only, one request, and the head must come within
-/// [`REFUSAL_HEAD_TIMEOUT`]; else the connection is closed unanswered.
-async fn refuse(stream: TcpStream, refusal: ConnectionRefusal, connections: ConnectionLimiter) {
-    let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-        let response = if matches!(*req.method(), Method::GET | Method::HEAD)
-            && req.uri().path() == "/healthz"
-        {
-            health(&connections)
-        } else {
-            let mut response = json(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &ErrorBody::new("too_many_connections", refusal.to_string()),
-            );
-            response.headers_mut().insert(
-                RETRY_AFTER,
-                HeaderValue::from_static(CONNECTION_RETRY_AFTER_SECS),
-            );
-            response
-        };
-        async move { Ok::<_, Infallible>(response) }
-    });
-    let connection = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(REFUSAL_HEAD_TIMEOUT)
-        .keep_alive(false)
-        .max_buf_size(MAX_HEAD_BYTES)
-        .serve_connection(TokioIo::new(stream), service);
-    // hyper's head timeout starts with the first read; this bounds the whole exchange.
-    if tokio::time::timeout(REFUSAL_HEAD_TIMEOUT * 2, connection)
-        .await
-        .is_err()
-    {
-        debug!("refused connection sent no request in time; closed unanswered");
-    }
-}
-
 /// `GET /healthz`: `{"status":"ok"}`, or, when connections were refused for capacity within
-/// [`crate::limits::REFUSING_WINDOW`], `{"status":"refusing_connections","connections":{..}}`
+/// [`crate::http::limits::REFUSING_WINDOW`], `{"status":"refusing_connections","connections":{..}}`
 /// with the counts. Always `200`: the process is alive and serving what it holds, and a
 /// liveness probe that restarted a merely busy node would throw away its queued jobs and push
 /// its load onto its peers.
-fn health(connections: &ConnectionLimiter) -> Response<Full<Bytes>> {
+pub(super) fn health(connections: &ConnectionLimiter) -> Response<Full<Bytes>> {
     let health = connections.health(Instant::now());
     if health.refusing {
         json(
@@ -303,14 +92,6 @@ fn health(connections: &ConnectionLimiter) -> Response<Full<Bytes>> {
         )
     } else {
         json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
-    }
-}
-
-/// Resolves after `limit` if no request has `started` by then; otherwise never.
-async fn silent_for(limit: Duration, started: &AtomicBool) {
-    tokio::time::sleep(limit).await;
-    if started.load(Ordering::Relaxed) {
-        std::future::pending::<()>().await;
     }
 }
 
@@ -328,7 +109,11 @@ where
 /// Answers one request, and counts it if it is refused (`4xx`). If its body was cut by its
 /// [`BodyClock`], whatever the handler made of the error, the answer is `408 body_timeout`
 /// naming the bound, and the connection is closed after it.
-async fn route_timed<B>(req: Request<B>, clock: BodyClock, state: &ApiState) -> Response<ApiBody>
+pub(super) async fn route_timed<B>(
+    req: Request<B>,
+    clock: BodyClock,
+    state: &ApiState,
+) -> Response<ApiBody>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
@@ -457,11 +242,12 @@ where
     if let Some(id) = job_id_segment(&path) {
         if matches!(method, Method::GET | Method::HEAD) {
             let client = ClientAddr::ip_of(&req);
-            return job_api::status(id, req.uri().query(), &state.jobs, &state.waits, client).await;
+            return job_routes::status(id, req.uri().query(), &state.jobs, &state.waits, client)
+                .await;
         }
     }
-    if method == Method::POST && peer_api::is_route(&path) {
-        return peer_api::answer(&path, req, &state.jobs, &state.waits).await;
+    if method == Method::POST && peer_routes::is_route(&path) {
+        return peer_routes::answer(&path, req, &state.jobs, &state.waits).await;
     }
     match (&method, path.as_str()) {
         (&Method::GET | &Method::HEAD, "/") => dashboard::page(),
@@ -475,7 +261,7 @@ where
             );
             response
         }
-        (&Method::POST, "/v1/jobs") => job_api::submit(req, &state.jobs, &state.waits).await,
+        (&Method::POST, "/v1/jobs") => job_routes::submit(req, &state.jobs, &state.waits).await,
         // HEAD is answered as GET; hyper sends the headers without the body.
         (&Method::GET | &Method::HEAD, "/v1/cluster") => {
             let now = tokio::time::Instant::now().into_std();
@@ -515,7 +301,7 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
         "/" | "/metrics" | "/v1/cluster" | "/healthz" => Some("GET, HEAD"),
         "/v1/cluster/stream" => Some("GET"),
         "/v1/jobs" => Some("POST"),
-        _ if peer_api::is_route(path) => Some("POST"),
+        _ if peer_routes::is_route(path) => Some("POST"),
         _ if job_id_segment(path).is_some() => Some("GET, HEAD"),
         _ => None,
     }
@@ -528,28 +314,10 @@ fn job_id_segment(path: &str) -> Option<&str> {
         .filter(|rest| !rest.contains('/'))
 }
 
-/// A JSON answer.
-pub(crate) fn json<T: Serialize>(status: StatusCode, body: &T) -> Response<Full<Bytes>> {
-    let (status, bytes) = match serde_json::to_vec(body) {
-        Ok(bytes) => (status, bytes),
-        // Our views always serialise; should one ever fail, say so in the same error shape.
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            serde_json::to_vec(&ErrorBody::new("internal", e.to_string())).unwrap_or_default(),
-        ),
-    };
-    let mut response = Response::new(Full::new(Bytes::from(bytes)));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
     use hearsay_scheduler::handoff::HandoffConfig;
     use hearsay_scheduler::Policy;
@@ -557,8 +325,11 @@ mod tests {
     use http_body_util::BodyExt;
     use rand::rngs::StdRng;
     use rand::SeedableRng;
+    use tokio_util::sync::CancellationToken;
+    use tokio_util::task::TaskTracker;
 
     use super::*;
+    use crate::http::limits::Admission;
     use crate::jobs::slots::Executor;
     use crate::jobs::store::{JobStore, Retention};
     use crate::metrics::Metrics;
@@ -614,7 +385,7 @@ mod tests {
             metrics: Arc::new(exposition),
             token: None,
             waits: WaitLimiter::new(2),
-            connections: ConnectionLimiter::new(crate::limits::ConnectionLimits {
+            connections: ConnectionLimiter::new(crate::http::limits::ConnectionLimits {
                 total: 8,
                 per_client: 4,
             }),
@@ -752,7 +523,7 @@ mod tests {
     #[tokio::test]
     async fn a_long_body_without_a_length_is_cut_at_the_limit() {
         // A request built here has no Content-Length: only the limited read can catch it.
-        let body = "x".repeat(crate::job_api::MAX_BODY + 1);
+        let body = "x".repeat(crate::http::job_routes::MAX_BODY + 1);
         let (status, _, answer) = call(&state(), Method::POST, "/v1/jobs", &body).await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(answer["error"]["field"], "body");
