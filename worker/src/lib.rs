@@ -44,17 +44,16 @@
 //! - [`logging`]: the tracing subscriber, as text or JSON lines.
 
 pub mod config;
-pub mod gossip;
-pub mod http;
-pub mod jobs;
-pub mod logging;
-pub mod metrics;
-pub mod node;
+mod gossip;
+mod http;
+mod jobs;
+mod logging;
+mod metrics;
+mod node;
 
 pub use config::Config;
-pub use gossip::sampler::{Work, WorkGauge};
-pub use gossip::SharedGossip;
-/// The API token type, where loadgen and the tests name it (`hearsay_worker::auth::ApiToken`).
+/// The API token (`--api-token-file`), where loadgen and the tests name it
+/// (`hearsay_worker::auth::ApiToken`).
 pub use http::auth;
 pub use http::server::HEADER_READ_TIMEOUT;
 pub use http::stream::MAX_STREAMS;

@@ -105,6 +105,7 @@ pub struct BadArgs {
 
 impl Command {
     /// How many args a job must give.
+    #[cfg(test)]
     pub fn arity(&self) -> usize {
         self.arity
     }
@@ -218,6 +219,7 @@ impl Commands {
     }
 
     /// Whether no command is declared.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
     }

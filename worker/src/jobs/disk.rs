@@ -141,11 +141,6 @@ impl Disk {
         Ok((Disk { writes, shared }, loaded))
     }
 
-    /// The store's file.
-    pub fn path(&self) -> &Path {
-        &self.shared.path
-    }
-
     /// Writes job `id`'s record (in the next commit).
     pub fn put(&self, stored: &Stored) {
         match serde_json::to_vec(stored) {

@@ -71,10 +71,6 @@ pub enum Refusal {
     /// A job with this id is already held here.
     #[error(transparent)]
     Duplicate(#[from] DuplicateJob),
-    /// The job's entry node asked after it before it arrived here, and was told it is not
-    /// here: it may run elsewhere now, so it must not run here.
-    #[error("job {0} was fenced off by its entry node, which may have placed it elsewhere")]
-    Fenced(JobId),
     /// An `exec` job names a command this node does not declare.
     #[error("command {0:?} is not declared on this node")]
     Undeclared(String),
@@ -121,6 +117,7 @@ impl Executor {
     /// An executor with `slots` slots and room for `queue_limit` waiting jobs, recording into
     /// `store` and `metrics`; its slot tasks are spawned on `tracker`. It runs no command (see
     /// [`Executor::with_commands`]).
+    #[cfg(test)]
     pub fn new(
         node: NodeId,
         slots: u32,
@@ -133,7 +130,9 @@ impl Executor {
         Self::with_commands(node, slots, queue_limit, store, metrics, tracker, none)
     }
 
-    /// [`Executor::new`], running `exec` jobs of the given commands.
+    /// An executor with `slots` slots and room for `queue_limit` waiting jobs, recording into
+    /// `store` and `metrics` and running `exec` jobs of the given commands; its slot tasks are
+    /// spawned on `tracker`.
     pub fn with_commands(
         node: NodeId,
         slots: u32,
@@ -288,16 +287,6 @@ impl Executor {
             },
             commands: self.shared.commands.offer_set(),
         }
-    }
-
-    /// The commands `exec` jobs may run here.
-    pub fn commands(&self) -> &Arc<Commands> {
-        &self.shared.commands
-    }
-
-    /// Slots.
-    pub fn slots(&self) -> u32 {
-        self.shared.slots
     }
 
     /// Stops taking jobs; those already taken still run.

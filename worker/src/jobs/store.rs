@@ -358,6 +358,7 @@ impl JobStore {
     }
 
     /// Jobs held: (all, finished).
+    #[cfg(test)]
     pub fn len(&self, now: Instant) -> (usize, usize) {
         let inner = self.lock(now);
         (inner.jobs.len(), inner.finished.len())

@@ -232,6 +232,7 @@ impl ConnectionLimiter {
     }
 
     /// The number of clients with a connection open: the map holds no entry for the others.
+    #[cfg(test)]
     pub fn clients(&self) -> usize {
         self.lock().by_ip.len()
     }

@@ -63,6 +63,7 @@ impl WaitLimiter {
     }
 
     /// The waits open now for `ip`.
+    #[cfg(test)]
     pub fn open(&self, ip: IpAddr) -> usize {
         let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         open.get(&ip).copied().unwrap_or(0)
@@ -70,6 +71,7 @@ impl WaitLimiter {
 
     /// The number of clients with a wait open: the map holds no entry for the others, so
     /// its size follows the clients waiting now, not every client ever seen.
+    #[cfg(test)]
     pub fn clients(&self) -> usize {
         self.open
             .lock()
