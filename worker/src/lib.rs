@@ -9,39 +9,51 @@
 //! [`Node::start`] and stop them with [`NodeHandle::leave`].
 //!
 //! # Layout
-//! - [`config`]: the command line and its `HEARSAY_*` environment fallbacks (clap).
-//! - [`node`]: [`Node::start`] binds the sockets and spawns the tasks; [`NodeHandle`] stops them.
-//! - [`discovery`]: seeds given by DNS name, resolved again while the node has no live peer.
-//! - [`gossip_task`]: the UDP socket and timer that drive the [`Gossip`] core; logs membership.
-//! - [`sealing`]: the cluster key — reading the keyring, generating keys, counting the datagrams
-//!   dropped before the core.
-//! - [`sampler`]: samples the machine's CPU and the executor's queue into the node's load vector.
-//! - [`executor`]: job slots and the bounded FIFO queue before them; runs sleep, spin, echo and
-//!   exec.
-//! - [`commands`]: the commands `exec` jobs may run, from the `--config` file (TOML), checked.
-//! - [`exec`]: runs one declared command as a process group: no shell, cleared environment,
-//!   capped output, killed at its timeout.
-//! - [`job_store`]: every job's status and outcome, finished ones kept for a bounded time and
-//!   number.
-//! - [`disk`]: the durable half of the job store, one redb file in `--data-dir`, written by
-//!   grouped commits; [`restart`]: what a restarted node does with what it kept.
-//! - [`dispatch`]: the shell over the hand-off core of `hearsay-scheduler`: carries out what it
-//!   decides (run here, offer to a peer, follow, settle, steal) and feeds it what happens; the
-//!   drain when the node leaves.
-//! - [`peer`]: the hand-off's messages to peers over HTTP (pooled hyper-util client, bounded by
-//!   timeouts); [`peer_api`]: the routes that answer them (`/v1/peer/offer`, `ask`, `steal`).
-//! - [`move_metrics`]: the moves of jobs between nodes, counted for `/v1/cluster` and `/metrics`.
-//! - [`api`]: the HTTP server (hyper 1.x, graceful shutdown) and its routing.
-//! - [`auth`]: the API's bearer token (`--api-token-file`), checked in constant time.
-//! - [`browser_guard`]: what keeps web pages out — `Host`, `Origin` and `Content-Type` checks.
-//! - [`limits`]: per-client bounds on requests that wait for a job's end; connection caps
-//!   (per client and below the open-file limit); request body deadlines.
-//! - [`job_api`]: the job routes: reading and checking requests, answers and errors.
-//! - [`stream`]: `GET /v1/cluster/stream`, the load map as server-sent events.
-//! - [`dashboard`]: `GET /`, the live dashboard page compiled into the binary.
-//! - [`metrics`]: job counters and times, and `GET /metrics` in the Prometheus text format.
-//! - [`view`]: the JSON shapes the API answers with.
-//! - [`logging`]: the tracing subscriber, as text or JSON lines.
+//! - `main.rs`: the `worker` binary, its exit codes; `lib.rs` (this file): [`run`], what the
+//!   binary does — logging, the runtime, the signals.
+//! - `node.rs`: [`Node::start`] binds the sockets and spawns the tasks; [`NodeHandle`] stops them.
+//! - `logging.rs`: the tracing subscriber, as text or JSON lines.
+//! - [`config`]: the command line and its `HEARSAY_*` environment fallbacks (clap) — `flags.rs`
+//!   the flags and their defaults, `values.rs` the values parsed from them (seeds, the data
+//!   directory), `settings.rs` what the node derives from them, checked.
+//! - `gossip/`: the shell of the [`Gossip`] core — `mod.rs` the core shared under one lock,
+//!   `task.rs` the UDP socket and timer that drive it (and log membership), `sealing.rs` the
+//!   cluster key (the keyring, generating keys, counting the datagrams dropped before the core),
+//!   `sampler.rs` the machine's CPU into the node's load vector, `discovery.rs` seeds given by DNS
+//!   name, resolved again while the node has no live peer.
+//! - `jobs/`: running and keeping jobs —
+//!   - `slots.rs`: job slots and the bounded FIFO queue before them; `kinds.rs`: what sleep,
+//!     spin, echo and exec jobs do;
+//!   - `commands.rs`: the commands `exec` jobs may run, from the `--config` file (TOML), checked;
+//!     `process.rs`: runs one as a process group (no shell, cleared environment, capped output,
+//!     killed at its timeout);
+//!   - `store.rs`: every job's status and outcome, finished ones kept for a bounded time and
+//!     number; `disk.rs`: its durable half, one redb file in `--data-dir`, written by grouped
+//!     commits; `restart.rs`: what a restarted node does with what it kept;
+//!   - `dispatch/`: the shell over the hand-off core of `hearsay-scheduler` — `mod.rs` what comes
+//!     in (submissions, peers' offers, asks and steals) and the drain, `state.rs` the handle and
+//!     what sits under its lock, `shell.rs` the core's actions carried out and what it is fed,
+//!     `record.rs` what its decisions write to the store, `peers.rs` its messages to peers over
+//!     HTTP (pooled hyper-util client, bounded by timeouts).
+//! - `http/`: the API —
+//!   - `server.rs`: the hyper 1.x server, its connection limits and graceful shutdown;
+//!     `routes.rs`: the routing, and the checks every request passes first;
+//!   - `job_routes.rs`: `/v1/jobs`, reading and checking requests, answers and errors;
+//!     `peer_routes.rs`: `/v1/peer/offer`, `ask` and `steal`;
+//!   - `auth.rs`: the bearer token (`--api-token-file`), checked in constant time;
+//!     `browser_guard.rs`: what keeps web pages out — `Host`, `Origin` and `Content-Type` checks;
+//!   - `limits/`: per-client bounds — `waits.rs` on requests that wait for a job's end,
+//!     `connections.rs` connection caps (per client and below the open-file limit), `body.rs`
+//!     request body deadlines;
+//!   - `stream.rs`: `GET /v1/cluster/stream`, the load map as server-sent events;
+//!     `dashboard.rs`: `GET /`, the live dashboard page compiled into the binary; `view.rs`: the
+//!     JSON shapes the API answers with.
+//! - `metrics/`: `GET /metrics` in the Prometheus text format — `recorders.rs` the job counters
+//!   and times recorded as they happen, `scrape.rs` the figures read at scrape time,
+//!   `exposition.rs` the registry and its two text formats, `moves.rs` the moves of jobs between
+//!   nodes (also for `/v1/cluster`).
+//!
+//! [`Gossip`]: hearsay_shared::Gossip
 
 pub mod config;
 mod gossip;

@@ -81,7 +81,7 @@ impl Config {
 
     /// The API's connection caps for a node running `slots` jobs at once: `--max-connections`,
     /// or by default what this process's open-file limit leaves
-    /// ([`ConnectionLimits::from_descriptors`]); a `--max-connections` over that is kept, with
+    /// (`ConnectionLimits::from_descriptors`); a `--max-connections` over that is kept, with
     /// a warning.
     pub fn connection_limits(&self, slots: u32) -> ConnectionLimits {
         let descriptors = open_file_limit();
@@ -192,7 +192,7 @@ pub(super) fn open_file_limit() -> Option<u64> {
 }
 
 impl Config {
-    /// Whether gossip is to be sealed: a key file or [`CLUSTER_KEY_VAR`] is given.
+    /// Whether gossip is to be sealed: a key file or `HEARSAY_CLUSTER_KEY` is given.
     pub fn is_keyed(&self) -> bool {
         self.cluster_key_file.is_some() || self.cluster_key.is_some()
     }
@@ -212,7 +212,7 @@ impl Config {
             .map_or_else(String::new, |p| p.display().to_string())
     }
 
-    /// The cluster keyring, read from the key file or [`CLUSTER_KEY_VAR`]; `None` when gossip
+    /// The cluster keyring, read from the key file or `HEARSAY_CLUSTER_KEY`; `None` when gossip
     /// is in the open. The error names the file's line (or the variable's key) at fault.
     pub fn keyring(&self) -> Result<Option<Keyring>, InvalidSetting> {
         if let Some(path) = &self.cluster_key_file {

@@ -63,7 +63,7 @@ pub enum LogFormat {
 }
 
 /// Seeds, parsed from a comma-separated list (empty items are ignored): the IP addresses given
-/// (`.0`), and the names to resolve (`.1`, see [`crate::gossip::discovery`]).
+/// (`.0`), and the names to resolve (`.1`, see `gossip/discovery.rs`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Seeds(pub Vec<SocketAddr>, pub Vec<SeedName>);
 

@@ -1,5 +1,6 @@
-//! The server side of the peer routes ([`crate::jobs::dispatch::peers`] has the wire and the client): a peer's
-//! offer, ask or steal, read and checked, handed to the hand-off shell, answered in JSON.
+//! The server side of the peer routes ([`crate::jobs::dispatch::peers`] has the wire and the
+//! client): a peer's offer, ask or steal, read and checked, handed to the hand-off shell,
+//! answered in JSON.
 //!
 //! A body that is not what the route expects is `400 invalid_peer_request` naming the field;
 //! an ask that would wait beyond the asker's open waits is `429 too_many_waits` (the asker

@@ -1,15 +1,15 @@
 //! The HTTP API's routes; the server that accepts the connections is [`super::server`].
 //!
-//! | method and path           | answer                                                   |
-//! |---------------------------|----------------------------------------------------------|
-//! | `GET /`                   | the dashboard (see [`crate::http::dashboard`])                 |
-//! | `POST /v1/jobs`           | submit a job (see [`crate::http::job_routes`])                    |
-//! | `GET /v1/jobs/{id}`       | a job's status and outcome (see [`crate::http::job_routes`])      |
-//! | `POST /v1/peer/*`         | the peer protocol: offer, ask, steal ([`crate::jobs::dispatch::peers`])   |
-//! | `GET /v1/cluster`         | this node's load map ([`ClusterView`])                   |
-//! | `GET /v1/cluster/stream`  | the same, as server-sent events (see [`crate::http::stream`])  |
-//! | `GET /metrics`            | Prometheus metrics (see [`crate::metrics`])              |
-//! | `GET /healthz`            | `{"status":"ok"}`                                        |
+//! | method and path           | answer                                                          |
+//! |---------------------------|-----------------------------------------------------------------|
+//! | `GET /`                   | the dashboard (see [`super::dashboard`])                        |
+//! | `POST /v1/jobs`           | submit a job (see [`super::job_routes`])                        |
+//! | `GET /v1/jobs/{id}`       | a job's status and outcome (see [`super::job_routes`])          |
+//! | `POST /v1/peer/*`         | the peer protocol: offer, ask, steal ([`super::peer_routes`])   |
+//! | `GET /v1/cluster`         | this node's load map ([`ClusterView`])                          |
+//! | `GET /v1/cluster/stream`  | the same, as server-sent events (see [`super::stream`])         |
+//! | `GET /metrics`            | Prometheus metrics (see [`crate::metrics`])                     |
+//! | `GET /healthz`            | `{"status":"ok"}`                                               |
 //!
 //! `HEAD` is accepted wherever `GET` is, except on the stream.
 //!
@@ -17,8 +17,8 @@
 //! `{"error":{"code":"...","message":"..."}}`.
 //!
 //! Before anything else, every request passes the checks that keep web pages out
-//! ([`crate::http::browser_guard`]): a `Host` that names this node (else `421`, or `400` for none),
-//! no other site's `Origin` on a request that may change state (`403`), and a `POST` body of
+//! ([`super::browser_guard`]): a `Host` that names this node (else `421`, or `400` for none), no
+//! other site's `Origin` on a request that may change state (`403`), and a `POST` body of
 //! `application/json` (`415`). No answer carries an `Access-Control-Allow-*` header, so a
 //! browser's CORS preflight for another origin always fails.
 //!
