@@ -9,103 +9,67 @@
 //! [`Node::start`] and stop them with [`NodeHandle::leave`].
 //!
 //! # Layout
-//! - [`config`]: the command line and its `HEARSAY_*` environment fallbacks (clap).
-//! - [`node`]: [`Node::start`] binds the sockets and spawns the tasks; [`NodeHandle`] stops them.
-//! - [`discovery`]: seeds given by DNS name, resolved again while the node has no live peer.
-//! - [`gossip_task`]: the UDP socket and timer that drive the [`Gossip`] core; logs membership.
-//! - [`sealing`]: the cluster key — reading the keyring, generating keys, counting the datagrams
-//!   dropped before the core.
-//! - [`sampler`]: samples the machine's CPU and the executor's queue into the node's load vector.
-//! - [`executor`]: job slots and the bounded FIFO queue before them; runs sleep, spin, echo and
-//!   exec.
-//! - [`commands`]: the commands `exec` jobs may run, from the `--config` file (TOML), checked.
-//! - [`exec`]: runs one declared command as a process group: no shell, cleared environment,
-//!   capped output, killed at its timeout.
-//! - [`job_store`]: every job's status and outcome, finished ones kept for a bounded time and
-//!   number.
-//! - [`disk`]: the durable half of the job store, one redb file in `--data-dir`, written by
-//!   grouped commits; [`restart`]: what a restarted node does with what it kept.
-//! - [`dispatch`]: the shell over the hand-off core of `hearsay-scheduler`: carries out what it
-//!   decides (run here, offer to a peer, follow, settle, steal) and feeds it what happens; the
-//!   drain when the node leaves.
-//! - [`peer`]: the hand-off's messages to peers over HTTP (pooled hyper-util client, bounded by
-//!   timeouts); [`peer_api`]: the routes that answer them (`/v1/peer/offer`, `ask`, `steal`).
-//! - [`move_metrics`]: the moves of jobs between nodes, counted for `/v1/cluster` and `/metrics`.
-//! - [`api`]: the HTTP server (hyper 1.x, graceful shutdown) and its routing.
-//! - [`auth`]: the API's bearer token (`--api-token-file`), checked in constant time.
-//! - [`browser_guard`]: what keeps web pages out — `Host`, `Origin` and `Content-Type` checks.
-//! - [`limits`]: per-client bounds on requests that wait for a job's end; connection caps
-//!   (per client and below the open-file limit); request body deadlines.
-//! - [`job_api`]: the job routes: reading and checking requests, answers and errors.
-//! - [`stream`]: `GET /v1/cluster/stream`, the load map as server-sent events.
-//! - [`dashboard`]: `GET /`, the live dashboard page compiled into the binary.
-//! - [`metrics`]: job counters and times, and `GET /metrics` in the Prometheus text format.
-//! - [`view`]: the JSON shapes the API answers with.
-//! - [`logging`]: the tracing subscriber, as text or JSON lines.
+//! - `main.rs`: the `worker` binary, its exit codes; `lib.rs` (this file): [`run`], what the
+//!   binary does — logging, the runtime, the signals.
+//! - `node.rs`: [`Node::start`] binds the sockets and spawns the tasks; [`NodeHandle`] stops them.
+//! - `logging.rs`: the tracing subscriber, as text or JSON lines.
+//! - [`config`]: the command line and its `HEARSAY_*` environment fallbacks (clap) — `flags.rs`
+//!   the flags and their defaults, `values.rs` the values parsed from them (seeds, the data
+//!   directory), `settings.rs` what the node derives from them, checked.
+//! - `gossip/`: the shell of the [`Gossip`] core — `mod.rs` the core shared under one lock,
+//!   `task.rs` the UDP socket and timer that drive it (and log membership), `sealing.rs` the
+//!   cluster key (the keyring, generating keys, counting the datagrams dropped before the core),
+//!   `sampler.rs` the machine's CPU into the node's load vector, `discovery.rs` seeds given by DNS
+//!   name, resolved again while the node has no live peer.
+//! - `jobs/`: running and keeping jobs —
+//!   - `slots.rs`: job slots and the bounded FIFO queue before them; `kinds.rs`: what sleep,
+//!     spin, echo and exec jobs do;
+//!   - `commands.rs`: the commands `exec` jobs may run, from the `--config` file (TOML), checked;
+//!     `process.rs`: runs one as a process group (no shell, cleared environment, capped output,
+//!     killed at its timeout);
+//!   - `store.rs`: every job's status and outcome, finished ones kept for a bounded time and
+//!     number; `disk.rs`: its durable half, one redb file in `--data-dir`, written by grouped
+//!     commits; `restart.rs`: what a restarted node does with what it kept;
+//!   - `dispatch/`: the shell over the hand-off core of `hearsay-scheduler` — `mod.rs` what comes
+//!     in (submissions, peers' offers, asks and steals) and the drain, `state.rs` the handle and
+//!     what sits under its lock, `shell.rs` the core's actions carried out and what it is fed,
+//!     `record.rs` what its decisions write to the store, `peers.rs` its messages to peers over
+//!     HTTP (pooled hyper-util client, bounded by timeouts).
+//! - `http/`: the API —
+//!   - `server.rs`: the hyper 1.x server, its connection limits and graceful shutdown;
+//!     `routes.rs`: the routing, and the checks every request passes first;
+//!   - `job_routes.rs`: `/v1/jobs`, reading and checking requests, answers and errors;
+//!     `peer_routes.rs`: `/v1/peer/offer`, `ask` and `steal`;
+//!   - `auth.rs`: the bearer token (`--api-token-file`), checked in constant time;
+//!     `browser_guard.rs`: what keeps web pages out — `Host`, `Origin` and `Content-Type` checks;
+//!   - `limits/`: per-client bounds — `waits.rs` on requests that wait for a job's end,
+//!     `connections.rs` connection caps (per client and below the open-file limit), `body.rs`
+//!     request body deadlines;
+//!   - `stream.rs`: `GET /v1/cluster/stream`, the load map as server-sent events;
+//!     `dashboard.rs`: `GET /`, the live dashboard page compiled into the binary; `view.rs`: the
+//!     JSON shapes the API answers with.
+//! - `metrics/`: `GET /metrics` in the Prometheus text format — `recorders.rs` the job counters
+//!   and times recorded as they happen, `scrape.rs` the figures read at scrape time,
+//!   `exposition.rs` the registry and its two text formats, `moves.rs` the moves of jobs between
+//!   nodes (also for `/v1/cluster`).
+//!
+//! [`Gossip`]: hearsay_shared::Gossip
 
-use std::sync::{Arc, Mutex, PoisonError};
-
-use hearsay_shared::Gossip;
-
-pub mod api;
-pub mod auth;
-pub mod browser_guard;
-pub mod commands;
 pub mod config;
-pub mod dashboard;
-pub mod discovery;
-pub mod disk;
-pub mod dispatch;
-pub mod exec;
-pub mod executor;
-pub mod gossip_task;
-pub mod job_api;
-pub mod job_store;
-pub mod limits;
-pub mod logging;
-pub mod metrics;
-pub mod move_metrics;
-pub mod node;
-pub mod peer;
-pub mod peer_api;
-pub mod restart;
-pub mod sampler;
-pub mod sealing;
-pub mod stream;
-pub mod view;
+mod gossip;
+mod http;
+mod jobs;
+mod logging;
+mod metrics;
+mod node;
 
 pub use config::Config;
+/// The API token (`--api-token-file`), where loadgen and the tests name it
+/// (`hearsay_worker::auth::ApiToken`).
+pub use http::auth;
+pub use http::server::HEADER_READ_TIMEOUT;
+pub use http::stream::MAX_STREAMS;
 pub use node::{Node, NodeHandle, StartError};
-pub use sampler::{Work, WorkGauge};
-
-/// The gossip core, shared by the gossip task, the sampler and the HTTP handlers.
-///
-/// The core is only reached through [`SharedGossip::with`], whose closure is synchronous: the
-/// lock can never be held across an `.await`, and every holder keeps it for microseconds. A
-/// plain mutex is enough at this scale (a few hundred operations per second); an actor with a
-/// channel would add a hop to every HTTP read for no gain.
-#[derive(Debug, Clone)]
-pub struct SharedGossip(Arc<Mutex<Gossip>>, Arc<sealing::ReceiveErrors>);
-
-impl SharedGossip {
-    /// Wraps a core.
-    pub fn new(gossip: Gossip) -> Self {
-        SharedGossip(Arc::new(Mutex::new(gossip)), Arc::default())
-    }
-
-    /// The datagrams the gossip task dropped before they reached the core (sealing).
-    pub fn receive_errors(&self) -> &sealing::ReceiveErrors {
-        &self.1
-    }
-
-    /// Runs `f` with the core locked.
-    pub fn with<R>(&self, f: impl FnOnce(&mut Gossip) -> R) -> R {
-        // A panic while holding the lock cannot leave the core half-updated in a way that
-        // matters more than stopping the node would: keep going with what is there.
-        let mut gossip = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        f(&mut gossip)
-    }
-}
 
 /// Runs a node until `SIGTERM` or ctrl-c, then leaves gracefully: what the `worker` binary does.
 ///
@@ -117,7 +81,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
     if config.generate_key {
         // Nothing else: no logging, no runtime, no sockets.
-        let key = sealing::generate_key().context("cannot read the OS random number generator")?;
+        let key = gossip::sealing::generate_key()
+            .context("cannot read the OS random number generator")?;
         println!("{key}");
         return Ok(());
     }

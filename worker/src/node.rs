@@ -30,21 +30,21 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::api::{self, ApiState};
-use crate::browser_guard::HostNames;
-use crate::commands::{Commands, ConfigFileError};
 use crate::config::{default_node_id, Config, InvalidSetting};
-use crate::discovery;
-use crate::disk::Disk;
-use crate::dispatch::Dispatcher;
-use crate::executor::Executor;
-use crate::job_store::{JobStore, Retention};
-use crate::limits::{ConnectionLimiter, WaitLimiter};
+use crate::gossip::sampler::{self, WorkGauge};
+use crate::gossip::{self, SharedGossip};
+use crate::http::browser_guard::HostNames;
+use crate::http::limits::{ConnectionLimiter, WaitLimiter};
+use crate::http::routes::ApiState;
+use crate::http::server;
+use crate::http::stream::ClusterStream;
+use crate::http::view::ClusterView;
+use crate::jobs::commands::{Commands, ConfigFileError};
+use crate::jobs::disk::Disk;
+use crate::jobs::dispatch::Dispatcher;
+use crate::jobs::slots::Executor;
+use crate::jobs::store::{JobStore, Retention};
 use crate::metrics::Metrics;
-use crate::sampler::{self, WorkGauge};
-use crate::stream::ClusterStream;
-use crate::view::ClusterView;
-use crate::{gossip_task, SharedGossip};
 
 /// Why a node did not start. Nothing is left running or bound after any of these.
 #[derive(Debug, thiserror::Error)]
@@ -303,13 +303,13 @@ impl Node {
         );
 
         if let Some(disk) = &disk {
-            crate::restart::resume(kept, disk, &store, &executor, &jobs, config.retain());
+            crate::jobs::restart::resume(kept, disk, &store, &executor, &jobs, config.retain());
         }
 
         let work: Arc<dyn WorkGauge> = Arc::new(executor.clone());
         let mut tasks = Vec::new();
         tasks.push(tracker.spawn({
-            let run = gossip_task::run(
+            let run = gossip::task::run(
                 socket,
                 gossip.clone(),
                 work.clone(),
@@ -325,7 +325,7 @@ impl Node {
             }
         }));
         if !config.seeds.1.is_empty() {
-            tasks.push(tracker.spawn(discovery::run(
+            tasks.push(tracker.spawn(gossip::discovery::run(
                 config.seeds.1.clone(),
                 config.seeds.0.clone(),
                 gossip_addr,
@@ -335,7 +335,7 @@ impl Node {
                 shutdown.clone(),
             )));
         }
-        let moves: crate::move_metrics::StatsSource = {
+        let moves: crate::metrics::StatsSource = {
             let jobs = jobs.clone();
             Arc::new(move || jobs.stats())
         };
@@ -379,7 +379,7 @@ impl Node {
         allowed_hosts
             .0
             .extend(config.advertise_api.map(|a| a.ip().to_string()));
-        tasks.push(tracker.spawn(api::serve(
+        tasks.push(tracker.spawn(server::serve(
             listener,
             ApiState {
                 gossip: gossip.clone(),

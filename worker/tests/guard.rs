@@ -429,7 +429,7 @@ async fn waits_beyond_the_client_limit_get_429_until_one_ends_or_disconnects() {
 async fn a_connection_that_sends_nothing_or_half_a_head_is_closed() {
     let node = guarded_node(41, 1, None, None).await;
     let api = node.api_addr();
-    let limit = hearsay_worker::api::HEADER_READ_TIMEOUT;
+    let limit = hearsay_worker::HEADER_READ_TIMEOUT;
     let mut silent = tokio::net::TcpStream::connect(api).await.unwrap();
     let mut half = tokio::net::TcpStream::connect(api).await.unwrap();
     half.write_all(b"GET /healthz HT").await.unwrap();

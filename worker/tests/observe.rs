@@ -221,7 +221,7 @@ async fn streams_beyond_the_limit_are_refused_with_503() {
     let http = http();
     let node = &nodes[0];
     let mut open = Vec::new();
-    for _ in 0..hearsay_worker::stream::MAX_STREAMS {
+    for _ in 0..hearsay_worker::MAX_STREAMS {
         open.push(open_stream(&http, node).await);
     }
     let refused = request(
