@@ -104,6 +104,13 @@ impl WorkerProcess {
         start_with_env(spec, &[])
     }
 
+    /// What the worker has logged so far (its stdout and stderr; of every worker this test
+    /// process started under the same node id).
+    pub fn log(&self) -> Result<String> {
+        let path = log_path(&worker_bin()?, &self.spec.node_id);
+        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
+    }
+
     /// The process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
@@ -157,6 +164,11 @@ impl Drop for WorkerProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The log file of the workers this test process starts as `node_id`.
+fn log_path(bin: &Path, node_id: &str) -> PathBuf {
+    log_dir(bin).join(format!("{node_id}-{}.log", std::process::id()))
 }
 
 fn log_dir(bin: &Path) -> PathBuf {
@@ -298,9 +310,8 @@ pub fn all_see_new_life(observers: &[WorkerProcess], node: &str, old: u64) -> Re
 /// `HEARSAY_CLUSTER_KEY`) set for it alone.
 pub fn start_with_env(spec: WorkerSpec, env: &[(&str, &str)]) -> Result<WorkerProcess> {
     let bin = worker_bin()?;
-    let log_dir = log_dir(&bin);
-    std::fs::create_dir_all(&log_dir).ok();
-    let log_path = log_dir.join(format!("{}-{}.log", spec.node_id, std::process::id()));
+    std::fs::create_dir_all(log_dir(&bin)).ok();
+    let log_path = log_path(&bin, &spec.node_id);
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

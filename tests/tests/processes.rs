@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{ensure, Result};
 use hearsay_tests::cluster::{
     all_see, all_see_new_life, incarnation_of, start_cluster, wait_until, WorkerProcess,
 };
@@ -43,5 +43,23 @@ fn five_workers_join_detect_a_kill_take_back_a_restart_and_see_a_leave() -> Resu
     let observers: Vec<&WorkerProcess> = nodes[..4].iter().collect();
     let left = wait_until(DETECT_LIMIT, || all_see(&observers, &leaver, "left"))?;
     eprintln!("{leaver} seen left by all after {left:?} (after its exit)");
+    Ok(())
+}
+
+/// A node whose seed never answers says so, naming the seed, once it has been alone for the
+/// notice period (30 s), and goes on running (its API answers).
+#[test]
+fn a_node_whose_seed_never_answers_says_so_in_its_log() -> Result<()> {
+    // A loopback address where nothing listens: the datagrams go nowhere.
+    let silent = std::net::SocketAddr::new(hearsay_tests::cluster::fresh_loopback(), 7946);
+    let node = WorkerProcess::start(hearsay_tests::cluster::WorkerSpec::new(
+        "lonely",
+        vec![silent],
+    ))?;
+    let line = format!("no live peer; seeds {silent} unanswered for");
+    let said = wait_until(Duration::from_secs(60), || Ok(node.log()?.contains(&line)))?;
+    eprintln!("the lonely line came after {said:?}");
+    ensure!(said >= Duration::from_secs(29), "said too early: {said:?}");
+    node.cluster()?;
     Ok(())
 }

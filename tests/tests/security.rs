@@ -457,6 +457,18 @@ fn open_and_keyed_nodes_drop_and_count_each_others_datagrams() -> Result<()> {
         Ok(receive_errors(keyed.spec.api(), "malformed")? >= 1.0
             && receive_errors(open.spec.api(), "decode")? >= 1.0)
     })?;
+    // Each says in its log why it does not join, naming the sender.
+    let (open_log, keyed_log) = (open.log()?, keyed.log()?);
+    let hint = format!(
+        "sealed datagrams from {} but no cluster key here",
+        keyed.spec.gossip()
+    );
+    ensure!(open_log.contains(&hint), "no {hint:?} in:\n{open_log}");
+    let hint = format!(
+        "plain datagrams from {} but this node has a cluster key",
+        open.spec.gossip()
+    );
+    ensure!(keyed_log.contains(&hint), "no {hint:?} in:\n{keyed_log}");
     ensure!(
         !knows(&open, "keyed")?,
         "the open node merged a sealed report"

@@ -20,7 +20,8 @@
 //!   `task.rs` the UDP socket and timer that drive it (and log membership), `sealing.rs` the
 //!   cluster key (the keyring, generating keys, counting the datagrams dropped before the core),
 //!   `sampler.rs` the machine's CPU into the node's load vector, `discovery.rs` seeds given by DNS
-//!   name, resolved again while the node has no live peer.
+//!   name, resolved again while the node has no live peer, `notices.rs` the log lines that say
+//!   why a node does not join (datagrams dropped, with a hint at the cause; seeds unanswered).
 //! - `jobs/`: running and keeping jobs —
 //!   - `slots.rs`: job slots and the bounded FIFO queue before them; `kinds.rs`: what sleep,
 //!     spin, echo and exec jobs do;

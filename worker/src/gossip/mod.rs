@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use hearsay_shared::Gossip;
 
 pub mod discovery;
+mod notices;
 pub mod sampler;
 pub mod sealing;
 pub mod task;

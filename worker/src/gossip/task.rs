@@ -28,6 +28,7 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::notices::Notices;
 use super::SharedGossip;
 use crate::gossip::sampler::{Work, WorkGauge};
 
@@ -78,6 +79,7 @@ pub(crate) async fn run(
     // over if that is later.
     let mut leave_by: Option<Instant> = None;
     let mut drain_over = false;
+    let mut notices = Notices::new();
     loop {
         if drain_over && leave_by.is_some_and(|until| now() >= until) {
             break;
@@ -115,6 +117,13 @@ pub(crate) async fn run(
                     g.set_load(LoadVector { queued, running, ..load });
                     g.handle_tick(now, &mut rng);
                 });
+                let seeds = gossip.with(|g| {
+                    if g.has_live_peer() { None } else { Some(g.seeds().to_vec()) }
+                });
+                let line = notices.round(now, seeds.is_none(), seeds.as_deref().unwrap_or(&[]));
+                if let Some(line) = line {
+                    warn!("{line}");
+                }
             }
             received = socket.recv_from(&mut buf) => match received {
                 Ok((len, from)) => match sealing.incoming(&buf[..len], unix_ms()) {
@@ -122,11 +131,17 @@ pub(crate) async fn run(
                         let now = now();
                         if let Err(e) = gossip.with(|g| g.handle_datagram(now, from, &datagram)) {
                             debug!(%from, len, error = %e, "dropped a datagram that does not decode");
+                            if let Some(line) = notices.dropped(now, "decode", from) {
+                                warn!(error = %e, "{line}");
+                            }
                         }
                     }
                     Err(e) => {
                         gossip.receive_errors().count(&e);
                         debug!(%from, len, reason = e.reason(), error = %e, "dropped a gossip datagram");
+                        if let Some(line) = notices.dropped(now(), e.reason(), from) {
+                            warn!(error = %e, "{line}");
+                        }
                     }
                 },
                 Err(e) => {
