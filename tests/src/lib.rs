@@ -7,10 +7,11 @@
 //! - [`scale`]: the scale run — many cores joining, a job workload placed from their maps,
 //!   faults — and its figures (`gossip-sim scale`).
 //! - [`workload`]: a seeded job workload through [`job_sim`], and its sojourn figures.
-//! - [`cluster`]: real `worker` processes on loopback, stopped when dropped.
+//! - [`cluster`]: real `worker` processes on loopback, stopped when dropped: the test kit's
+//!   [`hearsay_testkit::process`], under its old name.
 //! - [`netns`]: network namespaces, to cut links and lose packets for real.
 
-pub mod cluster;
+pub use hearsay_testkit::process as cluster;
 pub mod job_sim;
 pub mod netns;
 pub mod scale;

@@ -608,6 +608,7 @@ fn lossy_inside_the_namespace() -> Result<()> {
     }
     let total = |name: &str| -> Result<u64> { nodes.iter().map(|n| gossip_counter(n, name)).sum() };
     let (deaths_before, suspicions_before) = (total("deaths")?, total("suspicions")?);
+    // Time passing on purpose: 20 s of 10% loss, to count the false verdicts it brings.
     std::thread::sleep(Duration::from_secs(20));
     let dropped = dropped_udp()?;
     let (died, suspected) = (
@@ -783,8 +784,10 @@ fn a_job_whose_offer_went_unanswered_never_runs_twice() -> Result<()> {
             unanswered += 1;
         }
     }
-    // Let the thawed peer read what waited for it, and run it.
-    std::thread::sleep(Duration::from_secs(3));
+    // Let the thawed peer read what waited for it, and run it: once it has run a few gossip
+    // rounds since it thawed, its runtime has served the connections queued in its sockets (the
+    // jobs take 20 ms). A wait for the peer to be live again, not for time to pass.
+    await_rounds(&[frozen], 5, limit)?;
     let mut runs = 0;
     for id in &ids {
         let ran_on: Vec<&str> = nodes

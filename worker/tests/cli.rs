@@ -7,9 +7,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// How long a test waits for the binary to start or to exit: generous for a busy machine, and
-/// only ever the bound of a wait, never a measurement.
-const PATIENCE: Duration = Duration::from_secs(15);
+// The bound of every wait: the test kit's.
+use hearsay_testkit::PATIENCE;
 
 /// A `worker` process, killed when dropped, so that a failing test leaves nothing running.
 struct Worker {

@@ -12,8 +12,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
-/// The bound of every wait: generous for a busy machine, never a measurement.
-const PATIENCE: Duration = Duration::from_secs(10);
+// The bound of every wait: the test kit's.
+use hearsay_testkit::PATIENCE;
 
 type HttpClient = Client<HttpConnector, Empty<Bytes>>;
 

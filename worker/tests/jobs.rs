@@ -13,12 +13,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{http, leave_all, Http, PATIENCE};
+use common::{cluster_of, http, leave_all, request_bytes, Http, PATIENCE};
 use hearsay_scheduler::Policy;
 use hearsay_worker::{Config, Node, NodeHandle};
-use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderMap, ALLOW, LOCATION, RETRY_AFTER};
-use hyper::{Method, Request};
+use hyper::Method;
 use serde_json::{json, Value};
 
 /// An answer: status, headers, and the body as JSON (`Null` if it is not JSON).
@@ -56,31 +55,11 @@ async fn call(
     headers: &[(&str, &str)],
     body: impl Into<Bytes>,
 ) -> Answer {
-    let mut request = Request::builder()
-        .method(method.clone())
-        .uri(format!("http://{api}{path}"));
-    let typed = headers
-        .iter()
-        .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
-    if method == Method::POST && !typed {
-        request = request.header("content-type", "application/json");
-    }
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let request = request.body(Full::new(body.into())).unwrap();
-    let response = tokio::time::timeout(PATIENCE, http.request(request))
-        .await
-        .expect("an answer in time")
-        .expect("an HTTP answer");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let answer = request_bytes(http, method, api, path, headers, body.into()).await;
     Answer {
-        status,
-        headers,
-        body,
+        status: answer.status,
+        headers: answer.headers,
+        body: serde_json::from_slice(&answer.body).unwrap_or(Value::Null),
     }
 }
 
@@ -134,33 +113,14 @@ async fn start(config: Config) -> NodeHandle {
 
 /// Starts `n` nodes that join through the first, and waits until each sees all alive.
 async fn cluster(n: usize, configure: impl Fn(usize, &mut Config)) -> Vec<NodeHandle> {
-    let mut nodes: Vec<NodeHandle> = Vec::new();
-    for i in 0..n {
-        let mut config = config(i as u64 + 1);
-        if let Some(first) = nodes.first() {
-            config.seeds.0 = vec![first.gossip_addr()];
-        }
-        configure(i, &mut config);
-        nodes.push(start(config).await);
-    }
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let alive = |node: &NodeHandle| {
-            node.cluster()
-                .nodes
-                .iter()
-                .filter(|v| v.state == hearsay_shared::Verdict::Alive)
-                .count()
-        };
-        if nodes.iter().all(|node| alive(node) == n) {
-            return nodes;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the nodes did not all see each other"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let configs = (0..n)
+        .map(|i| {
+            let mut config = config(i as u64 + 1);
+            configure(i, &mut config);
+            config
+        })
+        .collect();
+    cluster_of(configs).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,7 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 
 use bytes::Bytes;
-use common::{cluster, http, leave_all, request, submit, Http, PATIENCE};
+use common::{await_condition, cluster, http, leave_all, request, submit, Http, PATIENCE};
 use hearsay_worker::NodeHandle;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -510,8 +510,14 @@ async fn metrics_parse_and_their_counters_move_when_jobs_run() {
     .await;
     assert_eq!(outcome["status"], "timed_out", "{outcome}");
     let jobs = JOBS as f64 + 1.0;
-    // A few gossip rounds, however quickly the jobs ran, so that the gossip counters move too.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // A few gossip rounds on both nodes, however quickly the jobs ran, so that the gossip
+    // counters move too: a wait for rounds run, not for time to pass.
+    let rounds = |node: &NodeHandle| node.cluster().gossip.rounds;
+    let (entry_then, peer_then) = (rounds(entry), rounds(peer));
+    await_condition("three gossip rounds on both nodes", || {
+        rounds(entry) >= entry_then + 3 && rounds(peer) >= peer_then + 3
+    })
+    .await;
 
     let (text, after) = scrape(&http, entry).await;
     let (_, peer_after) = scrape(&http, peer).await;

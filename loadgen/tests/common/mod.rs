@@ -1,47 +1,32 @@
-//! Helpers shared by the end-to-end tests: in-process worker nodes on loopback, the loadgen
-//! binary, scratch directories.
+//! Helpers shared by the end-to-end tests: in-process worker nodes on loopback (from the test
+//! kit, `hearsay-testkit`), the loadgen binary, scratch directories.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)] // each test file uses a part
 
 use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 
 use hearsay_scheduler::Policy;
-use hearsay_shared::{NodeId, Verdict};
-use hearsay_worker::config::Seeds;
-use hearsay_worker::{Config, Node, NodeHandle};
+use hearsay_shared::NodeId;
+use hearsay_testkit::inproc::cluster_of;
+pub use hearsay_testkit::inproc::kill_all;
+use hearsay_worker::{Config, NodeHandle};
 
 /// `n` in-process nodes on 127.0.0.1 with OS-chosen ports, one slot each, joined through the
-/// first; returns once every node sees every node alive (or panics after 10 s).
+/// first; returns once every node sees every node alive (the kit's convergence wait).
 pub async fn start_nodes(n: usize, policy: Policy) -> Vec<NodeHandle> {
-    let mut nodes: Vec<NodeHandle> = Vec::new();
-    for i in 0..n {
-        let seeds = nodes
-            .first()
-            .map_or_else(Vec::new, |f| vec![f.gossip_addr()]);
-        let config = Config {
+    let configs = (0..n)
+        .map(|i| Config {
             node_id: Some(NodeId::new(format!("t{i}")).unwrap()),
-            seeds: Seeds::addresses(seeds),
             slots: Some(1),
             policy,
             gossip_interval: 50,
             seed: Some(i as u64),
             ..Config::loopback()
-        };
-        nodes.push(Node::start(config).await.expect("node starts"));
-    }
-    for _ in 0..200 {
-        let converged = nodes.iter().all(|node| {
-            let view = node.cluster();
-            view.nodes.len() == n && view.nodes.iter().all(|e| e.state == Verdict::Alive)
-        });
-        if converged {
-            return nodes;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the in-process cluster did not converge in 10 s");
+        })
+        .collect();
+    cluster_of(configs).await
 }
 
 /// The nodes' HTTP addresses, comma-separated.
@@ -51,13 +36,6 @@ pub fn targets(nodes: &[NodeHandle]) -> String {
         .map(|n| format!("http://{}", n.api_addr()))
         .collect::<Vec<_>>()
         .join(",")
-}
-
-/// Stops the nodes without waiting for a drain.
-pub fn kill_all(nodes: &[NodeHandle]) {
-    for node in nodes {
-        node.kill();
-    }
 }
 
 /// Runs the loadgen binary with `args` (off the async runtime, so in-process nodes keep
