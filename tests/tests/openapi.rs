@@ -52,7 +52,16 @@ fn exchange(
     loop {
         match stream.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            Ok(n) => {
+                bytes.extend_from_slice(&buf[..n]);
+                // The stream never ends, nor pauses for the read timeout: its head is enough.
+                let text = String::from_utf8_lossy(&bytes);
+                if text.split_once("\r\n\r\n").is_some_and(|(head, _)| {
+                    head.to_ascii_lowercase().contains("text/event-stream")
+                }) {
+                    break;
+                }
+            }
             Err(_) if !bytes.is_empty() => break, // the stream: its head is enough
             Err(e) => return Err(e).context(format!("{method} {path}")),
         }
@@ -118,9 +127,16 @@ fn the_served_document_is_docs_openapi_json_and_lists_every_route() -> Result<()
     let (status, headers, body) = exchange(api, "GET", "/v1/openapi.json", "")?;
     assert_eq!(status, 200);
     assert_eq!(header(&headers, "content-type"), Some("application/json"));
-    assert!(body == text, "GET /v1/openapi.json is not docs/openapi.json");
+    assert!(
+        body == text,
+        "GET /v1/openapi.json is not docs/openapi.json"
+    );
 
-    assert_eq!(operations(&doc), routes(), "the document's operations and api::ROUTES");
+    assert_eq!(
+        operations(&doc),
+        routes(),
+        "the document's operations and api::ROUTES"
+    );
 
     // Every listed route answers; every other method on it is 405 with its Allow.
     for (methods, path) in hearsay_worker::api::ROUTES {
@@ -130,19 +146,28 @@ fn the_served_document_is_docs_openapi_json_and_lists_every_route() -> Result<()
             let (status, _, body) = exchange(api, method, &concrete, body)?;
             assert_ne!(status, 405, "{method} {path}");
             assert!(
-                !body.contains("\"not_found\""),
+                !body.contains(r#""code":"not_found""#),
                 "{method} {path} is not served: {status} {body}"
             );
         }
-        let other = if methods.contains("POST") { "GET" } else { "DELETE" };
+        let other = if methods.contains("POST") {
+            "GET"
+        } else {
+            "DELETE"
+        };
         let (status, headers, _) = exchange(api, other, &concrete, "")?;
         assert_eq!(status, 405, "{other} {path}");
         assert_eq!(header(&headers, "allow"), Some(*methods), "{path}");
     }
-    for unlisted in ["/v1", "/v1/jobs/0000000000000001/x", "/v1/peer/x", "/openapi.json"] {
+    for unlisted in [
+        "/v1",
+        "/v1/jobs/0000000000000001/x",
+        "/v1/peer/x",
+        "/openapi.json",
+    ] {
         let (status, _, body) = exchange(api, "GET", unlisted, "")?;
         assert_eq!(status, 404, "{unlisted}");
-        assert!(body.contains("\"not_found\""), "{unlisted}: {body}");
+        assert!(body.contains(r#""code":"not_found""#), "{unlisted}: {body}");
     }
     Ok(())
 }
@@ -187,7 +212,8 @@ fn codes_in_source() -> BTreeSet<String> {
                 }
                 if let Some(literal) = rest.strip_prefix('"') {
                     let code = literal.split('"').next().unwrap();
-                    if !code.is_empty() && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+                    if !code.is_empty() && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                    {
                         codes.insert(code.to_owned());
                     }
                 }
@@ -206,15 +232,18 @@ fn codes_in_source() -> BTreeSet<String> {
 #[test]
 fn every_error_code_the_worker_produces_is_in_the_document() {
     let (_, doc) = document();
-    let listed: BTreeSet<String> = doc["components"]["schemas"]["ErrorBody"]["properties"]
-        ["error"]["properties"]["code"]["enum"]
+    let listed: BTreeSet<String> = doc["components"]["schemas"]["ErrorBody"]["properties"]["error"]
+        ["properties"]["code"]["enum"]
         .as_array()
         .unwrap()
         .iter()
         .map(|c| c.as_str().unwrap().to_owned())
         .collect();
     let found = codes_in_source();
-    assert!(found.len() > 20, "the source scan found too few codes: {found:?}");
+    assert!(
+        found.len() > 20,
+        "the source scan found too few codes: {found:?}"
+    );
     assert_eq!(listed, found, "the document's error codes and the worker's");
 }
 
