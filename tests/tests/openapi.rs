@@ -26,6 +26,9 @@ fn document() -> (String, Value) {
     (text, value)
 }
 
+/// An answer's headers, lower-case names.
+type Headers = Vec<(String, String)>;
+
 /// One HTTP/1.1 exchange, `Connection: close`: the status, the headers (lower-case names) and
 /// as much of the body as comes within the read timeout (the stream never ends).
 fn exchange(
@@ -33,7 +36,7 @@ fn exchange(
     method: &str,
     path: &str,
     body: &str,
-) -> Result<(u16, Vec<(String, String)>, String)> {
+) -> Result<(u16, Headers, String)> {
     let mut stream = TcpStream::connect_timeout(&api, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     let content = if method == "POST" {
