@@ -68,6 +68,7 @@ pub use config::Config;
 /// The API token (`--api-token-file`), where loadgen and the tests name it
 /// (`hearsay_worker::auth::ApiToken`).
 pub use http::auth;
+pub use http::routes::ROUTES;
 pub use http::server::HEADER_READ_TIMEOUT;
 pub use http::stream::MAX_STREAMS;
 pub use node::{Node, NodeHandle, StartError};

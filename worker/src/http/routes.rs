@@ -274,6 +274,7 @@ where
             response
         }
         (&Method::GET | &Method::HEAD, "/healthz") => health(&state.connections),
+        (&Method::GET | &Method::HEAD, "/v1/openapi.json") => openapi(),
         (method, path) => match allowed_methods(path) {
             Some(allow) => {
                 let body = ErrorBody::new(
@@ -298,13 +299,40 @@ where
 /// the routes in [`route`].
 fn allowed_methods(path: &str) -> Option<&'static str> {
     match path {
-        "/" | "/metrics" | "/v1/cluster" | "/healthz" => Some("GET, HEAD"),
+        "/" | "/metrics" | "/v1/cluster" | "/healthz" | "/v1/openapi.json" => Some("GET, HEAD"),
         "/v1/cluster/stream" => Some("GET"),
         "/v1/jobs" => Some("POST"),
         _ if peer_routes::is_route(path) => Some("POST"),
         _ if job_id_segment(path).is_some() => Some("GET, HEAD"),
         _ => None,
     }
+}
+
+/// Every route, as `(methods, path)` (the methods as in `Allow`; `{id}` a job id): what
+/// [`whole`], `answer` and [`allowed_methods`] serve, kept beside them. The OpenAPI document
+/// lists exactly these (`tests/tests/openapi.rs`).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET, HEAD", "/"),
+    ("POST", "/v1/jobs"),
+    ("GET, HEAD", "/v1/jobs/{id}"),
+    ("POST", crate::jobs::dispatch::peers::OFFER),
+    ("POST", crate::jobs::dispatch::peers::ASK),
+    ("POST", crate::jobs::dispatch::peers::STEAL),
+    ("GET, HEAD", "/v1/cluster"),
+    ("GET", "/v1/cluster/stream"),
+    ("GET, HEAD", "/metrics"),
+    ("GET, HEAD", "/healthz"),
+    ("GET, HEAD", "/v1/openapi.json"),
+];
+
+/// `GET /v1/openapi.json`: the OpenAPI document of this API, `docs/openapi.json` compiled in.
+fn openapi() -> Response<Full<Bytes>> {
+    let document = include_str!("../../../docs/openapi.json");
+    let mut response = Response::new(Full::new(Bytes::from_static(document.as_bytes())));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 /// The `{id}` of `/v1/jobs/{id}` (checked by the handler, so that a bad id is a 400 naming it,
