@@ -259,6 +259,7 @@ mod tests {
             seq: 3,
             load: LoadVector {
                 cpu_permille: 250,
+                cpu_capacity_millicores: 0,
                 queued: 1,
                 running: 2,
                 slots: 2,
