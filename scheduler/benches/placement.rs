@@ -25,6 +25,7 @@ fn report(i: usize) -> LoadReport {
         seq: 100_000 + i as u64,
         load: LoadVector {
             cpu_permille: (i % 1000) as u16,
+            cpu_capacity_millicores: 0,
             queued: (i % 7) as u32,
             running: 1,
             slots: 2,

@@ -7,7 +7,7 @@ use hearsay_shared::{Entry, LoadMap, LoadVector, NodeId, NodeState, Version};
 use rand::seq::IndexedRandom;
 use rand::Rng;
 
-use crate::{ForwardLedger, Policy};
+use crate::{ForwardLedger, LoadScore, Policy};
 
 /// Draws from the map's index before a sampled policy falls back to a pass over the map. With
 /// half the nodes qualifying, 16 draws all miss once in 65,536 decisions.
@@ -62,6 +62,9 @@ pub struct PlacerConfig {
     /// How often peers sample their load (the gossip interval), to tell which of their reports
     /// include a job forwarded to them.
     pub report_interval: Duration,
+    /// The score candidates are compared by ([`crate::score`]): `slots` (the default) or `cpu`,
+    /// which also counts a saturated CPU.
+    pub load_score: LoadScore,
 }
 
 impl Default for PlacerConfig {
@@ -70,6 +73,7 @@ impl Default for PlacerConfig {
             policy: Policy::P2c,
             trust_half_life: Duration::from_secs(1),
             report_interval: Duration::from_millis(200),
+            load_score: LoadScore::Slots,
         }
     }
 }
@@ -120,10 +124,6 @@ pub struct Placer {
 /// Whether a node's command set holds every bit required.
 fn offers(load: &LoadVector, requires: u64) -> bool {
     load.commands & requires == requires
-}
-
-fn score(load: &LoadVector, pending: u32) -> f64 {
-    f64::from(load.queued + load.running + pending) / f64::from(load.slots)
 }
 
 impl Placer {
@@ -248,14 +248,15 @@ impl Placer {
         out
     }
 
-    /// `(queued + running + forwarded-since-report) / slots`.
+    /// The configured [`LoadScore`] of `(queued + running + forwarded-since-report)` over the
+    /// slots.
     fn score(&self, c: &Candidate<'_>) -> f64 {
         let pending = if c.local {
             0
         } else {
             self.ledger.pending(c.node, c.version)
         };
-        score(&c.load, pending)
+        self.config.load_score.score(&c.load, pending)
     }
 
     /// This node as a candidate.

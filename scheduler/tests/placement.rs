@@ -19,6 +19,7 @@ fn report(i: usize, seq: u64, queued: u32, state: NodeState) -> LoadReport {
         seq,
         load: LoadVector {
             cpu_permille: 0,
+            cpu_capacity_millicores: 0,
             queued,
             running: 0,
             slots: 1,

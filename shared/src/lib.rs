@@ -7,6 +7,7 @@
 //! - [`node`]: who a node is — [`NodeId`], stable across restarts.
 //! - [`load`]: what a node says of itself — [`LoadVector`] inside a versioned [`LoadReport`].
 //! - [`offers`]: which commands a node offers — a 64-bit Bloom filter of their names.
+//! - [`cgroup`]: what CPU a node may use and uses — its cgroup's (v2 or v1) figures, parsed.
 //! - [`detector`]: phi accrual failure detection from report arrivals.
 //! - [`map`] (`map/`): [`LoadMap`], the merged view of the cluster, with each entry's age and
 //!   verdict; `merge.rs` is what changes it.
@@ -23,6 +24,7 @@
 
 #![deny(missing_docs, rustdoc::broken_intra_doc_links)]
 
+pub mod cgroup;
 pub mod detector;
 pub mod gossip;
 pub mod job;

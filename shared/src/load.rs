@@ -22,6 +22,11 @@ pub enum NodeState {
 pub struct LoadVector {
     /// CPU use of the whole machine, in per mille (0..=1000).
     pub cpu_permille: u16,
+    /// The CPU the node may use, in millicores: its cgroup's quota over period when one limits
+    /// it, else its cores x 1000 (see [`crate::cgroup`]). 0 for unknown: a report of format
+    /// version 1, from a build that did not measure it. Absent in JSON reads as 0.
+    #[serde(default)]
+    pub cpu_capacity_millicores: u32,
     /// Jobs waiting in the node's queue.
     pub queued: u32,
     /// Jobs running in the node's slots.
@@ -41,6 +46,7 @@ impl LoadVector {
     pub fn idle(slots: u32) -> Self {
         LoadVector {
             cpu_permille: 0,
+            cpu_capacity_millicores: 0,
             queued: 0,
             running: 0,
             slots,

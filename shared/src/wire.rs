@@ -13,6 +13,15 @@
 //! [`DecodeError`], never panics, and allocates no more than the datagram's own size calls for
 //! (list lengths are checked against what the bytes can hold).
 //!
+//! # Versions
+//! A change to what postcard writes (a field added to [`crate::LoadVector`], say) is a new
+//! [`FORMAT_VERSION`]. The encoder writes only the newest; the decoder also reads every version
+//! from [`OLDEST_FORMAT_VERSION`] on, filling what an old version lacks with its documented
+//! default, so that a cluster can be upgraded one node at a time: a new node understands an old
+//! one (an old node drops the new node's datagrams as of an unsupported version until it is
+//! upgraded too). Version 2 added `cpu_capacity_millicores`; a version-1 report decodes with it 0
+//! (unknown).
+//!
 //! With a cluster key, each datagram is sealed after it is encoded and opened before it is
 //! decoded ([`crate::seal`]: flag bit 0 marks a sealed envelope); the decoder only ever sees
 //! plain datagrams, with no flags.
@@ -25,7 +34,9 @@ use crate::{LoadReport, NodeId, Version};
 /// The first two bytes of every datagram.
 pub const MAGIC: [u8; 2] = *b"HS";
 /// The format version this build speaks.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
+/// The oldest format version the decoder still reads (see the module's documentation).
+pub const OLDEST_FORMAT_VERSION: u8 = 1;
 /// Bytes of envelope before the message.
 pub const HEADER_LEN: usize = 4;
 /// The default datagram budget: below common MTUs once IP and UDP headers are added.
@@ -180,17 +191,103 @@ pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
     if bytes[..2] != MAGIC {
         return Err(DecodeError::BadMagic);
     }
-    if bytes[2] != FORMAT_VERSION {
+    if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&bytes[2]) {
         return Err(DecodeError::UnsupportedVersion(bytes[2]));
     }
     if bytes[3] != 0 {
         return Err(DecodeError::UnknownFlags(bytes[3]));
     }
-    let (message, rest) = postcard::take_from_bytes::<Message>(&bytes[HEADER_LEN..])?;
+    let body = &bytes[HEADER_LEN..];
+    let (message, rest) = if bytes[2] == 1 {
+        let (old, rest) = postcard::take_from_bytes::<v1::Message>(body)?;
+        (old.into(), rest)
+    } else {
+        postcard::take_from_bytes::<Message>(body)?
+    };
     if !rest.is_empty() {
         return Err(DecodeError::TrailingBytes(rest.len()));
     }
     Ok(message)
+}
+
+/// Format version 1: the messages as they were before `cpu_capacity_millicores`, read only.
+mod v1 {
+    use serde::Deserialize;
+
+    use super::{DigestEntry, Items};
+    use crate::{NodeId, NodeState};
+
+    #[derive(Deserialize)]
+    pub(super) struct LoadVector {
+        cpu_permille: u16,
+        queued: u32,
+        running: u32,
+        slots: u32,
+        state: NodeState,
+        commands: u64,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct LoadReport {
+        node: NodeId,
+        incarnation: u64,
+        seq: u64,
+        load: LoadVector,
+        api: std::net::SocketAddr,
+        gossip: std::net::SocketAddr,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) enum Message {
+        Push {
+            reports: Items<LoadReport>,
+        },
+        Digest {
+            sender: LoadReport,
+            reply: bool,
+            entries: Items<DigestEntry>,
+        },
+    }
+
+    impl From<LoadReport> for crate::LoadReport {
+        fn from(r: LoadReport) -> Self {
+            crate::LoadReport {
+                node: r.node,
+                incarnation: r.incarnation,
+                seq: r.seq,
+                load: crate::LoadVector {
+                    cpu_permille: r.load.cpu_permille,
+                    cpu_capacity_millicores: 0,
+                    queued: r.load.queued,
+                    running: r.load.running,
+                    slots: r.load.slots,
+                    state: r.load.state,
+                    commands: r.load.commands,
+                },
+                api: r.api,
+                gossip: r.gossip,
+            }
+        }
+    }
+
+    impl From<Message> for super::Message {
+        fn from(m: Message) -> Self {
+            match m {
+                Message::Push { reports } => super::Message::Push {
+                    reports: Items(reports.0.into_iter().map(Into::into).collect()),
+                },
+                Message::Digest {
+                    sender,
+                    reply,
+                    entries,
+                } => super::Message::Digest {
+                    sender: sender.into(),
+                    reply,
+                    entries,
+                },
+            }
+        }
+    }
 }
 
 fn envelope<M: Serialize>(message: &M) -> Result<Vec<u8>, postcard::Error> {
@@ -311,6 +408,7 @@ mod tests {
             seq: 12_345,
             load: LoadVector {
                 cpu_permille: 734,
+                cpu_capacity_millicores: 1500,
                 queued: 3,
                 running: 1,
                 slots: 1,
@@ -370,6 +468,62 @@ mod tests {
             encode_push(&report(0), [], 20),
             Err(EncodeError::OverBudget { .. })
         ));
+    }
+
+    #[test]
+    fn a_version_1_datagram_decodes_with_capacity_unknown() {
+        // What a version-1 build wrote: the load vector without `cpu_capacity_millicores`.
+        #[derive(Serialize)]
+        struct OldLoad {
+            cpu_permille: u16,
+            queued: u32,
+            running: u32,
+            slots: u32,
+            state: NodeState,
+            #[serde(with = "crate::offers::serde_bits")]
+            commands: u64,
+        }
+        #[derive(Serialize)]
+        struct OldReport {
+            node: NodeId,
+            incarnation: u64,
+            seq: u64,
+            load: OldLoad,
+            api: std::net::SocketAddr,
+            gossip: std::net::SocketAddr,
+        }
+        #[derive(Serialize)]
+        enum OldMessage {
+            Push { reports: Vec<OldReport> },
+        }
+        let new = report(3);
+        let old = OldReport {
+            node: new.node.clone(),
+            incarnation: new.incarnation,
+            seq: new.seq,
+            load: OldLoad {
+                cpu_permille: new.load.cpu_permille,
+                queued: new.load.queued,
+                running: new.load.running,
+                slots: new.load.slots,
+                state: new.load.state,
+                commands: 0xdead_beef,
+            },
+            api: new.api,
+            gossip: new.gossip,
+        };
+        let mut bytes = vec![b'H', b'S', 1, 0];
+        bytes.extend(postcard::to_allocvec(&OldMessage::Push { reports: vec![old] }).unwrap());
+        let Message::Push { reports } = decode(&bytes).unwrap() else {
+            panic!("not a push")
+        };
+        let mut expected = new;
+        expected.load.commands = 0xdead_beef;
+        expected.load.cpu_capacity_millicores = 0;
+        assert_eq!(reports.0, vec![expected]);
+        // The same bytes as version 2 are short of a field: an error, not a wrong report.
+        bytes[2] = 2;
+        assert!(decode(&bytes).is_err());
     }
 
     #[test]

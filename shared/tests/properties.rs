@@ -38,7 +38,7 @@ fn any_addr() -> impl Strategy<Value = SocketAddr> {
 
 fn any_load() -> impl Strategy<Value = LoadVector> {
     (
-        0..=1000u16,
+        (0..=1000u16, any::<u32>()),
         any::<u32>(),
         any::<u32>(),
         any::<u32>(),
@@ -46,13 +46,16 @@ fn any_load() -> impl Strategy<Value = LoadVector> {
         any::<u64>(),
     )
         .prop_map(
-            |(cpu_permille, queued, running, slots, state, commands)| LoadVector {
-                cpu_permille,
-                queued,
-                running,
-                slots,
-                state,
-                commands,
+            |((cpu_permille, cpu_capacity_millicores), queued, running, slots, state, commands)| {
+                LoadVector {
+                    cpu_permille,
+                    cpu_capacity_millicores,
+                    queued,
+                    running,
+                    slots,
+                    state,
+                    commands,
+                }
             },
         )
 }
@@ -222,10 +225,12 @@ proptest! {
     #[test]
     fn decode_never_panics_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..2000)) {
         let _ = wire::decode(&bytes);
-        // The same bytes behind a valid envelope reach the message parser.
-        let mut enveloped = b"HS\x01\x00".to_vec();
-        enveloped.extend_from_slice(&bytes);
-        let _ = wire::decode(&enveloped);
+        // The same bytes behind a valid envelope, of each version read, reach the message parser.
+        for version in wire::OLDEST_FORMAT_VERSION..=wire::FORMAT_VERSION {
+            let mut enveloped = vec![b'H', b'S', version, 0];
+            enveloped.extend_from_slice(&bytes);
+            let _ = wire::decode(&enveloped);
+        }
     }
 
     #[test]
@@ -266,6 +271,7 @@ fn big_report(i: u64) -> LoadReport {
         seq: (1 << 63) - 100_000 + i,
         load: LoadVector {
             cpu_permille: 1000,
+            cpu_capacity_millicores: 0,
             queued: u32::MAX,
             running: u32::MAX,
             slots: u32::MAX,

@@ -478,6 +478,7 @@ impl JobSim {
         let node = &self.nodes[i];
         LoadVector {
             cpu_permille: 0,
+            cpu_capacity_millicores: 0,
             queued: node.queue.len() as u32,
             running: node.running.len() as u32,
             slots: self.config.slots,

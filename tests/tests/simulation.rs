@@ -40,6 +40,7 @@ fn converged(config: SimConfig, warm_up: Duration) -> Sim {
 fn busy(queued: u32) -> LoadVector {
     LoadVector {
         cpu_permille: 900,
+        cpu_capacity_millicores: 0,
         queued,
         running: 4,
         ..LoadVector::idle(4)

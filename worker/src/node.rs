@@ -277,6 +277,7 @@ impl Node {
         handoff.placer = PlacerConfig {
             policy: config.policy,
             report_interval: config.interval(),
+            load_score: config.load_score,
             ..PlacerConfig::default()
         };
         let retain_jobs = usize::try_from(config.retain_jobs).unwrap_or(usize::MAX);

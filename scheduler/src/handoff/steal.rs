@@ -30,6 +30,7 @@ use super::follow::Follow;
 use super::message::{Answer, MoveKind, Offer, Request, RequestId, StealAnswer};
 use super::moves::{Move, Step};
 use super::{Action, Entered, Handoff, Role, Stage, View};
+use crate::LoadScore;
 
 /// A steal this node asked for, until its answer comes or its time runs out.
 #[derive(Debug)]
@@ -46,7 +47,7 @@ pub(crate) struct Asked {
 impl Handoff {
     /// This node has a free slot and an empty queue: ask a busy peer for one of its queued
     /// jobs — of two peers drawn among those the map shows alive, taking work and with jobs
-    /// queued, the one with the longer queue. One steal at a time; nothing while leaving.
+    /// queued, the one with the longer queue (with the `cpu` [`LoadScore`], the higher score). One steal at a time; nothing while leaving.
     ///
     /// An answer [`StealAnswer::Empty`] brings the peer's report of itself, which goes to the
     /// shell to merge ([`Action::News`]); and while this node is still idle (as
@@ -80,10 +81,16 @@ impl Handoff {
                 r.node != *me && e.takes_work() && r.load.queued > 0 && !empty.contains(&r.node)
             })
             .collect();
-        let Some(victim) = busy
-            .choose_multiple(rng, 2)
-            .max_by_key(|e| e.report().load.queued)
-        else {
+        let two = busy.choose_multiple(rng, 2);
+        let victim = match self.placer.config().load_score {
+            LoadScore::Slots => two.max_by_key(|e| e.report().load.queued),
+            // The more loaded by the score placement uses: a saturated CPU counts too.
+            LoadScore::Cpu => two.max_by(|a, b| {
+                let s = |e: &&&hearsay_shared::Entry| LoadScore::Cpu.score(&e.report().load, 0);
+                s(a).total_cmp(&s(b))
+            }),
+        };
+        let Some(victim) = victim else {
             return false;
         };
         let report = victim.report();

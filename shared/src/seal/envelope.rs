@@ -10,7 +10,7 @@ use rand::CryptoRng;
 use super::key::{KeyId, KEY_ID_LEN};
 use super::keyring::Keyring;
 use super::replay::Replay;
-use crate::wire::{FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_DATAGRAM};
+use crate::wire::{FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_DATAGRAM, OLDEST_FORMAT_VERSION};
 
 /// The flag bit (in the envelope's fourth byte) of a sealed datagram.
 pub const SEALED_FLAG: u8 = 0b0000_0001;
@@ -91,7 +91,7 @@ impl Keyring {
         if bytes[3] & SEALED_FLAG == 0 {
             return Err(OpenError::Unsealed);
         }
-        if bytes[2] != FORMAT_VERSION
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&bytes[2])
             || bytes[3] != SEALED_FLAGS
             || bytes.len() < PREFIX_LEN + TIMESTAMP_LEN + TAG_LEN
         {

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
-use hearsay_scheduler::Policy;
+use hearsay_scheduler::{LoadScore, Policy};
 use hearsay_shared::NodeId;
 
 use crate::gossip::sealing::KeyText;
@@ -90,6 +90,11 @@ pub struct Config {
     /// How jobs submitted here are placed: p2c, random, round-robin, least-loaded or local.
     #[arg(long, env = "HEARSAY_POLICY", value_name = "POLICY", default_value_t = Policy::P2c)]
     pub policy: Policy,
+
+    /// What placement and stealing compare nodes by: `slots` (the default), queued + running
+    /// over slots; `cpu`, the same raised when a node's CPU is saturated (docs/placement.md).
+    #[arg(long, env = "HEARSAY_LOAD_SCORE", value_name = "slots|cpu", default_value_t = LoadScore::Slots)]
+    pub load_score: LoadScore,
 
     /// Load sharing the other way: a node with a free slot and an empty queue asks a busy peer
     /// for one of its queued jobs, and a leaving node hands its queue on (`on`, the default);
@@ -284,6 +289,7 @@ impl Default for Config {
             slots: None,
             queue_limit: 1024,
             policy: Policy::P2c,
+            load_score: LoadScore::Slots,
             steal: Switch::On,
             steal_interval: 200,
             config_file: None,

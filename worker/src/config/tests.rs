@@ -196,6 +196,9 @@ fn bad_values_are_refused() {
         }
     }
     assert!(Config::try_parse_from(["worker", "--policy", "fastest"]).is_err());
+    assert!(Config::try_parse_from(["worker", "--load-score", "queue"]).is_err());
+    let c = Config::try_parse_from(["worker", "--load-score", "cpu"]).unwrap();
+    assert_eq!(c.load_score, hearsay_scheduler::LoadScore::Cpu);
     assert!(Config::try_parse_from(["worker", "--retain-jobs", "0"]).is_err());
     assert!(Config::try_parse_from(["worker", "--allowed-hosts", "a.example:8080"]).is_err());
     let zero_fanout = Config {

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use hearsay_shared::Gossip;
 
+mod cgroup;
 pub mod discovery;
 mod notices;
 pub mod sampler;

@@ -75,7 +75,7 @@ fn permille(percent: f32) -> u16 {
 /// Samples every `interval` until `stop` (the end of the node's drain), setting the CPU of the
 /// core's load.
 pub(crate) async fn run(gossip: SharedGossip, interval: Duration, stop: CancellationToken) {
-    let mut cpu = CpuSampler::new();
+    let mut cpu = super::cgroup::NodeCpu::new();
     let mut ticks = tokio::time::interval(interval);
     // After a stall, sample once and carry on: a burst of samples would say nothing new.
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -84,11 +84,12 @@ pub(crate) async fn run(gossip: SharedGossip, interval: Duration, stop: Cancella
             _ = ticks.tick() => {}
             () = stop.cancelled() => return,
         }
-        let cpu_permille = cpu.sample();
+        let (cpu_permille, cpu_capacity_millicores) = cpu.sample();
         gossip.with(|g| {
             let load = g.own_report().load;
             g.set_load(LoadVector {
                 cpu_permille,
+                cpu_capacity_millicores,
                 ..load
             });
         });

@@ -273,10 +273,11 @@ impl Executor {
     /// This node's exact load for placement: the executor's counts now, with the given CPU use
     /// (the last sample). A node that cannot take the job (full or leaving) says `Leaving`, so
     /// that placement does not choose it.
-    pub fn load(&self, cpu_permille: u16) -> LoadVector {
+    pub fn load(&self, cpu_permille: u16, cpu_capacity_millicores: u32) -> LoadVector {
         let state = self.shared.lock();
         LoadVector {
             cpu_permille,
+            cpu_capacity_millicores,
             queued: u32::try_from(state.queue.len()).unwrap_or(u32::MAX),
             running: state.running,
             slots: self.shared.slots,
@@ -553,7 +554,7 @@ mod tests {
             }
         );
         assert_eq!(
-            executor.load(0).state,
+            executor.load(0, 0).state,
             NodeState::Leaving,
             "full: not a candidate"
         );
