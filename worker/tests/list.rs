@@ -1,5 +1,6 @@
-//! `GET /v1/jobs` on a node started in-process on 127.0.0.1: every job it holds, by id, a page
-//! at a time; filtered by status; bad parameters refused naming them; the token needed on a
+//! `GET /v1/jobs` on nodes started in-process on 127.0.0.1: every job a node holds, by id, a
+//! page at a time; filtered by status; bad parameters refused naming them; an entry node lists
+//! the jobs it forwarded, and the node that ran them lists them too; the token needed on a
 //! guarded node.
 //!
 //! Every wait is bounded by [`PATIENCE`]; nothing is asserted about how long anything took.
@@ -8,7 +9,7 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::{config, http, leave_all, request, request_with, submit, Http, PATIENCE};
+use common::{cluster_of, config, http, leave_all, request, request_with, submit, Http, PATIENCE};
 use hearsay_worker::auth::ApiToken;
 use hearsay_worker::Node;
 use hyper::header::ALLOW;
@@ -173,4 +174,63 @@ async fn a_guarded_node_lists_its_jobs_only_with_the_token() {
     assert_eq!(page, json!({"jobs": [], "next": null}));
 
     leave_all(&[node]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_node_lists_the_jobs_it_forwarded_as_it_knows_them() {
+    let nodes = cluster_of(vec![config(3, 1, 50), config(4, 1, 50)]).await;
+    let http = http();
+    let (entry, other) = (nodes[0].api_addr(), nodes[1].api_addr());
+
+    // Enough short jobs at once that some are placed on the other node (wherever they go, the
+    // entry answers for all of them).
+    let mut submitted = Vec::new();
+    for _ in 0..8 {
+        let answer = submit(
+            &http,
+            entry,
+            "/v1/jobs",
+            &json!({"kind": "sleep", "ms": 50}),
+        )
+        .await;
+        submitted.push(answer["id"].as_str().unwrap().to_owned());
+    }
+    for id in &submitted {
+        let answer = request(
+            &http,
+            Method::GET,
+            entry,
+            &format!("/v1/jobs/{id}?wait=true"),
+            "",
+        )
+        .await;
+        assert_eq!(answer.status, 200);
+    }
+    submitted.sort();
+
+    let (status, page) = get(&http, entry, "/v1/jobs").await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(ids(&page), (submitted.clone(), Value::Null));
+    let entry_name = page["jobs"][0]["entry_node"].clone();
+    for job in page["jobs"].as_array().unwrap() {
+        let id = job["id"].as_str().unwrap();
+        let (_, one) = get(&http, entry, &format!("/v1/jobs/{id}")).await;
+        assert_eq!(job["status"], one["status"], "{id}");
+        assert_eq!(job["executing_node"], one["executing_node"], "{id}");
+        assert_eq!(job["entry_node"], entry_name, "{id}");
+    }
+
+    // The other node lists the ones it ran (if any), and only jobs of this test.
+    let ran_there: Vec<String> = page["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["executing_node"] != entry_name)
+        .map(|j| j["id"].as_str().unwrap().to_owned())
+        .collect();
+    let (status, theirs) = get(&http, other, "/v1/jobs").await;
+    assert_eq!(status, 200, "{theirs}");
+    assert_eq!(ids(&theirs), (ran_there, Value::Null));
+
+    leave_all(&nodes).await;
 }
