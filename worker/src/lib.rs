@@ -19,9 +19,10 @@
 //! - `gossip/`: the shell of the [`Gossip`] core — `mod.rs` the core shared under one lock,
 //!   `task.rs` the UDP socket and timer that drive it (and log membership), `sealing.rs` the
 //!   cluster key (the keyring, generating keys, counting the datagrams dropped before the core),
-//!   `sampler.rs` the machine's CPU into the node's load vector, `discovery.rs` seeds given by DNS
-//!   name, resolved again while the node has no live peer, `notices.rs` the log lines that say
-//!   why a node does not join (datagrams dropped, with a hint at the cause; seeds unanswered).
+//!   `sampler.rs` the machine's CPU into the node's load vector, `cgroup.rs` the CPU the node's
+//!   cgroup allows and uses (for the `cpu` load score), `discovery.rs` seeds given by DNS name,
+//!   resolved again while the node has no live peer, `notices.rs` the log lines that say why a
+//!   node does not join (datagrams dropped, with a hint at the cause; seeds unanswered).
 //! - `jobs/`: running and keeping jobs —
 //!   - `slots.rs`: job slots and the bounded FIFO queue before them; `kinds.rs`: what sleep,
 //!     spin, echo and exec jobs do;

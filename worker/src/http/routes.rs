@@ -313,7 +313,7 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
 }
 
 /// Every route, as `(methods, path)` (the methods as in `Allow`; `{id}` a job id): what
-/// [`whole`], `answer` and [`allowed_methods`] serve, kept beside them. The OpenAPI document
+/// `whole`, `answer` and `allowed_methods` serve, kept beside them. The OpenAPI document
 /// lists exactly these (`tests/tests/openapi.rs`).
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET, HEAD", "/"),
