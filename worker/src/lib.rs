@@ -23,6 +23,8 @@
 //!   cgroup allows and uses (for the `cpu` load score), `discovery.rs` seeds given by DNS name,
 //!   resolved again while the node has no live peer, `notices.rs` the log lines that say why a
 //!   node does not join (datagrams dropped, with a hint at the cause; seeds unanswered).
+//! - `history.rs`: the cluster's recent history (a bounded ring of load samples, a bounded
+//!   timeline of membership events), pure, for `GET /v1/history`.
 //! - `jobs/`: running and keeping jobs —
 //!   - `slots.rs`: job slots and the bounded FIFO queue before them; `kinds.rs`: what sleep,
 //!     spin, echo and exec jobs do;
@@ -59,6 +61,7 @@
 
 pub mod config;
 mod gossip;
+mod history;
 mod http;
 mod jobs;
 mod logging;
