@@ -34,6 +34,7 @@ use crate::config::{default_node_id, Config, InvalidSetting};
 use crate::gossip::sampler::{self, WorkGauge};
 use crate::gossip::{self, SharedGossip};
 use crate::http::browser_guard::HostNames;
+use crate::http::info::{Addresses, ServerInfo};
 use crate::http::limits::{ConnectionLimiter, WaitLimiter};
 use crate::http::routes::ApiState;
 use crate::http::server;
@@ -375,6 +376,19 @@ impl Node {
                 drop(drained);
             }
         }));
+        let info = Arc::new(ServerInfo::new(
+            &config,
+            id.as_str(),
+            incarnation,
+            slots,
+            Addresses {
+                api: api_addr,
+                gossip: gossip_addr,
+                advertise_api: told_api,
+                advertise_gossip: told_gossip,
+            },
+            data_path.as_deref(),
+        ));
         // Clients told the advertised API address use it as `Host`.
         let mut allowed_hosts = config.allowed_hosts.clone();
         allowed_hosts
@@ -396,6 +410,7 @@ impl Node {
                     sysinfo::System::host_name().as_deref(),
                     &allowed_hosts,
                 )),
+                info,
             },
             api_stop,
             tracker.clone(),
