@@ -23,8 +23,9 @@
 //!   cgroup allows and uses (for the `cpu` load score), `discovery.rs` seeds given by DNS name,
 //!   resolved again while the node has no live peer, `notices.rs` the log lines that say why a
 //!   node does not join (datagrams dropped, with a hint at the cause; seeds unanswered).
-//! - `history.rs`: the cluster's recent history (a bounded ring of load samples, a bounded
-//!   timeline of membership events), pure, for `GET /v1/history`.
+//! - `history/`: the cluster's recent history for `GET /v1/history` — `ring.rs` a bounded ring of
+//!   load samples and a bounded timeline of membership events (pure), `mod.rs` them shared,
+//!   fed once per gossip interval, and the route.
 //! - `jobs/`: running and keeping jobs —
 //!   - `slots.rs`: job slots and the bounded FIFO queue before them; `kinds.rs`: what sleep,
 //!     spin, echo and exec jobs do;

@@ -33,6 +33,7 @@ use tracing::{info, warn};
 use crate::config::{default_node_id, Config, InvalidSetting};
 use crate::gossip::sampler::{self, WorkGauge};
 use crate::gossip::{self, SharedGossip};
+use crate::history::SharedHistory;
 use crate::http::browser_guard::HostNames;
 use crate::http::info::{Addresses, ServerInfo};
 use crate::http::limits::{ConnectionLimiter, WaitLimiter};
@@ -265,6 +266,7 @@ impl Node {
             None => JobStore::new(retention),
         });
         let metrics = Metrics::new();
+        let history = SharedHistory::new(config.interval());
         let executor = Executor::with_commands(
             id.clone(),
             slots,
@@ -319,6 +321,7 @@ impl Node {
                 sealing,
                 shutdown.clone(),
                 drained.clone(),
+                history.clone(),
             );
             let stop_api = api_stop.clone().drop_guard();
             async move {
@@ -362,6 +365,12 @@ impl Node {
             tracker.clone(),
         );
         tasks.push(tracker.spawn(stream.clone().feed()));
+        tasks.push(tracker.spawn(crate::history::feed(
+            history.clone(),
+            gossip.clone(),
+            jobs.metrics().clone(),
+            api_stop.clone(),
+        )));
         tasks.push(tracker.spawn({
             let (jobs, shutdown, drain) = (jobs.clone(), shutdown.clone(), config.drain());
             let drained = drained.clone().drop_guard();
@@ -411,6 +420,7 @@ impl Node {
                     &allowed_hosts,
                 )),
                 info,
+                history,
             },
             api_stop,
             tracker.clone(),

@@ -31,6 +31,7 @@ use tracing::{debug, info, warn};
 use super::notices::Notices;
 use super::SharedGossip;
 use crate::gossip::sampler::{Work, WorkGauge};
+use crate::history::SharedHistory;
 
 /// The longest a leaving node keeps gossiping: long enough for two rounds at the default
 /// interval, short enough that stopping a node stays quick.
@@ -68,6 +69,7 @@ pub(crate) async fn run(
     mut sealing: Sealing,
     shutdown: CancellationToken,
     drained: CancellationToken,
+    history: SharedHistory,
 ) {
     // Nonces come from an rng of their own, seeded from the OS: never from `rng`, whose seed is
     // logged and may be given (`--seed`), so that two nodes started with the same seed would
@@ -152,18 +154,19 @@ pub(crate) async fn run(
                 }
             },
         }
-        flush(&socket, &gossip, &sealing, &mut seal_rng).await;
+        flush(&socket, &gossip, &sealing, &mut seal_rng, &history).await;
     }
     debug!("gossip task stopped");
 }
 
-/// Seals and sends what the core has queued, and logs the membership changes it noticed. The
-/// lock is released before the first send.
+/// Seals and sends what the core has queued, and logs the membership changes it noticed (and
+/// puts them on the history's timeline). The lock is released before the first send.
 async fn flush(
     socket: &UdpSocket,
     gossip: &SharedGossip,
     sealing: &Sealing,
     seal_rng: &mut StdRng,
+    history: &SharedHistory,
 ) {
     let (transmits, changes) = gossip.with(|g| {
         let transmits: Vec<_> = std::iter::from_fn(|| g.poll_transmit()).collect();
@@ -173,6 +176,7 @@ async fn flush(
     for change in &changes {
         log_change(change);
     }
+    history.verdicts_changed(&changes);
     for transmit in transmits {
         let bytes = match sealing.outgoing(transmit.bytes, transmit.to, unix_ms(), seal_rng) {
             Ok(bytes) => bytes,

@@ -9,6 +9,7 @@
 //! | `POST /v1/peer/*`         | the peer protocol: offer, ask, steal ([`super::peer_routes`])   |
 //! | `GET /v1/cluster`         | this node's load map ([`ClusterView`])                          |
 //! | `GET /v1/info`            | what this node is: version, build, addresses, settings ([`super::info`]) |
+//! | `GET /v1/history`         | the cluster's last 15 minutes and membership events ([`crate::history`]) |
 //! | `GET /v1/cluster/stream`  | the same, as server-sent events (see [`super::stream`])         |
 //! | `GET /metrics`            | Prometheus metrics (see [`crate::metrics`])                     |
 //! | `GET /healthz`            | `{"status":"ok"}`                                               |
@@ -49,6 +50,7 @@ use tokio::time::Instant;
 use crate::gossip::SharedGossip;
 use crate::http::auth::ApiToken;
 use crate::http::browser_guard::{self, HostNames, Refusal};
+use crate::history::SharedHistory;
 use crate::http::dashboard;
 use crate::http::info::ServerInfo;
 use crate::http::job_routes;
@@ -81,6 +83,8 @@ pub(crate) struct ApiState {
     pub hosts: Arc<HostNames>,
     /// What `GET /v1/info` says.
     pub info: Arc<ServerInfo>,
+    /// The cluster's recent history, for `GET /v1/history`.
+    pub history: SharedHistory,
 }
 
 /// `GET /healthz`: `{"status":"ok"}`, or, when connections were refused for capacity within
@@ -282,6 +286,7 @@ where
             response
         }
         (&Method::GET | &Method::HEAD, "/v1/info") => state.info.answer(),
+        (&Method::GET | &Method::HEAD, "/v1/history") => state.history.answer(req.uri().query()),
         (&Method::GET | &Method::HEAD, "/healthz") => health(&state.connections),
         (&Method::GET | &Method::HEAD, "/v1/openapi.json") => openapi(),
         (method, path) => match allowed_methods(path) {
@@ -308,7 +313,7 @@ where
 /// the routes in [`route`].
 fn allowed_methods(path: &str) -> Option<&'static str> {
     match path {
-        "/" | "/metrics" | "/v1/cluster" | "/v1/info" | "/healthz" | "/v1/openapi.json" => {
+        "/" | "/metrics" | "/v1/cluster" | "/v1/info" | "/v1/history" | "/healthz" | "/v1/openapi.json" => {
             Some("GET, HEAD")
         }
         "/v1/cluster/stream" => Some("GET"),
@@ -332,6 +337,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET, HEAD", "/v1/cluster"),
     ("GET", "/v1/cluster/stream"),
     ("GET, HEAD", "/v1/info"),
+    ("GET, HEAD", "/v1/history"),
     ("GET, HEAD", "/metrics"),
     ("GET, HEAD", "/healthz"),
     ("GET, HEAD", "/v1/openapi.json"),
@@ -448,6 +454,7 @@ mod tests {
                 },
                 None,
             )),
+            history: SharedHistory::new(Duration::from_millis(200)),
         }
     }
 

@@ -449,6 +449,7 @@ impl Shared {
             Ending::Abandoned | Ending::Unrecorded(_) => JobStatus::Lost,
         };
         self.metrics.job_ended(status, Some(now - started));
+        self.metrics.job_sojourn(now - job.arrived);
         debug!(
             status = status.as_str(),
             queued_ms = total.saturating_sub(run),

@@ -151,7 +151,13 @@ struct Recorders {
     /// the series by the cluster's size on every node. Ids are stable, so this holds one entry
     /// per peer ever forwarded to.
     forwards_by_peer: Mutex<BTreeMap<NodeId, u64>>,
+    /// Sojourn times (ms) of the jobs that ended here since the history last took them
+    /// (bounded: [`MAX_PENDING_SOJOURNS`]).
+    sojourns: Mutex<Vec<u64>>,
 }
+
+/// The most sojourn times kept for the history between two of its samples.
+const MAX_PENDING_SOJOURNS: usize = 4_096;
 
 /// How many jobs this node has placed, as the cluster stream shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -189,6 +195,7 @@ impl Metrics {
             run_time: Histogram::new(JOB_TIME_BUCKETS),
             open_streams: Gauge::default(),
             forwards_by_peer: Mutex::new(BTreeMap::new()),
+            sojourns: Mutex::new(Vec::new()),
         };
         for outcome in OUTCOMES {
             recorders.completed.get_or_create_owned(&OutcomeLabel {
@@ -332,6 +339,44 @@ impl Metrics {
                 outcome: status.as_str(),
             })
             .inc();
+    }
+
+    /// A job run here ended `sojourn` after it arrived here (queued and ran), for the history.
+    pub fn job_sojourn(&self, sojourn: Duration) {
+        let mut sojourns = self
+            .inner
+            .sojourns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if sojourns.len() < MAX_PENDING_SOJOURNS {
+            sojourns.push(sojourn.as_millis() as u64);
+        }
+    }
+
+    /// For the history: the jobs ended here so far (succeeded; failed or timed out; lost),
+    /// and the sojourns (ms) noted since the last call, taken.
+    pub(crate) fn history_figures(&self) -> (crate::history::ring::JobCounters, Vec<u64>) {
+        let count = |status: JobStatus| {
+            self.inner
+                .completed
+                .get_or_create(&OutcomeLabel {
+                    outcome: status.as_str(),
+                })
+                .get()
+        };
+        let counters = crate::history::ring::JobCounters {
+            completed: count(JobStatus::Succeeded),
+            failed: count(JobStatus::Failed) + count(JobStatus::TimedOut),
+            lost: count(JobStatus::Lost),
+        };
+        let sojourns = std::mem::take(
+            &mut *self
+                .inner
+                .sojourns
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        (counters, sojourns)
     }
 
     /// A cluster stream opened (`+1`) or closed (`-1`).

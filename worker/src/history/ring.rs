@@ -3,7 +3,7 @@
 //! sojourn p50/p99 of the jobs that ended here) and a bounded timeline of membership events
 //! (joins, leaves, suspicions, deaths, restarts with their incarnation).
 //!
-//! Pure: no clock, no I/O. The caller passes the time (milliseconds since the Unix epoch) into
+//! Pure: no clock, no I/O (the shell is [`super`]). The caller passes the time (milliseconds since the Unix epoch) into
 //! every entry point, so that the tests run the ring through hours in microseconds.
 //!
 //! # Bounds
@@ -39,7 +39,8 @@ pub const SPAN_MS: u64 = 15 * 60 * 1000;
 /// One node's load at a sample.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NodeSample {
-    /// The node's id.
+    /// The node's id (one allocation shared by every sample that names it).
+    #[serde(serialize_with = "as_str")]
     pub node: Arc<str>,
     /// Jobs in its queue.
     pub queued: u32,
@@ -49,10 +50,14 @@ pub struct NodeSample {
     pub cpu_permille: u16,
 }
 
+fn as_str<S: serde::Serializer>(text: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(text)
+}
+
 /// This node's cumulative job counters, as read from its metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct JobCounters {
-    /// Jobs that ended here with status `completed`.
+    /// Jobs that ended here with status `succeeded`.
     pub completed: u64,
     /// Jobs that ended here with status `failed` (or timed out).
     pub failed: u64,
@@ -137,6 +142,14 @@ impl SampleRing {
         let running_total = nodes.iter().map(|n| u64::from(n.running)).sum();
         let queued_total = nodes.iter().map(|n| u64::from(n.queued)).sum();
         nodes.truncate(MAX_NODES_PER_SAMPLE);
+        // Share the ids with the sample before, so that the ring holds one copy of each.
+        if let Some(before) = self.samples.back() {
+            for n in &mut nodes {
+                if let Ok(at) = before.nodes.binary_search_by(|b| b.node.cmp(&n.node)) {
+                    n.node = before.nodes[at].node.clone();
+                }
+            }
+        }
         let (completed_per_s, failed_per_s, lost_per_s) = match self.last {
             Some((then, before)) => {
                 let secs = (now_ms - then) as f64 / 1000.0;
@@ -178,14 +191,11 @@ impl SampleRing {
     }
 
     /// How many samples the ring holds.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.samples.len()
     }
 
-    /// Whether it holds none.
-    pub fn is_empty(&self) -> bool {
-        self.samples.is_empty()
-    }
 }
 
 /// The `p`th percentile (nearest rank) of sorted `values`.
@@ -294,14 +304,11 @@ impl Timeline {
     }
 
     /// How many events it holds.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.events.len()
     }
 
-    /// Whether it holds none.
-    pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
-    }
 }
 
 #[cfg(test)]
