@@ -195,7 +195,6 @@ impl SampleRing {
     pub fn len(&self) -> usize {
         self.samples.len()
     }
-
 }
 
 /// The `p`th percentile (nearest rank) of sorted `values`.
@@ -308,7 +307,6 @@ impl Timeline {
     pub fn len(&self) -> usize {
         self.events.len()
     }
-
 }
 
 #[cfg(test)]

@@ -48,7 +48,13 @@ impl ServerInfo {
         addresses: Addresses,
         data_path: Option<&std::path::Path>,
     ) -> Self {
-        let secret = |set: bool| if set { Value::from(REDACTED) } else { Value::Null };
+        let secret = |set: bool| {
+            if set {
+                Value::from(REDACTED)
+            } else {
+                Value::Null
+            }
+        };
         let data_dir = match &config.data_dir {
             None => Value::Null,
             Some(DataDir::Memory) => Value::from("none"),
@@ -149,7 +155,54 @@ pub(crate) fn rfc3339_ms(ms: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::rfc3339_ms;
+    use http_body_util::BodyExt;
+
+    use super::*;
+    use crate::gossip::sealing::KeyText;
+    use crate::http::auth::ApiToken;
+
+    #[tokio::test]
+    async fn the_key_and_the_token_are_redacted() {
+        let key = "ab".repeat(32);
+        let token = "a-very-secret-api-token";
+        let config = Config {
+            cluster_key: Some(KeyText(key.clone())),
+            api_token: Some(ApiToken::new(token).unwrap()),
+            ..Config::default()
+        };
+        let addr = "127.0.0.1:9".parse().unwrap();
+        let addresses = Addresses {
+            api: addr,
+            gossip: addr,
+            advertise_api: addr,
+            advertise_gossip: addr,
+        };
+        let info = ServerInfo::new(&config, "n", 1_796_389_637_123, 2, addresses, None);
+        let body = info
+            .answer()
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes();
+        let text = std::str::from_utf8(&body).unwrap();
+        assert!(!text.contains(&key) && !text.contains(token), "{text}");
+        let value: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(value["config"]["cluster_key"], "redacted");
+        assert_eq!(value["config"]["api_token"], "redacted");
+        assert_eq!(value["incarnation_time"], "2026-12-04T13:07:17.123Z");
+        assert_eq!(value["config"]["slots"], 2);
+        let open = ServerInfo::new(&Config::default(), "n", 1, 1, addresses, None);
+        let body = open
+            .answer()
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes();
+        let value: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(value["config"]["cluster_key"], Value::Null);
+    }
 
     #[test]
     fn times_are_rfc3339_in_utc() {

@@ -48,9 +48,9 @@ use hyper::{Method, Request, Response, StatusCode};
 use tokio::time::Instant;
 
 use crate::gossip::SharedGossip;
+use crate::history::SharedHistory;
 use crate::http::auth::ApiToken;
 use crate::http::browser_guard::{self, HostNames, Refusal};
-use crate::history::SharedHistory;
 use crate::http::dashboard;
 use crate::http::info::ServerInfo;
 use crate::http::job_routes;
@@ -313,9 +313,8 @@ where
 /// the routes in [`route`].
 fn allowed_methods(path: &str) -> Option<&'static str> {
     match path {
-        "/" | "/metrics" | "/v1/cluster" | "/v1/info" | "/v1/history" | "/healthz" | "/v1/openapi.json" => {
-            Some("GET, HEAD")
-        }
+        "/" | "/metrics" | "/v1/cluster" | "/v1/info" | "/v1/history" | "/healthz"
+        | "/v1/openapi.json" => Some("GET, HEAD"),
         "/v1/cluster/stream" => Some("GET"),
         "/v1/jobs" => Some("GET, HEAD, POST"),
         _ if peer_routes::is_route(path) => Some("POST"),
