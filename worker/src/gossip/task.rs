@@ -61,6 +61,8 @@ pub fn linger(interval: Duration) -> Duration {
 /// Drives `gossip` over `socket`, sealing and opening datagrams as `sealing` says. When
 /// `shutdown` is cancelled it announces the leave; it returns once the leave has been gossiped
 /// for the linger and `drained` is cancelled too.
+// Eight plain handles, each used once here; a struct holding them would only be unpacked again.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run(
     socket: UdpSocket,
     gossip: SharedGossip,
