@@ -1,5 +1,5 @@
-//! `hearsay`, the operators' client: the members of a cluster, jobs submitted, read and waited
-//! for, a terminal view, a new cluster key. It talks to any worker's HTTP API (`--api`, or
+//! `hearsay`, the operators' client: the members of a cluster, jobs submitted, listed, read and
+//! waited for, a terminal view, a new cluster key. It talks to any worker's HTTP API (`--api`, or
 //! `HEARSAY_API`), with the token of `--api-token-file` where the workers want one.
 //!
 //! Every command prints text for people, or with `--json` the worker's JSON as it came, one
@@ -63,6 +63,8 @@ pub enum Command {
     Members,
     /// Submit a job: from flags, a JSON text or a file; with --wait, print its outcome.
     Submit(SubmitArgs),
+    /// The jobs the worker holds or answers for, by id: one page (--limit), from --after.
+    Jobs(JobsArgs),
     /// A job's status and outcome as it stands now.
     Status(JobArgs),
     /// Wait until a job ends and print its outcome; the exit code says how it ended.
@@ -136,6 +138,38 @@ pub struct SubmitArgs {
     /// Wait for the job's end and print its outcome; the exit code says how it ended.
     #[arg(long)]
     pub wait: bool,
+}
+
+/// The jobs to list.
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// Only the jobs of these statuses, comma-separated: queued, running, succeeded, failed,
+    /// timed_out, lost.
+    #[arg(long, value_name = "LIST", value_parser = parse_statuses)]
+    pub status: Option<String>,
+
+    /// The most jobs to list (1 to 1000).
+    #[arg(long, value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub limit: u16,
+
+    /// List the jobs whose id comes after this one (the `next` a list printed).
+    #[arg(long, value_name = "ID")]
+    pub after: Option<String>,
+}
+
+/// `--status`: one or more statuses' names, comma-separated.
+fn parse_statuses(text: &str) -> Result<String, String> {
+    for name in text.split(',') {
+        if !JobStatus::ALL.iter().any(|s| s.as_str() == name) {
+            let names: Vec<_> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
+            return Err(format!(
+                "{name:?} is not a job status; one or more of {}, comma-separated",
+                names.join(", ")
+            ));
+        }
+    }
+    Ok(text.to_owned())
 }
 
 /// A job, by id.
@@ -247,6 +281,7 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
     match cli.command {
         Command::Members => client.members().await,
         Command::Submit(args) => client.submit(args).await,
+        Command::Jobs(args) => client.jobs(&args).await,
         Command::Status(args) => client.status(&args.id).await,
         Command::Wait(args) => client.wait(&args.id, args.timeout).await,
         Command::Watch(flags) => {
@@ -366,6 +401,26 @@ impl Client {
             return self.wait(&id, 3600).await;
         }
         Ok(self.print_outcome(outcome))
+    }
+
+    async fn jobs(&self, args: &JobsArgs) -> Result<Exit, Failure> {
+        let mut path = format!("/v1/jobs?limit={}", args.limit);
+        if let Some(status) = &args.status {
+            path.push_str(&format!("&status={status}"));
+        }
+        if let Some(after) = &args.after {
+            let after: hearsay_shared::JobId = after
+                .parse()
+                .map_err(|e| usage(anyhow::anyhow!("--after: {e}")))?;
+            path.push_str(&format!("&after={after}"));
+        }
+        let page = self.call(Method::GET, &path, None, &[]).await?;
+        if self.json {
+            emit(&format!("{page}\n"));
+            return Ok(Exit::Done);
+        }
+        emit(&jobs_table(&page)?);
+        Ok(Exit::Done)
     }
 
     async fn status(&self, id: &str) -> Result<Exit, Failure> {
@@ -569,6 +624,58 @@ pub fn members_table(view: &Value) -> Result<String> {
     Ok(text)
 }
 
+/// A page of `GET /v1/jobs` as a table: one row per job, by id as the worker sends them, and
+/// the `--after` of the next page when there is one.
+pub fn jobs_table(page: &Value) -> Result<String> {
+    let jobs = page["jobs"]
+        .as_array()
+        .context("the answer is not a Hearsay worker's list of jobs")?;
+    let mut rows = vec![[
+        "ID",
+        "KIND",
+        "STATUS",
+        "ENTRY",
+        "EXECUTING",
+        "HOPS",
+        "TOTAL",
+    ]
+    .map(str::to_owned)];
+    for job in jobs {
+        let text = |key: &str| job[key].as_str().unwrap_or("-").to_owned();
+        rows.push([
+            text("id"),
+            text("kind"),
+            text("status"),
+            text("entry_node"),
+            text("executing_node"),
+            job["hops"].as_u64().map_or("-".into(), |h| h.to_string()),
+            job["total_ms"]
+                .as_u64()
+                .map_or("-".into(), |ms| format!("{ms} ms")),
+        ]);
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut text = String::new();
+    for row in &rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        text.push_str(cells.join("  ").trim_end());
+        text.push('\n');
+    }
+    let count = jobs.len();
+    let noun = if count == 1 { "job" } else { "jobs" };
+    match page["next"].as_str() {
+        Some(next) => text.push_str(&format!("({count} {noun}; more with --after {next})\n")),
+        None => text.push_str(&format!("({count} {noun})\n")),
+    }
+    Ok(text)
+}
+
 /// An incarnation (a node's start, in milliseconds since the UNIX epoch) as a UTC time, with the
 /// number beside it: `2026-12-03T18:12:33Z (1796314353000)`.
 pub fn incarnation_time(incarnation: u64) -> String {
@@ -670,10 +777,47 @@ mod tests {
     }
 
     #[test]
+    fn jobs_are_a_table_with_the_next_page_named() {
+        let page = json!({"jobs": [
+            {"id": "00000000000000a1", "kind": "echo", "status": "succeeded", "entry_node": "a",
+             "executing_node": "b", "hops": 1, "total_ms": 7},
+            {"id": "00000000000000a2", "kind": "sleep", "status": "queued", "entry_node": "a",
+             "executing_node": null, "hops": 0, "total_ms": null},
+        ], "next": "00000000000000a2"});
+        let text = jobs_table(&page).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].starts_with("ID") && lines[0].contains("STATUS"),
+            "{text}"
+        );
+        assert!(
+            lines[1].starts_with("00000000000000a1") && lines[1].contains("7 ms"),
+            "{text}"
+        );
+        assert!(
+            lines[2].contains("queued") && lines[2].contains(" - "),
+            "{text}"
+        );
+        assert_eq!(lines[3], "(2 jobs; more with --after 00000000000000a2)");
+        let last = jobs_table(&json!({"jobs": [], "next": null})).unwrap();
+        assert!(last.ends_with("(0 jobs)\n"), "{last}");
+        assert!(jobs_table(&json!({"nodes": []})).is_err());
+    }
+
+    #[test]
+    fn a_status_list_is_job_statuses() {
+        assert!(parse_statuses("queued,timed_out").is_ok());
+        assert!(parse_statuses("done").is_err());
+        assert!(parse_statuses("queued,").is_err());
+    }
+
+    #[test]
     fn completions_and_the_manual_name_every_command() {
         let bash = completions(clap_complete::Shell::Bash).unwrap();
         let page = manual().unwrap();
-        for command in ["members", "submit", "status", "wait", "watch", "keygen"] {
+        for command in [
+            "members", "submit", "jobs", "status", "wait", "watch", "keygen",
+        ] {
             assert!(bash.contains(command), "bash completions lack {command}");
             assert!(page.contains(command), "the manual lacks {command}");
         }

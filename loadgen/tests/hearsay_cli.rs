@@ -1,6 +1,7 @@
 //! `hearsay`, the operators' client, against real workers (in-process nodes on loopback, real
 //! HTTP and UDP): members as a table and as JSON, a job submitted and waited for, read and
-//! followed, exit codes from a job's end, a key, and bad input refused with one line.
+//! followed, exit codes from a job's end, a key, and bad input refused with one line; the jobs
+//! of a worker listed, filtered and paged.
 
 mod common;
 
@@ -142,6 +143,75 @@ async fn members_jobs_and_exit_codes_against_real_workers() {
     let (code, key) = ran(&hearsay(&api, &["keygen"]).await);
     assert_eq!(code, 0);
     assert!(key.trim().len() == 64 && key.trim().chars().all(|c| c.is_ascii_hexdigit()));
+
+    common::kill_all(&nodes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_are_listed_filtered_and_paged() {
+    let nodes = common::start_nodes(1, Policy::P2c).await;
+    let api = nodes[0].api_addr().to_string();
+
+    let mut ids = Vec::new();
+    for data in ["a", "b"] {
+        let submit = [
+            "submit", "--kind", "echo", "--data", data, "--wait", "--json",
+        ];
+        let (code, out) = ran(&hearsay(&api, &submit).await);
+        assert_eq!(code, 0, "{out}");
+        let outcome: Value = serde_json::from_str(out.trim()).unwrap();
+        ids.push(outcome["id"].as_str().unwrap().to_owned());
+    }
+    let (code, out) = ran(&hearsay(&api, &["submit", "--kind", "sleep", "--ms", "600000"]).await);
+    assert_eq!(code, 0, "{out}");
+    let sleeper = out.trim().to_owned();
+    ids.push(sleeper.clone());
+    ids.sort();
+
+    // A table, by id.
+    let (code, table) = ran(&hearsay(&api, &["jobs"]).await);
+    assert_eq!(code, 0, "{table}");
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("STATUS"),
+        "{table}"
+    );
+    let listed: Vec<&str> = lines[1..4]
+        .iter()
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(listed, ids, "{table}");
+    assert_eq!(lines[4], "(3 jobs)", "{table}");
+
+    // Filtered, as JSON.
+    let (code, out) = ran(&hearsay(&api, &["jobs", "--status", "succeeded", "--json"]).await);
+    assert_eq!(code, 0, "{out}");
+    let page: Value = serde_json::from_str(out.trim()).expect("one JSON document");
+    let jobs = page["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 2, "{out}");
+    assert!(jobs.iter().all(|j| j["status"] == "succeeded"), "{out}");
+    assert!(jobs.iter().all(|j| j["id"] != sleeper.as_str()), "{out}");
+
+    // Paged: two, then the rest after the cursor the first page printed.
+    let (code, out) = ran(&hearsay(&api, &["jobs", "--limit", "2"]).await);
+    assert_eq!(code, 0, "{out}");
+    let hint = format!("(2 jobs; more with --after {})", ids[1]);
+    assert_eq!(out.lines().last(), Some(hint.as_str()), "{out}");
+    let (code, out) = ran(&hearsay(&api, &["jobs", "--limit", "2", "--after", &ids[1]]).await);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.lines().nth(1).unwrap().starts_with(&ids[2]), "{out}");
+    assert_eq!(out.lines().last(), Some("(1 job)"), "{out}");
+
+    // A bad command line: exit 2, before asking the worker.
+    for bad in [
+        &["jobs", "--status", "bogus"][..],
+        &["jobs", "--limit", "0"],
+        &["jobs", "--limit", "1001"],
+        &["jobs", "--after", "xyz"],
+    ] {
+        let out = hearsay(&api, bad).await;
+        assert_eq!(ran(&out).0, 2, "{bad:?}: {}", stderr(&out));
+    }
 
     common::kill_all(&nodes);
 }

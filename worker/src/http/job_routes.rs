@@ -3,6 +3,7 @@
 //! | request | answer |
 //! |---|---|
 //! | `POST /v1/jobs` | `202` with `Location: /v1/jobs/{id}` and [`Accepted`](crate::jobs::dispatch::Accepted); with `?wait=true`, `200` and the [`JobOutcome`] once the job has ended; with `?place=here`, run here or refused, never placed elsewhere (loadgen's baselines place jobs themselves) |
+//! | `GET /v1/jobs` | `200` and a [`JobPage`]: the jobs this node holds or answers for, by id, at most `limit` ([`LIST_LIMIT`] by default, [`MAX_LIST_LIMIT`] at most) after the id `after`, of the statuses in `status` (comma-separated) if given |
 //! | `GET /v1/jobs/{id}` | `200` and the [`JobOutcome`] as it stands; with `?wait=true`, held until the job ends or [`LONG_POLL`] passes |
 //!
 //! Moving jobs between nodes is not done here: peers have routes of their own
@@ -21,7 +22,7 @@ use bytes::Bytes;
 use hearsay_scheduler::handoff::SubmitRefusal;
 use hearsay_shared::job::MAX_JSON_DEPTH;
 use hearsay_shared::json::{self, JsonRefusal};
-use hearsay_shared::{JobError, JobId, JobOutcome, JobSpec};
+use hearsay_shared::{JobError, JobId, JobOutcome, JobSpec, JobStatus};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Body;
 use hyper::header::{
@@ -33,6 +34,7 @@ use crate::http::limits::{ClientAddr, WaitLimiter, WaitPermit, WAIT_RETRY_AFTER_
 use crate::http::view::{json, ErrorBody};
 use crate::jobs::dispatch::peers::LONG_POLL;
 use crate::jobs::dispatch::Dispatcher;
+use crate::jobs::store::JobPage;
 
 /// The largest job body accepted, in bytes: 1 MiB.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -45,6 +47,10 @@ pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 pub const IDEMPOTENT_REPLAYED: &str = "Idempotent-Replayed";
 /// The longest idempotency key.
 pub const MAX_KEY_LEN: usize = 128;
+/// The jobs `GET /v1/jobs` lists when the request gives no `limit`.
+pub const LIST_LIMIT: usize = 100;
+/// The most jobs `GET /v1/jobs` lists at once.
+pub const MAX_LIST_LIMIT: usize = 1000;
 /// What a client told to come back is told to wait, in seconds.
 const RETRY_AFTER_SECS: &str = "1";
 
@@ -292,6 +298,88 @@ async fn status_checked(
     }
 }
 
+/// `GET /v1/jobs` (and `HEAD`): reads only, never changes a thing.
+pub(crate) async fn list(query: Option<&str>, jobs: &Dispatcher) -> Response<Full<Bytes>> {
+    let query = match list_query(query) {
+        Ok(query) => query,
+        Err(e) => return e.into_response(),
+    };
+    let wanted = |status: JobStatus| query.statuses.as_ref().is_none_or(|s| s.contains(&status));
+    let page: JobPage = jobs.store().list(
+        tokio::time::Instant::now(),
+        query.after,
+        wanted,
+        query.limit,
+    );
+    // As for one job: an end is shown once it is on disk.
+    if page.jobs.iter().any(|j| j.status.is_terminal()) {
+        let _ = jobs.store().flushed().await;
+    }
+    json(StatusCode::OK, &page)
+}
+
+/// The query of `GET /v1/jobs`.
+#[derive(Debug, PartialEq)]
+struct ListQuery {
+    /// `None`: every status.
+    statuses: Option<Vec<JobStatus>>,
+    limit: usize,
+    after: Option<JobId>,
+}
+
+/// `status` (one or more of the statuses' names, comma-separated), `limit` (1 to
+/// [`MAX_LIST_LIMIT`]) and `after` (a job id), each optional; anything else is refused.
+fn list_query(query: Option<&str>) -> Result<ListQuery, ApiError> {
+    let params = query_params(query, &["status", "limit", "after"])?;
+    let get = |name: &str| params.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+    let statuses = match get("status") {
+        None => None,
+        Some(value) => {
+            let mut statuses = Vec::new();
+            // A comma may come percent-encoded.
+            for name in value.replace("%2C", ",").replace("%2c", ",").split(',') {
+                let Some(status) = JobStatus::ALL.into_iter().find(|s| s.as_str() == name) else {
+                    let names: Vec<_> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
+                    return Err(bad_query(
+                        "status",
+                        format!(
+                            "{name:?} is not a job status; give one or more of {}, \
+                             comma-separated",
+                            names.join(", ")
+                        ),
+                    ));
+                };
+                statuses.push(status);
+            }
+            Some(statuses)
+        }
+    };
+    let limit = match get("limit") {
+        None => LIST_LIMIT,
+        Some(value) => value
+            .parse::<usize>()
+            .ok()
+            .filter(|n| {
+                (1..=MAX_LIST_LIMIT).contains(n) && value.bytes().all(|b| b.is_ascii_digit())
+            })
+            .ok_or_else(|| {
+                bad_query(
+                    "limit",
+                    format!("must be a whole number from 1 to {MAX_LIST_LIMIT}, not {value:?}"),
+                )
+            })?,
+    };
+    let after = get("after")
+        .map(|value| value.parse::<JobId>())
+        .transpose()
+        .map_err(|e| bad_query("after", e.to_string()))?;
+    Ok(ListQuery {
+        statuses,
+        limit,
+        after,
+    })
+}
+
 /// `400 unknown_command` on the field `command`.
 fn unknown_command(reason: String) -> ApiError {
     ApiError::field(
@@ -502,6 +590,51 @@ mod tests {
             map.append(*name, HeaderValue::from_str(value).unwrap());
         }
         map
+    }
+
+    #[test]
+    fn a_list_query_is_status_limit_and_after_or_refused() {
+        assert_eq!(
+            list_query(None).unwrap(),
+            ListQuery {
+                statuses: None,
+                limit: LIST_LIMIT,
+                after: None
+            }
+        );
+        let query = list_query(Some(
+            "status=queued,timed_out&limit=1000&after=00000000000000ff",
+        ));
+        assert_eq!(
+            query.unwrap(),
+            ListQuery {
+                statuses: Some(vec![JobStatus::Queued, JobStatus::TimedOut]),
+                limit: MAX_LIST_LIMIT,
+                after: Some(JobId(0xff))
+            }
+        );
+        let query = list_query(Some("status=lost%2Crunning&limit=1")).unwrap();
+        assert_eq!(
+            query.statuses,
+            Some(vec![JobStatus::Lost, JobStatus::Running])
+        );
+        for (bad, field) in [
+            ("limit=0", "limit"),
+            ("limit=1001", "limit"),
+            ("limit=+5", "limit"),
+            ("limit=", "limit"),
+            ("status=bogus", "status"),
+            ("status=queued,", "status"),
+            ("status=", "status"),
+            ("after=xyz", "after"),
+            ("limit=5&limit=5", "limit"),
+            ("page=2", "page"),
+        ] {
+            let e = list_query(Some(bad)).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{bad}");
+            assert_eq!(e.body.error.code, "invalid_query", "{bad}");
+            assert_eq!(e.body.error.field.as_deref(), Some(field), "{bad}");
+        }
     }
 
     #[test]

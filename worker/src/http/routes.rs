@@ -4,6 +4,7 @@
 //! |---------------------------|-----------------------------------------------------------------|
 //! | `GET /`                   | the dashboard (see [`super::dashboard`])                        |
 //! | `POST /v1/jobs`           | submit a job (see [`super::job_routes`])                        |
+//! | `GET /v1/jobs`            | the jobs this node holds or answers for, a page at a time       |
 //! | `GET /v1/jobs/{id}`       | a job's status and outcome (see [`super::job_routes`])          |
 //! | `POST /v1/peer/*`         | the peer protocol: offer, ask, steal ([`super::peer_routes`])   |
 //! | `GET /v1/cluster`         | this node's load map ([`ClusterView`])                          |
@@ -262,6 +263,9 @@ where
             response
         }
         (&Method::POST, "/v1/jobs") => job_routes::submit(req, &state.jobs, &state.waits).await,
+        (&Method::GET | &Method::HEAD, "/v1/jobs") => {
+            job_routes::list(req.uri().query(), &state.jobs).await
+        }
         // HEAD is answered as GET; hyper sends the headers without the body.
         (&Method::GET | &Method::HEAD, "/v1/cluster") => {
             let now = tokio::time::Instant::now().into_std();
@@ -301,7 +305,7 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
     match path {
         "/" | "/metrics" | "/v1/cluster" | "/healthz" | "/v1/openapi.json" => Some("GET, HEAD"),
         "/v1/cluster/stream" => Some("GET"),
-        "/v1/jobs" => Some("POST"),
+        "/v1/jobs" => Some("GET, HEAD, POST"),
         _ if peer_routes::is_route(path) => Some("POST"),
         _ if job_id_segment(path).is_some() => Some("GET, HEAD"),
         _ => None,
@@ -313,7 +317,7 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
 /// lists exactly these (`tests/tests/openapi.rs`).
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET, HEAD", "/"),
-    ("POST", "/v1/jobs"),
+    ("GET, HEAD, POST", "/v1/jobs"),
     ("GET, HEAD", "/v1/jobs/{id}"),
     ("POST", crate::jobs::dispatch::peers::OFFER),
     ("POST", crate::jobs::dispatch::peers::ASK),
@@ -516,9 +520,9 @@ mod tests {
         assert_eq!(body["error"]["code"], "method_not_allowed");
         assert!(body["error"]["message"].as_str().unwrap().contains("POST"));
 
-        let (status, allow, _) = call(&state, Method::GET, "/v1/jobs", "").await;
+        let (status, allow, _) = call(&state, Method::DELETE, "/v1/jobs", "").await;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(allow.as_deref(), Some("POST"));
+        assert_eq!(allow.as_deref(), Some("GET, HEAD, POST"));
         let (status, allow, _) =
             call(&state, Method::DELETE, "/v1/jobs/0000000000000001", "").await;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);

@@ -17,12 +17,13 @@
 //! the peer that holds it); a record forgotten here is deleted there. [`JobStore::flushed`]
 //! waits until the writes so far are on disk.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::mem::size_of;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use hearsay_shared::{JobId, JobOutcome, JobSpec};
+use hearsay_shared::{JobId, JobOutcome, JobSpec, JobStatus, NodeId};
+use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -149,6 +150,50 @@ struct Inner {
     finished: VecDeque<(Instant, JobId, usize)>,
     /// The sum of the sizes in `finished`.
     finished_bytes: usize,
+}
+
+/// A job as [`JobStore::list`] gives it: what it is and where it stands, without its output
+/// (the whole outcome is `GET /v1/jobs/{id}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobSummary {
+    /// The job.
+    pub id: JobId,
+    /// Its kind's name.
+    pub kind: String,
+    /// Where it stands, as far as this node knows.
+    pub status: JobStatus,
+    /// The node it was submitted to.
+    pub entry_node: NodeId,
+    /// The node that runs or ran it, once known.
+    pub executing_node: Option<NodeId>,
+    /// How many times it moved between nodes.
+    pub hops: u32,
+    /// From submission to the end, once it ended.
+    pub total_ms: Option<u64>,
+}
+
+impl JobSummary {
+    fn of(outcome: &JobOutcome) -> Self {
+        JobSummary {
+            id: outcome.id,
+            kind: outcome.kind.clone(),
+            status: outcome.status,
+            entry_node: outcome.entry_node.clone(),
+            executing_node: outcome.executing_node.clone(),
+            hops: outcome.hops,
+            total_ms: outcome.total_ms,
+        }
+    }
+}
+
+/// One page of [`JobStore::list`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobPage {
+    /// At most the page's limit of jobs, by id.
+    pub jobs: Vec<JobSummary>,
+    /// The last id of `jobs` when more jobs follow it (the `after` of the next page); `None`
+    /// on the last page.
+    pub next: Option<JobId>,
 }
 
 /// What the store keeps of finished jobs now.
@@ -357,6 +402,50 @@ impl JobStore {
         self.lock(now).jobs.get(&id).map(watch::Sender::subscribe)
     }
 
+    /// The jobs known here whose status `wanted` accepts, by id, after `after` (exclusive) if
+    /// given: at most `limit` (at least 1) of them. One pass over the records under the lock;
+    /// besides the page, it keeps only `limit + 1` ids.
+    pub fn list(
+        &self,
+        now: Instant,
+        after: Option<JobId>,
+        wanted: impl Fn(JobStatus) -> bool,
+        limit: usize,
+    ) -> JobPage {
+        let limit = limit.max(1);
+        let inner = self.lock(now);
+        // The `limit + 1` smallest ids that qualify, the largest on top: one more than the
+        // page, to know whether another page follows.
+        let mut smallest: BinaryHeap<JobId> = BinaryHeap::with_capacity(limit + 1);
+        for (&id, sender) in &inner.jobs {
+            if after.is_some_and(|after| id <= after) {
+                continue;
+            }
+            if smallest.len() > limit && smallest.peek().is_some_and(|&top| id >= top) {
+                continue;
+            }
+            if !wanted(sender.borrow().status) {
+                continue;
+            }
+            smallest.push(id);
+            if smallest.len() > limit + 1 {
+                smallest.pop();
+            }
+        }
+        let mut ids = smallest.into_sorted_vec();
+        let more = ids.len() > limit;
+        ids.truncate(limit);
+        let jobs = ids
+            .iter()
+            .filter_map(|id| inner.jobs.get(id))
+            .map(|sender| JobSummary::of(&sender.borrow()))
+            .collect();
+        JobPage {
+            jobs,
+            next: if more { ids.last().copied() } else { None },
+        }
+    }
+
     /// Jobs held: (all, finished).
     #[cfg(test)]
     pub fn len(&self, now: Instant) -> (usize, usize) {
@@ -483,6 +572,36 @@ mod tests {
         let mut ended = outcome(0, JobStatus::Succeeded);
         ended.output = Some(Value::String("x".repeat(len)));
         outcome_bytes(&ended)
+    }
+
+    #[test]
+    fn a_list_pages_by_id_and_filters_by_status() {
+        let store = JobStore::new(Retention::default());
+        let now = Instant::now();
+        for id in [5, 1, 4, 2, 3] {
+            store.insert(now, outcome(id, JobStatus::Queued)).unwrap();
+        }
+        finish(&store, now, 2);
+        finish(&store, now, 4);
+        let ids = |page: &JobPage| page.jobs.iter().map(|j| j.id.0).collect::<Vec<_>>();
+        let all = |_| true;
+        let first = store.list(now, None, all, 2);
+        assert_eq!((ids(&first), first.next), (vec![1, 2], Some(JobId(2))));
+        let second = store.list(now, first.next, all, 2);
+        assert_eq!((ids(&second), second.next), (vec![3, 4], Some(JobId(4))));
+        let last = store.list(now, second.next, all, 2);
+        assert_eq!((ids(&last), last.next), (vec![5], None));
+        let exact = store.list(now, None, all, 5);
+        assert_eq!(
+            (ids(&exact).len(), exact.next),
+            (5, None),
+            "no page after the last"
+        );
+        let done = store.list(now, None, |s| s == JobStatus::Succeeded, 10);
+        assert_eq!(ids(&done), vec![2, 4]);
+        assert!(done.jobs.iter().all(|j| j.status == JobStatus::Succeeded));
+        let queued = store.list(now, Some(JobId(1)), |s| s == JobStatus::Queued, 1);
+        assert_eq!((ids(&queued), queued.next), (vec![3], Some(JobId(3))));
     }
 
     #[test]
