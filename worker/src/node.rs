@@ -34,6 +34,7 @@ use crate::config::{default_node_id, Config, InvalidSetting};
 use crate::gossip::sampler::{self, WorkGauge};
 use crate::gossip::{self, SharedGossip};
 use crate::http::browser_guard::HostNames;
+use crate::http::info::{Addresses, Resolved, ServerInfo};
 use crate::http::limits::{ConnectionLimiter, WaitLimiter};
 use crate::http::routes::ApiState;
 use crate::http::server;
@@ -198,6 +199,26 @@ impl Node {
             commands = ?commands.names().collect::<Vec<_>>(),
             "worker started"
         );
+        let connection_limits = config.connection_limits(slots);
+        let server_info = Arc::new(ServerInfo::new(
+            &config,
+            Resolved {
+                id: &id,
+                incarnation,
+                seed,
+                slots,
+                data_path: data_path.as_deref(),
+                keyring: keyring.as_ref(),
+                connections: connection_limits,
+                commands: &commands.names().collect::<Vec<_>>(),
+            },
+            Addresses {
+                listen_api: api_addr,
+                listen_gossip: gossip_addr,
+                advertise_api: told_api,
+                advertise_gossip: told_gossip,
+            },
+        ));
         let sealing = match keyring {
             Some(keyring) => {
                 info!(
@@ -389,13 +410,14 @@ impl Node {
                 metrics: Arc::new(exposition),
                 token: config.api_token.clone(),
                 waits: WaitLimiter::new(config.max_waits_per_client),
-                connections: ConnectionLimiter::new(config.connection_limits(slots)),
+                connections: ConnectionLimiter::new(connection_limits),
                 body: config.body_limits(),
                 hosts: Arc::new(HostNames::new(
                     api_addr.ip(),
                     sysinfo::System::host_name().as_deref(),
                     &allowed_hosts,
                 )),
+                info: server_info,
             },
             api_stop,
             tracker.clone(),

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod browser_guard;
 pub mod dashboard;
+pub mod info;
 pub mod job_routes;
 pub mod limits;
 pub mod peer_routes;

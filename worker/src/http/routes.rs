@@ -9,6 +9,7 @@
 //! | `POST /v1/peer/*`         | the peer protocol: offer, ask, steal ([`super::peer_routes`])   |
 //! | `GET /v1/cluster`         | this node's load map ([`ClusterView`])                          |
 //! | `GET /v1/cluster/stream`  | the same, as server-sent events (see [`super::stream`])         |
+//! | `GET /v1/info`            | version, uptime, addresses, settings ([`super::info`])          |
 //! | `GET /metrics`            | Prometheus metrics (see [`crate::metrics`])                     |
 //! | `GET /healthz`            | `{"status":"ok"}`                                               |
 //!
@@ -49,6 +50,7 @@ use crate::gossip::SharedGossip;
 use crate::http::auth::ApiToken;
 use crate::http::browser_guard::{self, HostNames, Refusal};
 use crate::http::dashboard;
+use crate::http::info::ServerInfo;
 use crate::http::job_routes;
 use crate::http::limits::{BodyClock, BodyLimits, ClientAddr, ConnectionLimiter, WaitLimiter};
 use crate::http::peer_routes;
@@ -77,6 +79,8 @@ pub(crate) struct ApiState {
     pub body: BodyLimits,
     /// The names a request's `Host` may give for this node.
     pub hosts: Arc<HostNames>,
+    /// What `GET /v1/info` says.
+    pub info: Arc<ServerInfo>,
 }
 
 /// `GET /healthz`: `{"status":"ok"}`, or, when connections were refused for capacity within
@@ -277,6 +281,13 @@ where
                 .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         }
+        (&Method::GET | &Method::HEAD, "/v1/info") => {
+            let mut response = json(StatusCode::OK, &state.info.body());
+            response
+                .headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
         (&Method::GET | &Method::HEAD, "/healthz") => health(&state.connections),
         (&Method::GET | &Method::HEAD, "/v1/openapi.json") => openapi(),
         (method, path) => match allowed_methods(path) {
@@ -303,7 +314,9 @@ where
 /// the routes in [`route`].
 fn allowed_methods(path: &str) -> Option<&'static str> {
     match path {
-        "/" | "/metrics" | "/v1/cluster" | "/healthz" | "/v1/openapi.json" => Some("GET, HEAD"),
+        "/" | "/metrics" | "/v1/cluster" | "/v1/info" | "/healthz" | "/v1/openapi.json" => {
+            Some("GET, HEAD")
+        }
         "/v1/cluster/stream" => Some("GET"),
         "/v1/jobs" => Some("GET, HEAD, POST"),
         _ if peer_routes::is_route(path) => Some("POST"),
@@ -325,6 +338,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET, HEAD", "/v1/cluster"),
     ("GET", "/v1/cluster/stream"),
     ("GET, HEAD", "/metrics"),
+    ("GET, HEAD", "/v1/info"),
     ("GET, HEAD", "/healthz"),
     ("GET, HEAD", "/v1/openapi.json"),
 ];
@@ -426,6 +440,28 @@ mod tests {
                 "127.0.0.1".parse().unwrap(),
                 None,
                 &Default::default(),
+            )),
+            info: Arc::new(ServerInfo::new(
+                &crate::config::Config::default(),
+                crate::http::info::Resolved {
+                    id: &NodeId::new("n").unwrap(),
+                    incarnation: 1,
+                    seed: 1,
+                    slots: 1,
+                    data_path: None,
+                    keyring: None,
+                    connections: crate::http::limits::ConnectionLimits {
+                        total: 10,
+                        per_client: 10,
+                    },
+                    commands: &[],
+                },
+                crate::http::info::Addresses {
+                    listen_api: "127.0.0.1:1".parse().unwrap(),
+                    listen_gossip: "127.0.0.1:2".parse().unwrap(),
+                    advertise_api: "127.0.0.1:1".parse().unwrap(),
+                    advertise_gossip: "127.0.0.1:2".parse().unwrap(),
+                },
             )),
         }
     }
