@@ -396,6 +396,7 @@ impl Node {
                     sysinfo::System::host_name().as_deref(),
                     &allowed_hosts,
                 )),
+                shutdown: shutdown.clone(),
             },
             api_stop,
             tracker.clone(),
@@ -463,6 +464,12 @@ impl NodeHandle {
     pub fn shutdown(&self) {
         self.jobs.stop_accepting();
         self.shutdown.cancel();
+    }
+
+    /// Resolves once the node has been told to leave: by [`NodeHandle::shutdown`], or over the
+    /// API (`POST /v1/drain`).
+    pub async fn leave_requested(&self) {
+        self.shutdown.cancelled().await;
     }
 
     /// Waits until every task of the node has finished (only ever after a shutdown).
