@@ -721,6 +721,32 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_cancel_takes_a_queued_job_out_and_stops_a_running_one_only_if_forced() {
+        let (executor, store) = executor(1, 5);
+        let long = r#"{"kind":"sleep","ms":600000}"#;
+        executor.submit(job(1, long)).unwrap();
+        executor.submit(job(2, long)).unwrap();
+        executor.submit(job(3, r#"{"kind":"echo","data":"x"}"#)).unwrap();
+        assert_eq!(executor.cancel(JobId(2), false), Cancel::Cancelled);
+        let queued = store.get(Instant::now(), JobId(2)).unwrap();
+        assert_eq!(queued.status, JobStatus::Cancelled);
+        assert_eq!(queued.error.as_deref(), Some(CANCELLED_QUEUED));
+        assert_eq!(executor.cancel(JobId(2), true), Cancel::NotHere, "gone");
+        assert_eq!(executor.work().queued, 1);
+        assert_eq!(executor.cancel(JobId(1), false), Cancel::Running);
+        assert_eq!(executor.cancel(JobId(9), true), Cancel::NotHere);
+        assert_eq!(executor.cancel(JobId(1), true), Cancel::Stopping);
+        let running = outcome_when_done(&store, 1).await;
+        assert_eq!(running.status, JobStatus::Cancelled);
+        assert_eq!(running.error.as_deref(), Some(CANCELLED_RUNNING));
+        // The slot goes on with the queue: the echo behind runs.
+        let next = outcome_when_done(&store, 3).await;
+        assert_eq!(next.status, JobStatus::Succeeded);
+        executor.idle().await;
+        assert_eq!(executor.work(), Work::default());
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn abandoning_records_every_job_left_as_lost() {
         let (executor, store) = executor(1, 5);
         executor
