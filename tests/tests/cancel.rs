@@ -109,16 +109,23 @@ fn start(id: &str, seeds: Vec<SocketAddr>, args: &[&str]) -> Result<WorkerProces
 
 #[test]
 fn a_queued_job_is_cancelled_a_running_one_only_if_forced() -> Result<()> {
-    let worker = start(
-        "cancel0",
-        vec![],
-        &["--queue-limit", "8", "--steal", "off"],
-    )?;
+    let worker = start("cancel0", vec![], &["--queue-limit", "8", "--steal", "off"])?;
     let api = worker.spec.api();
-    let running = id_of(&submit(api, "/v1/jobs", &json!({"kind": "sleep", "ms": LONG}))?);
+    let running = id_of(&submit(
+        api,
+        "/v1/jobs",
+        &json!({"kind": "sleep", "ms": LONG}),
+    )?);
     await_status(api, &running, "running")?;
-    let queued = id_of(&submit(api, "/v1/jobs", &json!({"kind": "sleep", "ms": LONG}))?);
-    assert_eq!(get_json(api, &format!("/v1/jobs/{queued}"))?["status"], "queued");
+    let queued = id_of(&submit(
+        api,
+        "/v1/jobs",
+        &json!({"kind": "sleep", "ms": LONG}),
+    )?);
+    assert_eq!(
+        get_json(api, &format!("/v1/jobs/{queued}"))?["status"],
+        "queued"
+    );
 
     // A reader waiting on the queued job hears its cancelled end.
     let reader = {
@@ -152,15 +159,30 @@ fn a_queued_job_is_cancelled_a_running_one_only_if_forced() -> Result<()> {
     assert_eq!(body["id"], queued.as_str());
     assert_eq!(body["status"], "cancelled");
     assert_eq!(body["error"], "cancelled before it ran");
-    assert_eq!(get_json(api, &format!("/v1/jobs/{queued}"))?["status"], "cancelled");
+    assert_eq!(
+        get_json(api, &format!("/v1/jobs/{queued}"))?["status"],
+        "cancelled"
+    );
     assert_eq!(listed(api, "cancelled")?, vec![queued.clone()]);
     let (status, heard) = reader.join().expect("the reader")?;
-    assert_eq!((status, &heard["status"]), (200, &json!("cancelled")), "{heard}");
+    assert_eq!(
+        (status, &heard["status"]),
+        (200, &json!("cancelled")),
+        "{heard}"
+    );
 
     let (status, body) = delete(api, &format!("/v1/jobs/{waited}"))?;
-    assert_eq!((status, &body["status"]), (200, &json!("cancelled")), "{body}");
+    assert_eq!(
+        (status, &body["status"]),
+        (200, &json!("cancelled")),
+        "{body}"
+    );
     let (status, heard) = submitter.join().expect("the submitter")?;
-    assert_eq!((status, &heard["status"]), (200, &json!("cancelled")), "{heard}");
+    assert_eq!(
+        (status, &heard["status"]),
+        (200, &json!("cancelled")),
+        "{heard}"
+    );
     assert_eq!(heard["id"], waited.as_str());
 
     // Running: refused unless forced; the refusal names the reason.
@@ -171,20 +193,36 @@ fn a_queued_job_is_cancelled_a_running_one_only_if_forced() -> Result<()> {
         body["error"]["message"].as_str().unwrap().contains("force"),
         "{body}"
     );
-    assert_eq!(get_json(api, &format!("/v1/jobs/{running}"))?["status"], "running");
+    assert_eq!(
+        get_json(api, &format!("/v1/jobs/{running}"))?["status"],
+        "running"
+    );
 
     // Bad queries, ids and unknown jobs, as GET answers them.
-    for (query, field) in [("force=maybe", "force"), ("wait=true", "wait"), ("force=true&force=true", "force")] {
+    for (query, field) in [
+        ("force=maybe", "force"),
+        ("wait=true", "wait"),
+        ("force=true&force=true", "force"),
+    ] {
         let (status, body) = delete(api, &format!("/v1/jobs/{running}?{query}"))?;
         assert_eq!(status, 400, "{query}: {body}");
         assert_eq!(body["error"]["code"], "invalid_query", "{query}");
         assert_eq!(body["error"]["field"], field, "{query}");
     }
     let (status, body) = delete(api, "/v1/jobs/xyz")?;
-    assert_eq!((status, &body["error"]["code"]), (400, &json!("invalid_job_id")));
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (400, &json!("invalid_job_id"))
+    );
     let (status, body) = delete(api, "/v1/jobs/0000000000000001")?;
-    assert_eq!((status, &body["error"]["code"]), (404, &json!("unknown_job")));
-    assert_eq!(get_json(api, &format!("/v1/jobs/{running}"))?["status"], "running");
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (404, &json!("unknown_job"))
+    );
+    assert_eq!(
+        get_json(api, &format!("/v1/jobs/{running}"))?["status"],
+        "running"
+    );
 
     // Forced: stopped, and the answer is its end.
     let (status, body) = delete(api, &format!("/v1/jobs/{running}?force=true"))?;
@@ -192,7 +230,11 @@ fn a_queued_job_is_cancelled_a_running_one_only_if_forced() -> Result<()> {
     assert_eq!(body["status"], "cancelled");
     assert_eq!(body["error"], "cancelled while it ran (forced)");
     // Its slot is free again: a new job runs.
-    let echo = submit(api, "/v1/jobs?wait=true", &json!({"kind": "echo", "data": "x"}))?;
+    let echo = submit(
+        api,
+        "/v1/jobs?wait=true",
+        &json!({"kind": "echo", "data": "x"}),
+    )?;
     assert_eq!(echo["status"], "succeeded", "{echo}");
 
     // Ended: nothing to cancel, and the answer says how it ended.
@@ -200,7 +242,10 @@ fn a_queued_job_is_cancelled_a_running_one_only_if_forced() -> Result<()> {
         let (status, body) = delete(api, &format!("/v1/jobs/{id}?force=true"))?;
         assert_eq!(status, 409, "{body}");
         assert_eq!(body["error"]["code"], "job_ended");
-        assert!(body["error"]["message"].as_str().unwrap().contains(how), "{body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(how),
+            "{body}"
+        );
     }
     assert_eq!(completed(api, "cancelled")?, 3.0);
     Ok(())
@@ -213,12 +258,26 @@ fn a_forwarded_job_is_cancelled_through_its_entry_node() -> Result<()> {
     let entry = start(
         "fwd0",
         vec![],
-        &["--queue-limit", "0", "--steal", "off", "--gossip-interval", "100"],
+        &[
+            "--queue-limit",
+            "0",
+            "--steal",
+            "off",
+            "--gossip-interval",
+            "100",
+        ],
     )?;
     let peer = start(
         "fwd1",
         vec![entry.spec.gossip()],
-        &["--queue-limit", "8", "--steal", "off", "--gossip-interval", "100"],
+        &[
+            "--queue-limit",
+            "8",
+            "--steal",
+            "off",
+            "--gossip-interval",
+            "100",
+        ],
     )?;
     wait_until(PATIENCE, || all_alive(&[&entry, &peer]))?;
     let (e, p) = (entry.spec.api(), peer.spec.api());
@@ -246,17 +305,31 @@ fn a_forwarded_job_is_cancelled_through_its_entry_node() -> Result<()> {
     assert_eq!(body["status"], "cancelled");
     assert_eq!(body["executing_node"], "fwd1");
     assert_eq!(body["entry_node"], "fwd0");
-    assert_eq!(get_json(p, &format!("/v1/jobs/{id}"))?["status"], "cancelled");
+    assert_eq!(
+        get_json(p, &format!("/v1/jobs/{id}"))?["status"],
+        "cancelled"
+    );
     // The entry node follows it to its end.
     await_status(e, &id, "cancelled")?;
     let (status, body) = delete(e, &format!("/v1/jobs/{id}"))?;
-    assert_eq!((status, &body["error"]["code"]), (409, &json!("job_ended")), "{body}");
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (409, &json!("job_ended")),
+        "{body}"
+    );
 
     // A running job held at the peer: refused through the entry node too, as the peer says.
     let (status, body) = delete(p, &format!("/v1/jobs/{busy_p}"))?;
-    assert_eq!((status, &body["error"]["code"]), (409, &json!("job_running")), "{body}");
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (409, &json!("job_running")),
+        "{body}"
+    );
     // The peer's queue still runs: its slot is busy, the next job waits, none was lost.
-    assert_eq!(get_json(p, &format!("/v1/jobs/{busy_p}"))?["status"], "running");
+    assert_eq!(
+        get_json(p, &format!("/v1/jobs/{busy_p}"))?["status"],
+        "running"
+    );
     Ok(())
 }
 
@@ -264,15 +337,10 @@ fn a_forwarded_job_is_cancelled_through_its_entry_node() -> Result<()> {
 fn a_node_drained_over_the_api_hands_its_queue_on_and_exits_0() -> Result<()> {
     let args = ["--queue-limit", "8", "--gossip-interval", "100"];
     let mut leaving = start("drain0", vec![], &args)?;
-    let stays = start(
-        "drain1",
-        vec![leaving.spec.gossip()],
-        &["--gossip-interval", "100", "--steal", "off"],
-    )?;
-    wait_until(PATIENCE, || all_alive(&[&leaving, &stays]))?;
-    let (d, s) = (leaving.spec.api(), stays.spec.api());
+    let d = leaving.spec.api();
 
-    // One job runs on the leaving node (its submitter waits for it), three wait behind it.
+    // One job runs on the leaving node (its submitter waits for it), three wait behind it,
+    // queued while the node is alone (a job pinned with ?place=here would never move).
     let short = json!({"kind": "sleep", "ms": 1000});
     let first = std::thread::spawn(move || {
         post_json(d, "/v1/jobs?wait=true&place=here", &short, &[], PATIENCE)
@@ -281,10 +349,23 @@ fn a_node_drained_over_the_api_hands_its_queue_on_and_exits_0() -> Result<()> {
     let mut queued = Vec::new();
     for n in 0..3 {
         let job = json!({"kind": "echo", "data": format!("q{n}")});
-        let answer = submit(d, "/v1/jobs?place=here", &job)?;
+        let answer = submit(d, "/v1/jobs", &job)?;
         assert_eq!(answer["status"], "queued", "{answer}");
         queued.push(id_of(&answer));
     }
+    // Its peer, which does not steal: only the drain moves the queue.
+    let stays = start(
+        "drain1",
+        vec![leaving.spec.gossip()],
+        &["--gossip-interval", "100", "--steal", "off"],
+    )?;
+    wait_until(PATIENCE, || all_alive(&[&leaving, &stays]))?;
+    let s = stays.spec.api();
+    assert_eq!(
+        listed(d, "queued")?.len(),
+        3,
+        "nothing moved before the drain"
+    );
 
     let (status, body) = post_json(d, "/v1/drain", &json!({}), &[], PATIENCE)?;
     assert_eq!(status, 202, "{body}");
@@ -295,7 +376,11 @@ fn a_node_drained_over_the_api_hands_its_queue_on_and_exits_0() -> Result<()> {
 
     // The running job finishes where it runs, and its submitter hears it.
     let (status, end) = first.join().expect("the submitter")?;
-    assert_eq!((status, &end["status"]), (200, &json!("succeeded")), "{end}");
+    assert_eq!(
+        (status, &end["status"]),
+        (200, &json!("succeeded")),
+        "{end}"
+    );
     assert_eq!(end["executing_node"], "drain0");
     // The process exits 0, as on SIGTERM.
     let exit = leaving.wait_exit(PATIENCE)?;
