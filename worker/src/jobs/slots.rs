@@ -726,7 +726,9 @@ mod tests {
         let long = r#"{"kind":"sleep","ms":600000}"#;
         executor.submit(job(1, long)).unwrap();
         executor.submit(job(2, long)).unwrap();
-        executor.submit(job(3, r#"{"kind":"echo","data":"x"}"#)).unwrap();
+        executor
+            .submit(job(3, r#"{"kind":"echo","data":"x"}"#))
+            .unwrap();
         assert_eq!(executor.cancel(JobId(2), false), Cancel::Cancelled);
         let queued = store.get(Instant::now(), JobId(2)).unwrap();
         assert_eq!(queued.status, JobStatus::Cancelled);
