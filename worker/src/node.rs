@@ -418,6 +418,7 @@ impl Node {
                     &allowed_hosts,
                 )),
                 info: server_info,
+                shutdown: shutdown.clone(),
             },
             api_stop,
             tracker.clone(),
@@ -485,6 +486,12 @@ impl NodeHandle {
     pub fn shutdown(&self) {
         self.jobs.stop_accepting();
         self.shutdown.cancel();
+    }
+
+    /// Resolves once the node has been told to leave: by [`NodeHandle::shutdown`], or over the
+    /// API (`POST /v1/drain`).
+    pub async fn leave_requested(&self) {
+        self.shutdown.cancelled().await;
     }
 
     /// Waits until every task of the node has finished (only ever after a shutdown).
