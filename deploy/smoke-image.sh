@@ -7,14 +7,32 @@
 #
 #   deploy/smoke-image.sh IMAGE
 #
-# Needs root, podman, unshare, chroot, curl. Everything it makes is removed on exit.
+# Needs root, podman, unshare, chroot, curl. Everything it makes is removed on exit, and every
+# process it starts in the image is stopped.
 set -euo pipefail
 image="${1:?usage: deploy/smoke-image.sh IMAGE}"
 work=$(mktemp -d /tmp/hearsay-image-smoke.XXXXXX)
 cid=""
 pid=""
+# Every process whose root is the exported filesystem: the node (a grandchild of "$pid", which
+# killing "$pid" alone would leave running).
+in_root() {
+  local p
+  for p in /proc/[0-9]*; do
+    [ "$(readlink "$p/root" 2>/dev/null)" = "$work" ] && echo "${p#/proc/}"
+  done
+  return 0
+}
 cleanup() {
-  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi
+  mapfile -t left < <(in_root)
+  if [ ${#left[@]} -gt 0 ]; then
+    kill "${left[@]}" 2>/dev/null || true
+    for _ in $(seq 1 50); do [ -z "$(in_root)" ] && break; sleep 0.1; done
+    mapfile -t left < <(in_root)
+    if [ ${#left[@]} -gt 0 ]; then kill -9 "${left[@]}" 2>/dev/null || true; fi
+  fi
+  if [ -n "$pid" ]; then wait "$pid" 2>/dev/null || true; fi
   if [ -n "$cid" ]; then podman rm -f "$cid" >/dev/null 2>&1 || true; fi
   rm -rf "$work"
 }

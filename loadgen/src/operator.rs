@@ -5,7 +5,8 @@
 //! Every command prints text for people, or with `--json` the worker's JSON as it came, one
 //! document per line, for scripts. Every error is one line on stderr. The exit code says what
 //! happened ([`Exit`]): 0 done; 1 the worker could not be reached or refused; 2 the command line
-//! is wrong; and for a job waited for, 3 failed, 4 timed out, 5 lost.
+//! is wrong; for a job waited for, 3 failed, 4 timed out, 5 lost, 6 cancelled; 7 a cancel
+//! refused because the job runs (without `--force`) or has ended.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -69,6 +70,10 @@ pub enum Command {
     Status(JobArgs),
     /// Wait until a job ends and print its outcome; the exit code says how it ended.
     Wait(WaitArgs),
+    /// Cancel a job: a queued one is taken out of its queue; a running one only with --force.
+    Cancel(CancelArgs),
+    /// Make a node leave the cluster gracefully, as SIGTERM does (the --api node, or NODE).
+    Drain(DrainArgs),
     /// The worker's load map in the terminal, redrawn in place (as `loadgen watch`).
     Watch(WatchFlags),
     /// A new cluster key (64 hex digits from the OS's random source), for --cluster-key-file.
@@ -144,7 +149,7 @@ pub struct SubmitArgs {
 #[derive(Debug, Args)]
 pub struct JobsArgs {
     /// Only the jobs of these statuses, comma-separated: queued, running, succeeded, failed,
-    /// timed_out, lost.
+    /// timed_out, lost, cancelled.
     #[arg(long, value_name = "LIST", value_parser = parse_statuses)]
     pub status: Option<String>,
 
@@ -178,6 +183,27 @@ pub struct JobArgs {
     /// The job's id (16 hex digits), as `submit` printed it.
     #[arg(value_name = "ID")]
     pub id: String,
+}
+
+/// A job to cancel.
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// The job's id (16 hex digits), as `submit` printed it.
+    #[arg(value_name = "ID")]
+    pub id: String,
+
+    /// Stop the job even if it is running (an exec job's process is killed).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// A node to drain.
+#[derive(Debug, Args)]
+pub struct DrainArgs {
+    /// The node: a member id or API address from the --api node's load map [default: the
+    /// --api node itself].
+    #[arg(value_name = "NODE")]
+    pub node: Option<String>,
 }
 
 /// A job to wait for.
@@ -227,6 +253,10 @@ pub enum Exit {
     TimedOut = 4,
     /// The job waited for is lost: its node stopped before it was known to end.
     Lost = 5,
+    /// The job waited for was cancelled.
+    Cancelled = 6,
+    /// A cancel was refused: the job is running (and `--force` was not given) or has ended.
+    Refused = 7,
 }
 
 impl Exit {
@@ -236,6 +266,7 @@ impl Exit {
             JobStatus::Failed => Exit::Failed,
             JobStatus::TimedOut => Exit::TimedOut,
             JobStatus::Lost => Exit::Lost,
+            JobStatus::Cancelled => Exit::Cancelled,
             JobStatus::Succeeded | JobStatus::Queued | JobStatus::Running => Exit::Done,
         }
     }
@@ -284,6 +315,8 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Jobs(args) => client.jobs(&args).await,
         Command::Status(args) => client.status(&args.id).await,
         Command::Wait(args) => client.wait(&args.id, args.timeout).await,
+        Command::Cancel(args) => client.cancel(&args).await,
+        Command::Drain(args) => client.drain(args.node.as_deref()).await,
         Command::Watch(flags) => {
             let args = WatchArgs {
                 url: client.base.clone(),
@@ -452,6 +485,76 @@ impl Client {
         }
     }
 
+    async fn cancel(&self, args: &CancelArgs) -> Result<Exit, Failure> {
+        let id: hearsay_shared::JobId = args
+            .id
+            .parse()
+            .map_err(|e| usage(anyhow::anyhow!("ID: {e}")))?;
+        let query = if args.force { "?force=true" } else { "" };
+        let path = format!("/v1/jobs/{id}{query}");
+        let answer = self
+            .http
+            .call_json(
+                Method::DELETE,
+                &self.base,
+                &path,
+                None,
+                &[],
+                REQUEST_TIMEOUT,
+            )
+            .await;
+        let answer = match answer {
+            Ok((_, value)) => value,
+            Err(e @ RequestError::Status { status: 409, .. }) => {
+                return Err(Failure {
+                    exit: Exit::Refused,
+                    error: worker_error(&self.base, &e),
+                })
+            }
+            Err(e) => return Err(worker_error(&self.base, &e).into()),
+        };
+        let outcome = read_outcome(answer)?;
+        self.print_outcome(outcome);
+        Ok(Exit::Done)
+    }
+
+    async fn drain(&self, node: Option<&str>) -> Result<Exit, Failure> {
+        let base = match node {
+            None => self.base.clone(),
+            Some(node) => {
+                let view = self.call(Method::GET, "/v1/cluster", None, &[]).await?;
+                member_api(&view, node).map_err(|e| usage(anyhow::anyhow!("NODE: {e}")))?
+            }
+        };
+        let (_, answer) = self
+            .http
+            .call_json(
+                Method::POST,
+                &base,
+                "/v1/drain",
+                Some(Bytes::from_static(b"{}")),
+                &[],
+                REQUEST_TIMEOUT,
+            )
+            .await
+            .map_err(|e| worker_error(&base, &e))?;
+        emit(&if self.json {
+            format!("{answer}\n")
+        } else {
+            let node = answer["node"].as_str().unwrap_or("?");
+            let already = if answer["already_leaving"] == true {
+                " (it was leaving already)"
+            } else {
+                ""
+            };
+            format!(
+                "{node} is leaving{already}: {} queued, {} running\n",
+                answer["queued"], answer["running"]
+            )
+        });
+        Ok(Exit::Done)
+    }
+
     /// Prints an outcome; the exit its status gives.
     fn print_outcome(&self, (outcome, raw): (JobOutcome, Value)) -> Exit {
         emit(&if self.json {
@@ -461,6 +564,26 @@ impl Client {
         });
         Exit::of(outcome.status)
     }
+}
+
+/// The API base of member `node` (its id, or its API address) in the load map `view`.
+fn member_api(view: &Value, node: &str) -> Result<String> {
+    let wanted = normalise_target(node).ok();
+    let nodes = view["nodes"]
+        .as_array()
+        .context("the load map has no nodes")?;
+    for member in nodes {
+        let api = member["api"].as_str().unwrap_or_default();
+        let api_base = normalise_target(api).ok();
+        if member["id"].as_str() == Some(node) || (api_base.is_some() && api_base == wanted) {
+            return normalise_target(api).map_err(|e| anyhow::anyhow!("{node}'s API {api}: {e}"));
+        }
+    }
+    let ids: Vec<&str> = nodes.iter().filter_map(|n| n["id"].as_str()).collect();
+    bail!(
+        "{node:?} is not a member id or API address the worker knows; the members: {}",
+        ids.join(", ")
+    )
 }
 
 /// Writes `text` to stdout. A reader that went away (`hearsay members | head -1`) is not an
@@ -743,6 +866,8 @@ mod tests {
         assert_eq!(Exit::of(JobStatus::Failed) as u8, 3);
         assert_eq!(Exit::of(JobStatus::TimedOut) as u8, 4);
         assert_eq!(Exit::of(JobStatus::Lost) as u8, 5);
+        assert_eq!(Exit::of(JobStatus::Cancelled) as u8, 6);
+        assert_eq!(Exit::Refused as u8, 7);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `hearsay`, the operators' client, against real workers (in-process nodes on loopback, real
 //! HTTP and UDP): members as a table and as JSON, a job submitted and waited for, read and
 //! followed, exit codes from a job's end, a key, and bad input refused with one line; the jobs
-//! of a worker listed, filtered and paged.
+//! of a worker listed, filtered and paged; jobs cancelled (refused while running, forced, ended:
+//! their exit codes) and nodes drained, by member id and the --api node itself.
 
 mod common;
 
@@ -214,4 +215,95 @@ async fn jobs_are_listed_filtered_and_paged() {
     }
 
     common::kill_all(&nodes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_and_drain_against_real_workers() {
+    let nodes = common::start_nodes(2, Policy::P2c).await;
+    let api = nodes[0].api_addr().to_string();
+    let sleep = r#"{"kind":"sleep","ms":600000}"#;
+
+    // Three sleeps for two slots, all submitted to t0: two run, one waits in a queue.
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (code, id) = ran(&hearsay(&api, &["submit", sleep]).await);
+        assert_eq!(code, 0, "{id}");
+        ids.push(id.trim().to_owned());
+    }
+    let status_of = |id: String| {
+        let api = api.clone();
+        async move {
+            let (_, out) = ran(&hearsay(&api, &["status", "--json", &id]).await);
+            let outcome: Value = serde_json::from_str(out.trim()).unwrap();
+            outcome["status"].as_str().unwrap().to_owned()
+        }
+    };
+    let (mut running, mut queued) = (String::new(), String::new());
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let mut statuses = Vec::new();
+            for id in &ids {
+                statuses.push(status_of(id.clone()).await);
+            }
+            let find = |s: &str| statuses.iter().position(|x| x == s);
+            if let (Some(r), Some(q)) = (find("running"), find("queued")) {
+                if statuses.iter().filter(|s| *s == "running").count() == 2 {
+                    (running, queued) = (ids[r].clone(), ids[q].clone());
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("two run, one waits");
+    let holder_api = api.clone();
+
+    // Through the entry node (t0), wherever the job is.
+    let (code, out) = ran(&hearsay(&api, &["cancel", &running]).await);
+    assert_eq!(code, 7, "a running job: refused without --force");
+    assert!(out.is_empty(), "{out}");
+    let out = hearsay(&api, &["cancel", &running]).await;
+    assert!(stderr(&out).contains("409 job_running"), "{}", stderr(&out));
+
+    let (code, out) = ran(&hearsay(&holder_api, &["cancel", &queued, "--json"]).await);
+    assert_eq!(code, 0, "{out}");
+    let outcome: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(outcome["status"], "cancelled", "{out}");
+    let (code, out) = ran(&hearsay(&holder_api, &["wait", &queued]).await);
+    assert_eq!(code, 6, "a job waited for that was cancelled: {out}");
+    let (code, _) = ran(&hearsay(&holder_api, &["cancel", &queued]).await);
+    assert_eq!(code, 7, "ended: refused");
+
+    let (code, out) = ran(&hearsay(&api, &["cancel", &running, "--force"]).await);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&running) && out.contains("cancelled"), "{out}");
+    let (code, _) = ran(&hearsay(&api, &["cancel", "0000000000000001"]).await);
+    assert_eq!(code, 1, "unknown: the worker refused");
+    let (code, _) = ran(&hearsay(&api, &["cancel", "xyz"]).await);
+    assert_eq!(code, 2, "a bad id: the command line");
+
+    // The other sleep too, so that the drains wait for nothing.
+    for id in &ids {
+        hearsay(&api, &["cancel", id, "--force"]).await;
+    }
+
+    // Drain t1 through t0, by its member id: it leaves and its tasks end.
+    let (code, _) = ran(&hearsay(&api, &["drain", "nobody"]).await);
+    assert_eq!(code, 2, "not a member");
+    let (code, out) = ran(&hearsay(&api, &["drain", "t1", "--json"]).await);
+    assert_eq!(code, 0, "{out}");
+    let answer: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(answer["node"], "t1", "{out}");
+    assert_eq!(answer["status"], "leaving", "{out}");
+    tokio::time::timeout(Duration::from_secs(60), nodes[1].join())
+        .await
+        .expect("t1 leaves and stops");
+    // And the --api node itself, without NODE.
+    let (code, out) = ran(&hearsay(&api, &["drain"]).await);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("t0 is leaving"), "{out}");
+    tokio::time::timeout(Duration::from_secs(60), nodes[0].join())
+        .await
+        .expect("t0 leaves and stops");
 }

@@ -20,7 +20,9 @@ pub enum NodeState {
 /// A node's load at one instant: a few integers, so that dozens fit in one datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct LoadVector {
-    /// CPU use of the whole machine, in per mille (0..=1000).
+    /// CPU use in per mille (0..=1000) of [`LoadVector::cpu_capacity_millicores`]: the node's
+    /// cgroup's use against its quota when one limits it, else the whole machine's. The `cpu`
+    /// load score (`hearsay_scheduler::LoadScore::Cpu`) counts a saturated node as more loaded.
     pub cpu_permille: u16,
     /// The CPU the node may use, in millicores: its cgroup's quota over period when one limits
     /// it, else its cores x 1000 (see [`crate::cgroup`]). 0 for unknown: a report of format

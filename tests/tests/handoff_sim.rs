@@ -44,6 +44,7 @@ fn status_name(s: JobStatus) -> &'static str {
         JobStatus::Lost => "lost",
         JobStatus::Failed => "failed",
         JobStatus::TimedOut => "timed_out",
+        JobStatus::Cancelled => "cancelled",
         JobStatus::Queued | JobStatus::Running => "unfinished",
     }
 }

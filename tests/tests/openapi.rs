@@ -145,6 +145,11 @@ fn the_served_document_is_docs_openapi_json_and_lists_every_route() -> Result<()
     for (methods, path) in hearsay_worker::ROUTES {
         let concrete = path.replace("{id}", "0000000000000001");
         for method in methods.split(", ") {
+            // A drain would make the node leave, and the checks after it need the node: that
+            // it is served is the 405 below (a known path) and tests/tests/cancel.rs.
+            if (method, *path) == ("POST", "/v1/drain") {
+                continue;
+            }
             let body = if method == "POST" { "{}" } else { "" };
             let (status, _, body) = exchange(api, method, &concrete, body)?;
             assert_ne!(status, 405, "{method} {path}");
@@ -153,7 +158,9 @@ fn the_served_document_is_docs_openapi_json_and_lists_every_route() -> Result<()
                 "{method} {path} is not served: {status} {body}"
             );
         }
-        let other = if methods.contains("GET") {
+        let other = if methods.contains("DELETE") {
+            "PUT"
+        } else if methods.contains("GET") {
             "DELETE"
         } else {
             "GET"

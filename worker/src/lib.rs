@@ -78,7 +78,8 @@ pub use http::server::HEADER_READ_TIMEOUT;
 pub use http::stream::MAX_STREAMS;
 pub use node::{Node, NodeHandle, StartError};
 
-/// Runs a node until `SIGTERM` or ctrl-c, then leaves gracefully: what the `worker` binary does.
+/// Runs a node until `SIGTERM`, ctrl-c or `POST /v1/drain`, then leaves gracefully: what the
+/// `worker` binary does.
 ///
 /// Sets up logging, builds the tokio runtime, starts the node and waits for the signal. Errors
 /// (a socket that cannot be bound, an invalid setting) come back before anything is left
@@ -101,8 +102,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .context("cannot start the tokio runtime")?;
     runtime.block_on(async {
         let node = Node::start(config).await?;
-        shutdown_signal().await;
-        tracing::info!(node = %node.id(), "shutdown signal received; leaving the cluster");
+        tokio::select! {
+            () = shutdown_signal() => {
+                tracing::info!(node = %node.id(), "shutdown signal received; leaving the cluster");
+            }
+            // `POST /v1/drain` has started the leave already; it ends as a signal's does.
+            () = node.leave_requested() => {}
+        }
         node.leave().await;
         tracing::info!("stopped");
         Ok(())

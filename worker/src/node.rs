@@ -35,7 +35,7 @@ use crate::gossip::sampler::{self, WorkGauge};
 use crate::gossip::{self, SharedGossip};
 use crate::history::SharedHistory;
 use crate::http::browser_guard::HostNames;
-use crate::http::info::{Addresses, ServerInfo};
+use crate::http::info::{Addresses, Resolved, ServerInfo};
 use crate::http::limits::{ConnectionLimiter, WaitLimiter};
 use crate::http::routes::ApiState;
 use crate::http::server;
@@ -200,6 +200,26 @@ impl Node {
             commands = ?commands.names().collect::<Vec<_>>(),
             "worker started"
         );
+        let connection_limits = config.connection_limits(slots);
+        let server_info = Arc::new(ServerInfo::new(
+            &config,
+            Resolved {
+                id: &id,
+                incarnation,
+                seed,
+                slots,
+                data_path: data_path.as_deref(),
+                keyring: keyring.as_ref(),
+                connections: connection_limits,
+                commands: &commands.names().collect::<Vec<_>>(),
+            },
+            Addresses {
+                listen_api: api_addr,
+                listen_gossip: gossip_addr,
+                advertise_api: told_api,
+                advertise_gossip: told_gossip,
+            },
+        ));
         let sealing = match keyring {
             Some(keyring) => {
                 info!(
@@ -385,19 +405,6 @@ impl Node {
                 drop(drained);
             }
         }));
-        let info = Arc::new(ServerInfo::new(
-            &config,
-            id.as_str(),
-            incarnation,
-            slots,
-            Addresses {
-                api: api_addr,
-                gossip: gossip_addr,
-                advertise_api: told_api,
-                advertise_gossip: told_gossip,
-            },
-            data_path.as_deref(),
-        ));
         // Clients told the advertised API address use it as `Host`.
         let mut allowed_hosts = config.allowed_hosts.clone();
         allowed_hosts
@@ -412,15 +419,16 @@ impl Node {
                 metrics: Arc::new(exposition),
                 token: config.api_token.clone(),
                 waits: WaitLimiter::new(config.max_waits_per_client),
-                connections: ConnectionLimiter::new(config.connection_limits(slots)),
+                connections: ConnectionLimiter::new(connection_limits),
                 body: config.body_limits(),
                 hosts: Arc::new(HostNames::new(
                     api_addr.ip(),
                     sysinfo::System::host_name().as_deref(),
                     &allowed_hosts,
                 )),
-                info,
+                info: server_info,
                 history,
+                shutdown: shutdown.clone(),
             },
             api_stop,
             tracker.clone(),
@@ -488,6 +496,12 @@ impl NodeHandle {
     pub fn shutdown(&self) {
         self.jobs.stop_accepting();
         self.shutdown.cancel();
+    }
+
+    /// Resolves once the node has been told to leave: by [`NodeHandle::shutdown`], or over the
+    /// API (`POST /v1/drain`).
+    pub async fn leave_requested(&self) {
+        self.shutdown.cancelled().await;
     }
 
     /// Waits until every task of the node has finished (only ever after a shutdown).

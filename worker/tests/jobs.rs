@@ -381,17 +381,18 @@ async fn every_bad_input_is_refused_naming_the_field() {
     let wrong = call(&http, Method::DELETE, api, "/v1/jobs", &[], "").await;
     wrong.assert_error(405, "method_not_allowed", None);
     assert_eq!(wrong.headers[ALLOW], "GET, HEAD, POST");
+    // DELETE cancels (tests/tests/cancel.rs); another method is refused.
     let wrong = call(
         &http,
-        Method::DELETE,
+        Method::PUT,
         api,
         "/v1/jobs/0123456789abcdef",
         &[],
-        "",
+        "{}",
     )
     .await;
     wrong.assert_error(405, "method_not_allowed", None);
-    assert_eq!(wrong.headers[ALLOW], "GET, HEAD");
+    assert_eq!(wrong.headers[ALLOW], "GET, HEAD, DELETE");
     let wrong = call(&http, Method::PUT, api, "/v1/jobs", &[], "{}").await;
     wrong.assert_error(405, "method_not_allowed", None);
 

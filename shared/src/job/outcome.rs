@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::JobId;
 use crate::NodeId;
 
-/// Where a job is in its life. The last four are terminal.
+/// Where a job is in its life. The last five are terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
@@ -23,17 +23,21 @@ pub enum JobStatus {
     /// Its end will not be known: the node holding it stopped answering, restarted or left
     /// before it was known to finish. It may have run, in part or in full; never twice.
     Lost,
+    /// Cancelled by a client (`DELETE /v1/jobs/{id}`): taken out of the queue before it ran,
+    /// or, forced, stopped while it ran.
+    Cancelled,
 }
 
 impl JobStatus {
     /// Every status, in the order of a job's life.
-    pub const ALL: [JobStatus; 6] = [
+    pub const ALL: [JobStatus; 7] = [
         JobStatus::Queued,
         JobStatus::Running,
         JobStatus::Succeeded,
         JobStatus::Failed,
         JobStatus::TimedOut,
         JobStatus::Lost,
+        JobStatus::Cancelled,
     ];
 
     /// Its name, as in the API's JSON and the metrics' labels (`timed_out`, ...).
@@ -45,6 +49,7 @@ impl JobStatus {
             JobStatus::Failed => "failed",
             JobStatus::TimedOut => "timed_out",
             JobStatus::Lost => "lost",
+            JobStatus::Cancelled => "cancelled",
         }
     }
 

@@ -273,8 +273,20 @@ pub fn post_json(
 
 /// A GET on a node's API. Any status is an answer: returns it with the body as text.
 pub fn get_text(api: SocketAddr, path: &str) -> Result<(u16, String)> {
-    let mut response = agent(Duration::from_secs(2))
-        .get(&format!("http://{api}{path}"))
+    get_text_with(api, path, &[])
+}
+
+/// [`get_text`] with extra headers (e.g. `Authorization: Bearer TOKEN`).
+pub fn get_text_with(
+    api: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<(u16, String)> {
+    let mut request = agent(Duration::from_secs(2)).get(&format!("http://{api}{path}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let mut response = request
         .call()
         .with_context(|| format!("GET http://{api}{path}"))?;
     let status = response.status().as_u16();

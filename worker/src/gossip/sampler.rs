@@ -1,5 +1,7 @@
-//! The load sampler: every gossip interval it measures the machine's CPU use and hands it to the
-//! gossip core, whose next report carries it. The queue and the running jobs are read from the
+//! The load sampler: every gossip interval it measures the node's CPU use and capacity (its
+//! cgroup's when a quota limits it, else the machine's: [`super::cgroup`]) and hands them to the
+//! gossip core, whose next report carries them; placement and stealing read them with
+//! `--load-score cpu`. The queue and the running jobs are read from the
 //! executor (the node's [`WorkGauge`]) by the gossip task itself, at each round, so that a report
 //! carries them as they are when it is sent.
 

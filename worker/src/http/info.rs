@@ -1,95 +1,90 @@
-//! `GET /v1/info`: what this node is and how it was started, like Envoy's `/server_info` —
-//! version, build, uptime, identity, addresses, and the settings in effect with the secrets
-//! redacted: the cluster key and the API token are never in the answer, only whether one is
-//! set (`"redacted"`, or `null` when there is none).
+//! `GET /v1/info`: what this node is and how it was started — version, build, uptime, the
+//! addresses it listens on and tells peers, and the settings in effect — like Envoy's
+//! `/server_info`. Secrets are never in it: the cluster keys appear as their ids (the first 4
+//! bytes of their SHA-256, which the start-up log shows too) and the API token as `"redacted"`,
+//! so the body can be pasted into a bug report.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::header::{HeaderValue, CACHE_CONTROL};
-use hyper::{Response, StatusCode};
-use serde_json::{json as value, Value};
+use hearsay_shared::seal::Keyring;
+use hearsay_shared::NodeId;
+use serde_json::{json, Value};
+use tokio::time::Instant;
 
-use crate::config::{Config, DataDir};
-use crate::http::view::json;
+use crate::config::Config;
+use crate::http::limits::ConnectionLimits;
 
-/// What a node says of itself, fixed at its start.
-#[derive(Debug)]
+/// What `/v1/info` says: fixed at start but for the uptime, which is counted from `started`.
+#[derive(Debug, Clone)]
 pub(crate) struct ServerInfo {
-    started: Instant,
     body: Value,
+    started: Instant,
 }
 
-/// The addresses a node listens on and tells its peers.
+/// The addresses a node listens on and the ones it tells peers and clients.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Addresses {
-    /// The API socket as bound.
-    pub api: SocketAddr,
-    /// The gossip socket as bound.
-    pub gossip: SocketAddr,
-    /// The API address peers are told.
+    /// Where the HTTP API and the gossip socket are bound.
+    pub listen_api: SocketAddr,
+    pub listen_gossip: SocketAddr,
+    /// What peers are told (`--advertise-*`, else the bound addresses).
     pub advertise_api: SocketAddr,
-    /// The gossip address peers are told.
     pub advertise_gossip: SocketAddr,
 }
 
-/// The marker that stands for a secret that is set.
-const REDACTED: &str = "redacted";
+/// What a node settled on at start, beyond its flags.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Resolved<'a> {
+    pub id: &'a NodeId,
+    pub incarnation: u64,
+    pub seed: u64,
+    pub slots: u32,
+    pub data_path: Option<&'a Path>,
+    pub keyring: Option<&'a Keyring>,
+    pub connections: ConnectionLimits,
+    pub commands: &'a [&'a str],
+}
 
 impl ServerInfo {
-    /// The info of a node started now from `config`.
-    pub(crate) fn new(
-        config: &Config,
-        node: &str,
-        incarnation: u64,
-        slots: u32,
-        addresses: Addresses,
-        data_path: Option<&std::path::Path>,
-    ) -> Self {
-        let secret = |set: bool| {
-            if set {
-                Value::from(REDACTED)
-            } else {
-                Value::Null
-            }
-        };
-        let data_dir = match &config.data_dir {
-            None => Value::Null,
-            Some(DataDir::Memory) => Value::from("none"),
-            Some(DataDir::Path(p)) => Value::from(p.display().to_string()),
-        };
-        let body = value!({
+    /// The answer for a node started with `config` that settled on `resolved` and is bound at
+    /// `addresses`, its clock started now.
+    pub(crate) fn new(config: &Config, resolved: Resolved<'_>, addresses: Addresses) -> Self {
+        let keys = resolved.keyring.map(|ring| {
+            json!({
+                "primary": ring.primary_id().to_string(),
+                "ids": ring.ids().iter().map(ToString::to_string).collect::<Vec<_>>(),
+            })
+        });
+        let body = json!({
             "version": env!("CARGO_PKG_VERSION"),
             "build": {
-                // Set by whoever builds (`HEARSAY_GIT_COMMIT=$(git rev-parse HEAD) cargo build`);
-                // null otherwise: no build script guesses it.
-                "git_commit": option_env!("HEARSAY_GIT_COMMIT"),
                 "profile": if cfg!(debug_assertions) { "debug" } else { "release" },
+                "target": format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS),
             },
-            "node": node,
-            "incarnation": incarnation,
-            "incarnation_time": rfc3339_ms(incarnation),
-            "addresses": {
-                "api": addresses.api.to_string(),
-                "gossip": addresses.gossip.to_string(),
-                "advertise_api": addresses.advertise_api.to_string(),
-                "advertise_gossip": addresses.advertise_gossip.to_string(),
+            "node_id": resolved.id.as_str(),
+            "incarnation": resolved.incarnation,
+            "incarnation_time": rfc3339(resolved.incarnation),
+            "listen": {
+                "api": addresses.listen_api.to_string(),
+                "gossip": addresses.listen_gossip.to_string(),
             },
-            "load_score": config.load_score.as_str(),
-            "data_dir": data_path.map(|p| p.display().to_string()),
+            "advertise": {
+                "api": addresses.advertise_api.to_string(),
+                "gossip": addresses.advertise_gossip.to_string(),
+            },
             "config": {
-                "node_id": config.node_id.as_ref().map(|n| n.as_str()),
                 "seeds": config.seeds.to_string(),
-                "slots": slots,
+                "slots": resolved.slots,
                 "queue_limit": config.queue_limit,
-                "policy": config.policy.as_str(),
-                "load_score": config.load_score.as_str(),
+                "policy": config.policy.to_string(),
+                "load_score": config.load_score.to_string(),
                 "steal": config.steal.to_string(),
                 "steal_interval_ms": config.steal_interval,
+                "commands": resolved.commands,
                 "config_file": config.config_file.as_ref().map(|p| p.display().to_string()),
-                "data_dir": data_dir,
+                "data_dir": resolved.data_path.map_or_else(|| "none".to_owned(), |p| p.display().to_string()),
                 "retain_ms": config.retain_ms,
                 "retain_jobs": config.retain_jobs,
                 "retain_bytes": config.retain_bytes,
@@ -99,115 +94,52 @@ impl ServerInfo {
                 "fanout": config.fanout,
                 "datagram_budget": config.datagram_budget,
                 "max_nodes": config.max_nodes,
-                "seed": config.seed,
-                "cluster_key_file": config.cluster_key_file.as_ref().map(|p| p.display().to_string()),
-                "cluster_key": secret(config.cluster_key.is_some() || config.cluster_key_file.is_some()),
-                "api_token": secret(config.api_token.is_some()),
+                "log_format": format!("{:?}", config.log_format).to_lowercase(),
+                "seed": resolved.seed,
+                "cluster_keys": keys,
+                "api_token": config.api_token.as_ref().map(|_| "redacted"),
                 "max_waits_per_client": config.max_waits_per_client,
                 "body_timeout_ms": config.body_timeout,
                 "body_min_rate": config.body_min_rate,
                 "body_rate_grace_ms": config.body_rate_grace,
-                "max_connections": config.max_connections,
-                "max_connections_per_client": config.max_connections_per_client,
+                "max_connections": resolved.connections.total,
+                "max_connections_per_client": resolved.connections.per_client,
                 "allowed_hosts": config.allowed_hosts.to_string(),
             },
         });
         ServerInfo {
-            started: Instant::now(),
             body,
+            started: Instant::now(),
         }
     }
 
-    /// The answer to `GET /v1/info`: the fixed part and the uptime.
-    pub(crate) fn answer(&self) -> Response<Full<Bytes>> {
+    /// The body, with the uptime as of now.
+    pub(crate) fn body(&self) -> Value {
         let mut body = self.body.clone();
-        body["uptime_ms"] = Value::from(self.started.elapsed().as_millis() as u64);
-        let mut response = json(StatusCode::OK, &body);
-        response
-            .headers_mut()
-            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        response
+        let uptime = self.started.elapsed();
+        body["uptime_ms"] = json!(u64::try_from(uptime.as_millis()).unwrap_or(u64::MAX));
+        body
     }
 }
 
-/// `ms` since the Unix epoch as an RFC 3339 UTC time with milliseconds,
-/// `2026-12-04T13:07:17.123Z` (the civil-from-days algorithm of Howard Hinnant).
-pub(crate) fn rfc3339_ms(ms: u64) -> String {
-    let days = (ms / 86_400_000) as i64;
-    let in_day = ms % 86_400_000;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        in_day / 3_600_000,
-        in_day / 60_000 % 60,
-        in_day / 1000 % 60,
-        in_day % 1000
+/// Unix milliseconds as an RFC 3339 UTC time, e.g. `2026-12-04T13:05:35.123Z`.
+fn rfc3339(unix_ms: u64) -> String {
+    let at = UNIX_EPOCH + Duration::from_millis(unix_ms);
+    humantime::format_rfc3339_millis(
+        at.min(SystemTime::UNIX_EPOCH + Duration::from_secs(253_402_300_799)),
     )
+    .to_string()
 }
 
 #[cfg(test)]
 mod tests {
-    use http_body_util::BodyExt;
-
     use super::*;
-    use crate::gossip::sealing::KeyText;
-    use crate::http::auth::ApiToken;
-
-    #[tokio::test]
-    async fn the_key_and_the_token_are_redacted() {
-        let key = "ab".repeat(32);
-        let token = "a-very-secret-api-token";
-        let config = Config {
-            cluster_key: Some(KeyText(key.clone())),
-            api_token: Some(ApiToken::new(token).unwrap()),
-            ..Config::default()
-        };
-        let addr = "127.0.0.1:9".parse().unwrap();
-        let addresses = Addresses {
-            api: addr,
-            gossip: addr,
-            advertise_api: addr,
-            advertise_gossip: addr,
-        };
-        let info = ServerInfo::new(&config, "n", 1_796_389_637_123, 2, addresses, None);
-        let body = info
-            .answer()
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes();
-        let text = std::str::from_utf8(&body).unwrap();
-        assert!(!text.contains(&key) && !text.contains(token), "{text}");
-        let value: Value = serde_json::from_str(text).unwrap();
-        assert_eq!(value["config"]["cluster_key"], "redacted");
-        assert_eq!(value["config"]["api_token"], "redacted");
-        assert_eq!(value["incarnation_time"], "2026-12-04T13:07:17.123Z");
-        assert_eq!(value["config"]["slots"], 2);
-        let open = ServerInfo::new(&Config::default(), "n", 1, 1, addresses, None);
-        let body = open
-            .answer()
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes();
-        let value: Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(value["config"]["cluster_key"], Value::Null);
-    }
 
     #[test]
-    fn times_are_rfc3339_in_utc() {
-        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
-        assert_eq!(rfc3339_ms(1_796_389_637_123), "2026-12-04T13:07:17.123Z");
+    fn incarnations_read_as_utc_times() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_796_389_535_123), "2026-12-04T13:05:35.123Z");
+        // Beyond the year 9999 (no incarnation is), the last second RFC 3339 can write.
+        assert_eq!(rfc3339(u64::MAX), "9999-12-31T23:59:59.000Z");
     }
 }

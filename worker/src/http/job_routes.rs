@@ -5,6 +5,7 @@
 //! | `POST /v1/jobs` | `202` with `Location: /v1/jobs/{id}` and [`Accepted`](crate::jobs::dispatch::Accepted); with `?wait=true`, `200` and the [`JobOutcome`] once the job has ended; with `?place=here`, run here or refused, never placed elsewhere (loadgen's baselines place jobs themselves) |
 //! | `GET /v1/jobs` | `200` and a [`JobPage`]: the jobs this node holds or answers for, by id, at most `limit` ([`LIST_LIMIT`] by default, [`MAX_LIST_LIMIT`] at most) after the id `after`, of the statuses in `status` (comma-separated) if given |
 //! | `GET /v1/jobs/{id}` | `200` and the [`JobOutcome`] as it stands; with `?wait=true`, held until the job ends or [`LONG_POLL`] passes |
+//! | `DELETE /v1/jobs/{id}` | cancel: `200` and the [`JobOutcome`], now `cancelled`, of a job that was queued; `409 job_running` for a running one unless `?force=true`, which stops it (`200` once it has ended); `409 job_ended` for one that ended; a job held by another node is cancelled there, and its answer is this one |
 //!
 //! Moving jobs between nodes is not done here: peers have routes of their own
 //! ([`crate::http::peer_routes`]).
@@ -14,7 +15,9 @@
 //! names a key twice); `404` for an unknown job; `413` for a body over [`MAX_BODY`]
 //! (after reading and discarding up to [`DISCARD_LIMIT`] of it, so that the client sees it);
 //! `503` with `Retry-After` when no node in reach has room or this node is leaving; `429` with
-//! `Retry-After` for a `?wait=true` beyond the client's open waits (`--max-waits-per-client`).
+//! `Retry-After` for a `?wait=true` beyond the client's open waits (`--max-waits-per-client`);
+//! for a cancel, `503 job_moving` for a job that stayed on its way between nodes for
+//! [`CANCEL_CHASE`], and `503 peer_unreachable` when the node holding it did not answer.
 
 use std::error::Error as StdError;
 
@@ -32,8 +35,8 @@ use hyper::{Request, Response, StatusCode};
 
 use crate::http::limits::{ClientAddr, WaitLimiter, WaitPermit, WAIT_RETRY_AFTER_SECS};
 use crate::http::view::{json, ErrorBody};
-use crate::jobs::dispatch::peers::LONG_POLL;
-use crate::jobs::dispatch::Dispatcher;
+use crate::jobs::dispatch::peers::{CANCEL_HOPS, LONG_POLL, MAX_CANCEL_HOPS};
+use crate::jobs::dispatch::{CancelAnswer, Dispatcher};
 use crate::jobs::store::JobPage;
 
 /// The largest job body accepted, in bytes: 1 MiB.
@@ -53,6 +56,11 @@ pub const LIST_LIMIT: usize = 100;
 pub const MAX_LIST_LIMIT: usize = 1000;
 /// What a client told to come back is told to wait, in seconds.
 const RETRY_AFTER_SECS: &str = "1";
+/// How long a cancel looks for a job that is on its way between nodes (or whose holder
+/// answered that it no longer has it) before it answers `503 job_moving`.
+pub const CANCEL_CHASE: std::time::Duration = std::time::Duration::from_secs(5);
+/// The pause between two looks at a job on its way, unless its record changes first.
+const CHASE_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// An error answer: its status and body.
 #[derive(Debug)]
@@ -290,12 +298,144 @@ async fn status_checked(
             }
             Ok(json(StatusCode::OK, &outcome))
         }
-        None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_job",
-            format!("no job {id} here: never submitted here, or finished and forgotten"),
-        )),
+        None => Err(unknown_job(id)),
     }
+}
+
+/// `DELETE /v1/jobs/{id}`: cancels the job here, or at the node that holds it.
+pub(crate) async fn cancel(
+    id: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    jobs: &Dispatcher,
+) -> Response<Full<Bytes>> {
+    cancel_checked(id, query, headers, jobs)
+        .await
+        .unwrap_or_else(ApiError::into_response)
+}
+
+async fn cancel_checked(
+    id: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    jobs: &Dispatcher,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let id: JobId = id
+        .parse()
+        .map_err(|e| ApiError::field(StatusCode::BAD_REQUEST, "invalid_job_id", "id", e))?;
+    let force = flag(&query_params(query, &["force"])?, "force", "true", "false")?;
+    // Sent on by a node that follows the job: how many times so far.
+    let hops: u32 = headers
+        .get(CANCEL_HOPS)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let deadline = tokio::time::Instant::now() + CANCEL_CHASE;
+    loop {
+        let moving = match jobs.cancel(id, force).await {
+            CancelAnswer::Done(outcome) => {
+                // As for GET: an end is answered once it is on disk.
+                let _ = jobs.store().flushed().await;
+                return Ok(json(StatusCode::OK, &outcome));
+            }
+            CancelAnswer::Running(outcome) => {
+                let at = outcome.executing_node.as_ref().unwrap_or(jobs.node());
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "job_running",
+                    format!(
+                        "job {id} is running at {at}: it is not stopped unless the cancel is                          forced (?force=true)"
+                    ),
+                ));
+            }
+            CancelAnswer::Ended(outcome) => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "job_ended",
+                    format!(
+                        "job {id} has ended already: {}; nothing to cancel",
+                        outcome.status.as_str()
+                    ),
+                ));
+            }
+            CancelAnswer::Unknown => return Err(unknown_job(id)),
+            CancelAnswer::Moving => format!("job {id} is on its way between nodes"),
+            CancelAnswer::Elsewhere { node, .. } if hops >= MAX_CANCEL_HOPS => {
+                format!("job {id} moved on to {node} after {hops} hops")
+            }
+            CancelAnswer::Elsewhere { node, api: None } => {
+                format!("job {id} is at {node}, which this node's map does not know")
+            }
+            CancelAnswer::Elsewhere {
+                node,
+                api: Some(api),
+            } => match jobs.cancel_at(api, id, force, hops).await {
+                // The holder no longer has it (it moved on since): this node's record
+                // follows it there soon.
+                Ok((status, body))
+                    if status == StatusCode::NOT_FOUND
+                        || (status == StatusCode::SERVICE_UNAVAILABLE
+                            && error_code(&body) == "job_moving") =>
+                {
+                    format!("job {id} moved on from {node}")
+                }
+                Ok((status, body)) => return Ok(relayed(status, body)),
+                Err(e) => {
+                    return Err(ApiError::unavailable(
+                        "peer_unreachable",
+                        format!("job {id} is at {node} ({api}), which did not answer: {e}"),
+                    ))
+                }
+            },
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ApiError::unavailable(
+                "job_moving",
+                format!("{moving}; nothing was cancelled: try again"),
+            ));
+        }
+        // Until its record here changes (it settled, or is followed to another node), or a
+        // short while.
+        match jobs.store().watch(tokio::time::Instant::now(), id) {
+            Some(mut record) => {
+                record.mark_unchanged();
+                let _ = tokio::time::timeout(CHASE_PAUSE, record.changed()).await;
+            }
+            None => tokio::time::sleep(CHASE_PAUSE).await,
+        }
+    }
+}
+
+/// The answer of the node a cancel was sent on to, as it came.
+fn relayed(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+    }
+    response
+}
+
+/// The `error.code` of an error body, or `""`.
+fn error_code(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"]["code"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn unknown_job(id: JobId) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "unknown_job",
+        format!("no job {id} here: never submitted here, or finished and forgotten"),
+    )
 }
 
 /// `GET /v1/jobs` (and `HEAD`): reads only, never changes a thing.

@@ -6,11 +6,14 @@
 //! | `POST /v1/jobs`           | submit a job (see [`super::job_routes`])                        |
 //! | `GET /v1/jobs`            | the jobs this node holds or answers for, a page at a time       |
 //! | `GET /v1/jobs/{id}`       | a job's status and outcome (see [`super::job_routes`])          |
+//! | `DELETE /v1/jobs/{id}`    | cancel a job (see [`super::job_routes`])                        |
+//! | `POST /v1/drain`          | leave the cluster gracefully, as on `SIGTERM` ([`drain`])       |
 //! | `POST /v1/peer/*`         | the peer protocol: offer, ask, steal ([`super::peer_routes`])   |
 //! | `GET /v1/cluster`         | this node's load map ([`ClusterView`])                          |
 //! | `GET /v1/info`            | what this node is: version, build, addresses, settings ([`super::info`]) |
 //! | `GET /v1/history`         | the cluster's last 15 minutes and membership events ([`crate::history`]) |
 //! | `GET /v1/cluster/stream`  | the same, as server-sent events (see [`super::stream`])         |
+//! | `GET /v1/info`            | version, uptime, addresses, settings ([`super::info`])          |
 //! | `GET /metrics`            | Prometheus metrics (see [`crate::metrics`])                     |
 //! | `GET /healthz`            | `{"status":"ok"}`                                               |
 //!
@@ -46,6 +49,7 @@ use hyper::header::{
 };
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::gossip::SharedGossip;
 use crate::history::SharedHistory;
@@ -85,6 +89,8 @@ pub(crate) struct ApiState {
     pub info: Arc<ServerInfo>,
     /// The cluster's recent history, for `GET /v1/history`.
     pub history: SharedHistory,
+    /// Cancelled to leave the cluster gracefully, as on `SIGTERM` (`POST /v1/drain`).
+    pub shutdown: CancellationToken,
 }
 
 /// `GET /healthz`: `{"status":"ok"}`, or, when connections were refused for capacity within
@@ -254,6 +260,10 @@ where
             return job_routes::status(id, req.uri().query(), &state.jobs, &state.waits, client)
                 .await;
         }
+        if method == Method::DELETE {
+            let (query, headers) = (req.uri().query(), req.headers());
+            return job_routes::cancel(id, query, headers, &state.jobs).await;
+        }
     }
     if method == Method::POST && peer_routes::is_route(&path) {
         return peer_routes::answer(&path, req, &state.jobs, &state.waits).await;
@@ -285,9 +295,16 @@ where
                 .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         }
-        (&Method::GET | &Method::HEAD, "/v1/info") => state.info.answer(),
+        (&Method::GET | &Method::HEAD, "/v1/info") => {
+            let mut response = json(StatusCode::OK, &state.info.body());
+            response
+                .headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
         (&Method::GET | &Method::HEAD, "/v1/history") => state.history.answer(req.uri().query()),
         (&Method::GET | &Method::HEAD, "/healthz") => health(&state.connections),
+        (&Method::POST, "/v1/drain") => drain(req, state).await,
         (&Method::GET | &Method::HEAD, "/v1/openapi.json") => openapi(),
         (method, path) => match allowed_methods(path) {
             Some(allow) => {
@@ -317,8 +334,9 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
         | "/v1/openapi.json" => Some("GET, HEAD"),
         "/v1/cluster/stream" => Some("GET"),
         "/v1/jobs" => Some("GET, HEAD, POST"),
+        "/v1/drain" => Some("POST"),
         _ if peer_routes::is_route(path) => Some("POST"),
-        _ if job_id_segment(path).is_some() => Some("GET, HEAD"),
+        _ if job_id_segment(path).is_some() => Some("GET, HEAD, DELETE"),
         _ => None,
     }
 }
@@ -329,7 +347,8 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET, HEAD", "/"),
     ("GET, HEAD, POST", "/v1/jobs"),
-    ("GET, HEAD", "/v1/jobs/{id}"),
+    ("GET, HEAD, DELETE", "/v1/jobs/{id}"),
+    ("POST", "/v1/drain"),
     ("POST", crate::jobs::dispatch::peers::OFFER),
     ("POST", crate::jobs::dispatch::peers::ASK),
     ("POST", crate::jobs::dispatch::peers::STEAL),
@@ -338,9 +357,67 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET, HEAD", "/v1/info"),
     ("GET, HEAD", "/v1/history"),
     ("GET, HEAD", "/metrics"),
+    ("GET, HEAD", "/v1/info"),
     ("GET, HEAD", "/healthz"),
     ("GET, HEAD", "/v1/openapi.json"),
 ];
+
+/// `POST /v1/drain`: leaves the cluster gracefully, as `SIGTERM` makes the node do — it takes
+/// no new jobs, gossips that it leaves, hands its queue on to peers, lets its running jobs
+/// finish (for at most the drain timeout), then exits (the `worker` process with 0). Answers
+/// `202` at once with the node, `"status": "leaving"`, whether it was leaving already, and its
+/// work then. No query; a body, if any, is an empty JSON object.
+async fn drain<B>(req: Request<B>, state: &ApiState) -> Response<Full<Bytes>>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    if let Some(query) = req.uri().query().filter(|q| !q.is_empty()) {
+        let name = query.split(['=', '&']).next().unwrap_or(query);
+        let body = ErrorBody::new(
+            "invalid_query",
+            format!("{name}: unknown query parameter; POST /v1/drain takes none"),
+        )
+        .with_field(name);
+        return json(StatusCode::BAD_REQUEST, &body);
+    }
+    let body = match job_routes::read_body(req).await {
+        Ok(body) => body,
+        Err(e) => return e.into_response(),
+    };
+    let empty = body.iter().all(u8::is_ascii_whitespace)
+        || matches!(
+            serde_json::from_slice::<serde_json::Value>(&body),
+            Ok(serde_json::Value::Object(map)) if map.is_empty()
+        );
+    if !empty {
+        let body = ErrorBody::new(
+            "invalid_body",
+            "body: must be empty or {}; POST /v1/drain takes no fields",
+        )
+        .with_field("body");
+        return json(StatusCode::BAD_REQUEST, &body);
+    }
+    let already = state.jobs.is_leaving() || state.shutdown.is_cancelled();
+    let work = state.jobs.work();
+    // What NodeHandle::shutdown does: refuse new jobs at once, then the drain task and the
+    // gossip task leave; the process exits once they are done.
+    state.jobs.stop_accepting();
+    state.shutdown.cancel();
+    if !already {
+        tracing::info!(node = %state.jobs.node(), "asked to leave over the API (POST /v1/drain)");
+    }
+    json(
+        StatusCode::ACCEPTED,
+        &serde_json::json!({
+            "node": state.jobs.node(),
+            "status": "leaving",
+            "already_leaving": already,
+            "queued": work.queued,
+            "running": work.running,
+        }),
+    )
+}
 
 /// `GET /v1/openapi.json`: the OpenAPI document of this API, `docs/openapi.json` compiled in.
 fn openapi() -> Response<Full<Bytes>> {
@@ -441,19 +518,29 @@ mod tests {
                 &Default::default(),
             )),
             info: Arc::new(ServerInfo::new(
-                &crate::Config::default(),
-                "n",
-                1,
-                1,
+                &crate::config::Config::default(),
+                crate::http::info::Resolved {
+                    id: &NodeId::new("n").unwrap(),
+                    incarnation: 1,
+                    seed: 1,
+                    slots: 1,
+                    data_path: None,
+                    keyring: None,
+                    connections: crate::http::limits::ConnectionLimits {
+                        total: 10,
+                        per_client: 10,
+                    },
+                    commands: &[],
+                },
                 crate::http::info::Addresses {
-                    api: "127.0.0.1:1".parse().unwrap(),
-                    gossip: "127.0.0.1:2".parse().unwrap(),
+                    listen_api: "127.0.0.1:1".parse().unwrap(),
+                    listen_gossip: "127.0.0.1:2".parse().unwrap(),
                     advertise_api: "127.0.0.1:1".parse().unwrap(),
                     advertise_gossip: "127.0.0.1:2".parse().unwrap(),
                 },
-                None,
             )),
             history: SharedHistory::new(Duration::from_millis(200)),
+            shutdown: CancellationToken::new(),
         }
     }
 
@@ -550,10 +637,12 @@ mod tests {
         let (status, allow, _) = call(&state, Method::DELETE, "/v1/jobs", "").await;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(allow.as_deref(), Some("GET, HEAD, POST"));
-        let (status, allow, _) =
-            call(&state, Method::DELETE, "/v1/jobs/0000000000000001", "").await;
+        let (status, allow, _) = call(&state, Method::PUT, "/v1/jobs/0000000000000001", "").await;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(allow.as_deref(), Some("GET, HEAD"));
+        assert_eq!(allow.as_deref(), Some("GET, HEAD, DELETE"));
+        let (status, allow, _) = call(&state, Method::GET, "/v1/drain", "").await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(allow.as_deref(), Some("POST"));
         let (status, _, _) = call(&state, Method::GET, "/v1/jobs/0000000000000001/x", "").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
     }

@@ -22,9 +22,13 @@ pub(super) enum Ending {
     /// Not started: its start could not be written to the job store, and a job whose start
     /// a restart would not know of could run twice.
     Unrecorded(String),
+    /// Stopped by a forced cancel (never made by [`perform`]: the slot turns the `Abandoned`
+    /// of a job it was told to cancel into this).
+    Cancelled,
 }
 
-/// Runs one job to its end: done, past its timeout, or abandoned.
+/// Runs one job to its end: done, past its timeout, or abandoned (`abandon` cancelled: the
+/// drain ran out of time, or a forced cancel).
 pub(super) async fn perform(
     spec: JobSpec,
     commands: &Commands,

@@ -19,7 +19,7 @@
 //! that is shorter). The executor is the node's [`WorkGauge`], and
 //! [`Executor::load`] gives its exact load for placement.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
@@ -43,6 +43,10 @@ use crate::metrics::Metrics;
 pub const LEFT_BEFORE_RUNNING: &str = "node left before running it";
 /// The error of a job that was still running when its node finished draining.
 pub const LEFT_BEFORE_FINISHING: &str = "node left before it finished";
+/// The error of a job cancelled while it waited in the queue.
+pub const CANCELLED_QUEUED: &str = "cancelled before it ran";
+/// The error of a job stopped while it ran by a forced cancel.
+pub const CANCELLED_RUNNING: &str = "cancelled while it ran (forced)";
 
 /// A job handed to the executor.
 #[derive(Debug, Clone)]
@@ -79,6 +83,20 @@ pub enum Refusal {
     BadArgs(#[from] BadArgs),
 }
 
+/// What [`Executor::cancel`] found of a job. Only `Cancelled` and `Stopping` changed anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancel {
+    /// It was queued: taken out of the queue and recorded `cancelled`; it will not run.
+    Cancelled,
+    /// It runs, and the cancel was not forced: nothing changed.
+    Running,
+    /// It ran, and the forced cancel stops it now; its slot records the end (`cancelled`,
+    /// unless it ended on its own first).
+    Stopping,
+    /// Neither queued nor running in this executor: nothing changed.
+    NotHere,
+}
+
 /// Runs jobs in a fixed number of slots. Cloning gives another handle to the same executor.
 #[derive(Debug, Clone)]
 pub struct Executor {
@@ -111,6 +129,29 @@ struct State {
     queue: VecDeque<Submission>,
     running: u32,
     open: bool,
+    /// The jobs in a slot, from the moment they leave the queue until their end is recorded.
+    in_slots: HashMap<JobId, InSlot>,
+}
+
+/// A job in a slot: how to stop it alone, and whether a forced cancel did.
+#[derive(Debug)]
+struct InSlot {
+    stop: CancellationToken,
+    cancelled: bool,
+}
+
+impl State {
+    /// Counts `id` as in a slot from now on; returns the token that stops it alone (also
+    /// stopped by `abandon`).
+    fn enter_slot(&mut self, id: JobId, abandon: &CancellationToken) -> CancellationToken {
+        let stop = abandon.child_token();
+        let slot = InSlot {
+            stop: stop.clone(),
+            cancelled: false,
+        };
+        self.in_slots.insert(id, slot);
+        stop
+    }
 }
 
 impl Executor {
@@ -154,6 +195,7 @@ impl Executor {
                     queue: VecDeque::new(),
                     running: 0,
                     open: true,
+                    in_slots: HashMap::new(),
                 }),
                 idle: Notify::new(),
                 abandon: CancellationToken::new(),
@@ -216,8 +258,9 @@ impl Executor {
         shared.store.insert_with(now, record, extra)?;
         if starts_now {
             state.running += 1;
+            let stop = state.enter_slot(job.id, &shared.abandon);
             drop(state);
-            Shared::start_slot(shared, job);
+            Shared::start_slot(shared, job, stop);
             Ok(JobStatus::Running)
         } else {
             state.queue.push_back(job);
@@ -233,8 +276,9 @@ impl Executor {
         let mut state = shared.lock();
         if state.running < shared.slots {
             state.running += 1;
+            let stop = state.enter_slot(job.id, &shared.abandon);
             drop(state);
-            Shared::start_slot(shared, job);
+            Shared::start_slot(shared, job, stop);
         } else {
             state.queue.push_back(job);
         }
@@ -253,6 +297,43 @@ impl Executor {
             return;
         }
         self.resume(job);
+    }
+
+    /// Cancels job `id`: a queued one is taken out of the queue and recorded `cancelled`
+    /// (with `total_ms`, and the error [`CANCELLED_QUEUED`]); a running one is stopped only
+    /// if `force` (its slot records it `cancelled`, [`CANCELLED_RUNNING`]).
+    pub fn cancel(&self, id: JobId, force: bool) -> Cancel {
+        let shared = &self.shared;
+        let job = {
+            let mut state = shared.lock();
+            if let Some(slot) = state.in_slots.get_mut(&id) {
+                if !force {
+                    return Cancel::Running;
+                }
+                slot.cancelled = true;
+                slot.stop.cancel();
+                return Cancel::Stopping;
+            }
+            let Some(at) = state.queue.iter().position(|job| job.id == id) else {
+                return Cancel::NotHere;
+            };
+            state.queue.remove(at)
+        };
+        let Some(job) = job else {
+            return Cancel::NotHere;
+        };
+        let now = Instant::now();
+        let total = ms(now - job.arrived);
+        shared.store.update(now, id, |o| {
+            o.status = JobStatus::Cancelled;
+            o.error = Some(CANCELLED_QUEUED.to_owned());
+            o.total_ms = Some(total);
+        });
+        shared.metrics.job_ended(JobStatus::Cancelled, None);
+        shared.report(id, JobStatus::Cancelled);
+        // A drain waiting for the queue to empty may be done now.
+        shared.idle.notify_waiters();
+        Cancel::Cancelled
     }
 
     /// The work held now, exactly.
@@ -386,17 +467,22 @@ impl Shared {
         now
     }
 
-    /// Starts `job` in a slot just counted as running.
-    fn start_slot(shared: &Arc<Shared>, job: Submission) {
+    /// Starts `job` in a slot just counted as running (`stop` stops it alone).
+    fn start_slot(shared: &Arc<Shared>, job: Submission, stop: CancellationToken) {
         let started = shared.start(&job);
         let slot = Arc::clone(shared);
         shared
             .tracker
-            .spawn(async move { slot.run_slot(job, started).await });
+            .spawn(async move { slot.run_slot(job, started, stop).await });
     }
 
     /// One busy slot: runs `job`, then the queue's next jobs, until the queue is empty.
-    async fn run_slot(self: Arc<Self>, mut job: Submission, mut started: Instant) {
+    async fn run_slot(
+        self: Arc<Self>,
+        mut job: Submission,
+        mut started: Instant,
+        mut stop: CancellationToken,
+    ) {
         loop {
             // Every log line about the job carries its id and where it came from and runs.
             let span = info_span!("job", id = %job.id, entry = %job.entry, executing = %self.node);
@@ -410,18 +496,29 @@ impl Shared {
             };
             let ending = match recorded {
                 Ok(()) => {
-                    perform(job.spec.clone(), &self.commands, &self.abandon)
+                    perform(job.spec.clone(), &self.commands, &stop)
                         .instrument(span.clone())
                         .await
                 }
                 Err(e) => Ending::Unrecorded(e.0),
             };
+            // Stopped by a forced cancel, not by the drain: its end is `cancelled`. Still in
+            // the slot until its end is recorded, so a cancel meanwhile finds it running.
+            let cancelled = matches!(ending, Ending::Abandoned)
+                && self
+                    .lock()
+                    .in_slots
+                    .get(&job.id)
+                    .is_some_and(|s| s.cancelled);
+            let ending = if cancelled { Ending::Cancelled } else { ending };
             span.in_scope(|| self.finish(&job, started, ending));
             let next = {
                 let mut state = self.lock();
+                state.in_slots.remove(&job.id);
                 let next = state.queue.pop_front();
-                if next.is_none() {
-                    state.running -= 1;
+                match &next {
+                    Some(next) => stop = state.enter_slot(next.id, &self.abandon),
+                    None => state.running -= 1,
                 }
                 next
             };
@@ -447,6 +544,7 @@ impl Shared {
             Ending::Failed(..) => JobStatus::Failed,
             Ending::TimedOut(..) => JobStatus::TimedOut,
             Ending::Abandoned | Ending::Unrecorded(_) => JobStatus::Lost,
+            Ending::Cancelled => JobStatus::Cancelled,
         };
         self.metrics.job_ended(status, Some(now - started));
         self.metrics.job_sojourn(now - job.arrived);
@@ -484,6 +582,10 @@ impl Shared {
                 Ending::Unrecorded(e) => {
                     o.status = JobStatus::Lost;
                     o.error = Some(format!("not started: its start could not be recorded: {e}"));
+                }
+                Ending::Cancelled => {
+                    o.status = JobStatus::Cancelled;
+                    o.error = Some(CANCELLED_RUNNING.to_owned());
                 }
             }
         });
@@ -617,6 +719,34 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(10), executor.idle())
             .await
             .expect("and its slot is freed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancel_takes_a_queued_job_out_and_stops_a_running_one_only_if_forced() {
+        let (executor, store) = executor(1, 5);
+        let long = r#"{"kind":"sleep","ms":600000}"#;
+        executor.submit(job(1, long)).unwrap();
+        executor.submit(job(2, long)).unwrap();
+        executor
+            .submit(job(3, r#"{"kind":"echo","data":"x"}"#))
+            .unwrap();
+        assert_eq!(executor.cancel(JobId(2), false), Cancel::Cancelled);
+        let queued = store.get(Instant::now(), JobId(2)).unwrap();
+        assert_eq!(queued.status, JobStatus::Cancelled);
+        assert_eq!(queued.error.as_deref(), Some(CANCELLED_QUEUED));
+        assert_eq!(executor.cancel(JobId(2), true), Cancel::NotHere, "gone");
+        assert_eq!(executor.work().queued, 1);
+        assert_eq!(executor.cancel(JobId(1), false), Cancel::Running);
+        assert_eq!(executor.cancel(JobId(9), true), Cancel::NotHere);
+        assert_eq!(executor.cancel(JobId(1), true), Cancel::Stopping);
+        let running = outcome_when_done(&store, 1).await;
+        assert_eq!(running.status, JobStatus::Cancelled);
+        assert_eq!(running.error.as_deref(), Some(CANCELLED_RUNNING));
+        // The slot goes on with the queue: the echo behind runs.
+        let next = outcome_when_done(&store, 3).await;
+        assert_eq!(next.status, JobStatus::Succeeded);
+        executor.idle().await;
+        assert_eq!(executor.work(), Work::default());
     }
 
     #[tokio::test(start_paused = true)]

@@ -28,11 +28,12 @@ const JOB_TIME_BUCKETS: [f64; 17] = [
 ];
 
 /// The job outcomes counted, as `outcome` label values.
-const OUTCOMES: [JobStatus; 4] = [
+const OUTCOMES: [JobStatus; 5] = [
     JobStatus::Succeeded,
     JobStatus::Failed,
     JobStatus::TimedOut,
     JobStatus::Lost,
+    JobStatus::Cancelled,
 ];
 
 /// Why a job was refused with `503`, as `reason` label values: the error codes of the answers.

@@ -11,7 +11,8 @@
 //!   keeps beside it;
 //! - `shell.rs`: the core's actions carried out, its timer, the map every
 //!   [`MAP_CHECK`] and the executor's starts and ends fed to it;
-//! - `record.rs`: what the core's decisions write to the job store for jobs that run elsewhere.
+//! - `record.rs`: what the core's decisions write to the job store for jobs that run elsewhere;
+//! - `cancel.rs`: a client's cancel of a job, looked at under the core's lock.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -40,11 +41,13 @@ use crate::metrics::Metrics;
 use peers::{AskReply, Peers, StealReply, LONG_POLL};
 use state::{Inner, Pending, Shell, MAP_CHECK};
 
+mod cancel;
 pub mod peers;
 mod record;
 mod shell;
 mod state;
 
+pub use cancel::CancelAnswer;
 pub use state::Dispatcher;
 
 /// How long a drain that ran out of time waits for abandoned jobs to record their end.
@@ -134,6 +137,11 @@ impl Dispatcher {
     /// What the hand-off core counted so far.
     pub fn stats(&self) -> hearsay_scheduler::handoff::HandoffStats {
         self.shell().core.stats()
+    }
+
+    /// The jobs queued and running here now.
+    pub fn work(&self) -> crate::gossip::sampler::Work {
+        self.inner.executor.work()
     }
 
     /// Whether the node is leaving (and refuses new jobs).

@@ -45,6 +45,14 @@ pub const LONG_POLL: Duration = Duration::from_secs(10);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// The largest answer read from a peer (an outcome holds at most a capped output).
 const MAX_ANSWER: usize = 4 * 1024 * 1024;
+/// The header of a client's cancel sent on by a node that follows the job: how many nodes sent
+/// it on so far. A node sends on only a cancel that has come fewer than [`MAX_CANCEL_HOPS`]
+/// times, so a cancel never goes round in a circle.
+pub const CANCEL_HOPS: &str = "x-hearsay-cancel-hops";
+/// The most times a cancel is sent on (a job moves at most twice).
+pub const MAX_CANCEL_HOPS: u32 = 2;
+/// How long a cancel sent on may take: a forced one waits for the job to stop.
+pub const CANCEL_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The answer to an offer, on the wire.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -362,6 +370,28 @@ impl Peers {
         }
     }
 
+    /// Sends a client's `DELETE /v1/jobs/{id}` (with `?force=true` if `force`) on to the node
+    /// at `api` that holds the job, as the `hops`-th node to send it on; its answer's status
+    /// and body, or why none came.
+    pub async fn cancel(
+        &self,
+        api: SocketAddr,
+        id: JobId,
+        force: bool,
+        hops: u32,
+    ) -> Result<(StatusCode, Bytes), String> {
+        let query = if force { "?force=true" } else { "" };
+        let path = format!("/v1/jobs/{id}{query}");
+        let hops = HeaderValue::from(hops.saturating_add(1));
+        let extra = [(CANCEL_HOPS, hops)];
+        self.exchange_with(Method::DELETE, api, &path, None, &extra, CANCEL_TIMEOUT)
+            .await
+            .map_err(|answer| match answer {
+                Answer::NotSent(reason) | Answer::Unanswered(reason) => reason,
+                other => format!("{other:?}"),
+            })
+    }
+
     /// POSTs `body` to `path` at `api` and reads the whole answer within `timeout`.
     async fn exchange(
         &self,
@@ -370,11 +400,33 @@ impl Peers {
         body: &Value,
         timeout: Duration,
     ) -> Result<(StatusCode, Bytes), Answer> {
+        self.exchange_with(Method::POST, api, path, Some(body), &[], timeout)
+            .await
+    }
+
+    /// Sends `method` to `path` at `api` (with the JSON `body`, if any, and the `extra`
+    /// headers) and reads the whole answer within `timeout`.
+    async fn exchange_with(
+        &self,
+        method: Method,
+        api: SocketAddr,
+        path: &str,
+        body: Option<&Value>,
+        extra: &[(&'static str, HeaderValue)],
+        timeout: Duration,
+    ) -> Result<(StatusCode, Bytes), Answer> {
         let mut request = Request::builder()
-            .method(Method::POST)
-            .uri(format!("http://{api}{path}"))
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .body(Full::new(Bytes::from(body.to_string())))
+            .method(method)
+            .uri(format!("http://{api}{path}"));
+        if body.is_some() {
+            request = request.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        for (name, value) in extra {
+            request = request.header(*name, value.clone());
+        }
+        let body = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
+        let mut request = request
+            .body(Full::new(body))
             .map_err(|e| Answer::NotSent(format!("cannot build the request: {e}")))?;
         if let Some(authorization) = &self.authorization {
             request
