@@ -18,7 +18,10 @@
 //! - [`demo`]: `loadgen demo`, one command from nothing to a comparison of policies.
 //! - [`signals`]: ctrl-c and SIGTERM.
 //! - [`watch`]: `loadgen watch`, a worker's load map in the terminal.
-//! - [`operator`]: `hearsay`, the operators' client: members, jobs, the terminal view, keys.
+//! - [`operator`]: `hearsay`, the operators' client: members, jobs, the terminal view, keys —
+//!   `mod.rs` the commands run against a worker and their exit codes, `args.rs` the command line
+//!   (clap; the completions and the manual page made from it), `text.rs` what is printed for
+//!   people (an outcome, the members and a page of jobs as tables).
 
 #![warn(missing_docs)]
 

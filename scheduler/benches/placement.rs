@@ -31,6 +31,8 @@ fn report(i: usize) -> LoadReport {
             slots: 2,
             state: NodeState::Alive,
             commands: 0,
+            ended: Default::default(),
+            sojourn: Default::default(),
         },
         api: format!("10.0.{}.{}:8080", i / 250, i % 250 + 1)
             .parse()

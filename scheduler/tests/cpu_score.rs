@@ -20,6 +20,8 @@ fn load(queued: u32, running: u32, cpu_permille: u16, capacity: u32) -> LoadVect
         slots: 2,
         state: NodeState::Alive,
         commands: 0,
+        ended: Default::default(),
+        sojourn: Default::default(),
     }
 }
 

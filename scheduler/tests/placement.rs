@@ -25,6 +25,8 @@ fn report(i: usize, seq: u64, queued: u32, state: NodeState) -> LoadReport {
             slots: 1,
             state,
             commands: 0,
+            ended: Default::default(),
+            sojourn: Default::default(),
         },
         api: format!("127.0.0.{}:8080", i + 1).parse().unwrap(),
         gossip: format!("127.0.0.{}:7946", i + 1).parse().unwrap(),

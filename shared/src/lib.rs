@@ -39,6 +39,6 @@ pub mod wire;
 pub use detector::DetectorConfig;
 pub use gossip::{Gossip, GossipConfig, GossipStats, Transmit};
 pub use job::{JobError, JobId, JobKind, JobOutcome, JobSpec, JobStatus};
-pub use load::{LoadReport, LoadVector, NodeState, Version};
+pub use load::{JobTally, LoadReport, LoadVector, NodeState, SojournSummary, Version};
 pub use map::{Entry, LoadMap, Verdict, VerdictChange};
 pub use node::{NodeId, NodeIdError};

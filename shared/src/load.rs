@@ -41,6 +41,95 @@ pub struct LoadVector {
     /// [`crate::offers`]); 0 for none. 16 hex digits in JSON.
     #[serde(with = "crate::offers::serde_bits")]
     pub commands: u64,
+    /// The jobs that ended on the node so far, by how they ended. A report of format version 2
+    /// or older carries none (all 0); absent in JSON reads as 0 too.
+    #[serde(default)]
+    pub ended: JobTally,
+    /// How long the jobs that ended on the node lately took, from arrival to end. A report of
+    /// format version 3 or older carries none (no jobs); absent in JSON reads the same.
+    #[serde(default)]
+    pub sojourn: SojournSummary,
+}
+
+/// The sojourn times of the jobs that ended on a node within its last
+/// [`SojournSummary::WINDOW_MS`]: how many, their median and their 99th percentile. Every
+/// node gossips its own, so any node can bound the cluster's: the p99 of all those jobs
+/// together is at most the largest node's p99 (each node has at most 1% above its own), and
+/// their median lies between the smallest and the largest node's median.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct SojournSummary {
+    /// Jobs that ended in the window (0: the percentiles mean nothing).
+    pub jobs: u32,
+    /// Their median sojourn, in ms.
+    pub p50_ms: u32,
+    /// Their 99th percentile sojourn, in ms.
+    pub p99_ms: u32,
+}
+
+impl SojournSummary {
+    /// The window a node summarises: its last 10 seconds.
+    pub const WINDOW_MS: u64 = 10_000;
+
+    /// The summary of `sojourns` (ms, in any order; nearest-rank percentiles).
+    pub fn of(sojourns: &mut [u32]) -> Self {
+        sojourns.sort_unstable();
+        match (nearest_rank(sojourns, 50), nearest_rank(sojourns, 99)) {
+            (Some(p50_ms), Some(p99_ms)) => SojournSummary {
+                jobs: u32::try_from(sojourns.len()).unwrap_or(u32::MAX),
+                p50_ms,
+                p99_ms,
+            },
+            _ => SojournSummary::default(),
+        }
+    }
+}
+
+/// The `p`th percentile (nearest rank) of `sorted` values; `None` for no values.
+pub fn nearest_rank(sorted: &[u32], p: usize) -> Option<u32> {
+    let rank = (p * sorted.len()).div_ceil(100).max(1);
+    sorted.get(rank - 1).copied()
+}
+
+/// How many jobs a node has ended since it started, by how they ended: counters that only
+/// grow within one incarnation (a restarted node counts from 0 again, under a new
+/// incarnation). A reader turns two reports of one incarnation into rates, and sums the
+/// nodes' rates into the cluster's throughput; no node has to be asked.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct JobTally {
+    /// Jobs that ran here and succeeded.
+    pub completed: u64,
+    /// Jobs that ran here and failed or timed out.
+    pub failed: u64,
+    /// Jobs this node answered for and settled `lost` (their node died with them).
+    pub lost: u64,
+}
+
+impl JobTally {
+    /// How much each count grew since `before` (a count that went down, which it cannot
+    /// within one incarnation, grew by none).
+    pub fn since(self, before: JobTally) -> JobTally {
+        JobTally {
+            completed: self.completed.saturating_sub(before.completed),
+            failed: self.failed.saturating_sub(before.failed),
+            lost: self.lost.saturating_sub(before.lost),
+        }
+    }
+}
+
+impl std::ops::Add for JobTally {
+    type Output = JobTally;
+
+    fn add(self, other: JobTally) -> JobTally {
+        JobTally {
+            completed: self.completed.saturating_add(other.completed),
+            failed: self.failed.saturating_add(other.failed),
+            lost: self.lost.saturating_add(other.lost),
+        }
+    }
 }
 
 impl LoadVector {
@@ -54,6 +143,8 @@ impl LoadVector {
             slots,
             state: NodeState::Alive,
             commands: 0,
+            ended: JobTally::default(),
+            sojourn: SojournSummary::default(),
         }
     }
 }
@@ -105,5 +196,21 @@ impl LoadReport {
         // merged, and comparing the version first spares a string comparison.
         let key = |r: &LoadReport| (r.version(), r.load, r.api, r.gossip);
         key(self) > key(other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SojournSummary;
+
+    #[test]
+    fn a_summary_takes_nearest_rank_percentiles() {
+        assert_eq!(SojournSummary::of(&mut []), SojournSummary::default());
+        let mut one = [42];
+        let s = SojournSummary::of(&mut one);
+        assert_eq!((s.jobs, s.p50_ms, s.p99_ms), (1, 42, 42));
+        let mut hundred: Vec<u32> = (1..=100).rev().collect();
+        let s = SojournSummary::of(&mut hundred);
+        assert_eq!((s.jobs, s.p50_ms, s.p99_ms), (100, 50, 99));
     }
 }

@@ -20,7 +20,9 @@
 //! default, so that a cluster can be upgraded one node at a time: a new node understands an old
 //! one (an old node drops the new node's datagrams as of an unsupported version until it is
 //! upgraded too). Version 2 added `cpu_capacity_millicores`; a version-1 report decodes with it 0
-//! (unknown).
+//! (unknown). Version 3 added `ended`, the node's counts of jobs ended (see
+//! [`crate::JobTally`]); an older report decodes with none. Version 4 added `sojourn` (see
+//! [`crate::SojournSummary`]); an older report decodes with no recent jobs.
 //!
 //! With a cluster key, each datagram is sealed after it is encoded and opened before it is
 //! decoded ([`crate::seal`]: flag bit 0 marks a sealed envelope); the decoder only ever sees
@@ -34,7 +36,7 @@ use crate::{LoadReport, NodeId, Version};
 /// The first two bytes of every datagram.
 pub const MAGIC: [u8; 2] = *b"HS";
 /// The format version this build speaks.
-pub const FORMAT_VERSION: u8 = 2;
+pub const FORMAT_VERSION: u8 = 4;
 /// The oldest format version the decoder still reads (see the module's documentation).
 pub const OLDEST_FORMAT_VERSION: u8 = 1;
 /// Bytes of envelope before the message.
@@ -198,11 +200,20 @@ pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
         return Err(DecodeError::UnknownFlags(bytes[3]));
     }
     let body = &bytes[HEADER_LEN..];
-    let (message, rest) = if bytes[2] == 1 {
-        let (old, rest) = postcard::take_from_bytes::<v1::Message>(body)?;
-        (old.into(), rest)
-    } else {
-        postcard::take_from_bytes::<Message>(body)?
+    let (message, rest) = match bytes[2] {
+        1 => {
+            let (old, rest) = postcard::take_from_bytes::<old::Message<old::LoadVectorV1>>(body)?;
+            (old.into(), rest)
+        }
+        2 => {
+            let (old, rest) = postcard::take_from_bytes::<old::Message<old::LoadVectorV2>>(body)?;
+            (old.into(), rest)
+        }
+        3 => {
+            let (old, rest) = postcard::take_from_bytes::<old::Message<old::LoadVectorV3>>(body)?;
+            (old.into(), rest)
+        }
+        _ => postcard::take_from_bytes::<Message>(body)?,
     };
     if !rest.is_empty() {
         return Err(DecodeError::TrailingBytes(rest.len()));
@@ -210,15 +221,17 @@ pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
     Ok(message)
 }
 
-/// Format version 1: the messages as they were before `cpu_capacity_millicores`, read only.
-mod v1 {
+/// The formats before [`FORMAT_VERSION`], read only: the messages as they were, generic over
+/// the load vector, which is all that changed between versions.
+mod old {
     use serde::Deserialize;
 
     use super::{DigestEntry, Items};
-    use crate::{NodeId, NodeState};
+    use crate::{JobTally, NodeId, NodeState, SojournSummary};
 
+    /// Version 1: before `cpu_capacity_millicores` (read as 0, unknown) and `ended`.
     #[derive(Deserialize)]
-    pub(super) struct LoadVector {
+    pub(super) struct LoadVectorV1 {
         cpu_permille: u16,
         queued: u32,
         running: u32,
@@ -227,51 +240,106 @@ mod v1 {
         commands: u64,
     }
 
+    /// Version 3: before `sojourn` (read as no recent jobs). Postcard writes a struct's fields
+    /// one after the other with nothing around them, so version 2's vector followed by `ended`
+    /// reads exactly what a version-3 build wrote.
     #[derive(Deserialize)]
-    pub(super) struct LoadReport {
+    pub(super) struct LoadVectorV3 {
+        up_to_v2: LoadVectorV2,
+        ended: JobTally,
+    }
+
+    /// Version 2: before `ended` (read as no jobs ended).
+    #[derive(Deserialize)]
+    pub(super) struct LoadVectorV2 {
+        cpu_permille: u16,
+        cpu_capacity_millicores: u32,
+        queued: u32,
+        running: u32,
+        slots: u32,
+        state: NodeState,
+        commands: u64,
+    }
+
+    impl From<LoadVectorV1> for crate::LoadVector {
+        fn from(l: LoadVectorV1) -> Self {
+            LoadVectorV2 {
+                cpu_permille: l.cpu_permille,
+                cpu_capacity_millicores: 0,
+                queued: l.queued,
+                running: l.running,
+                slots: l.slots,
+                state: l.state,
+                commands: l.commands,
+            }
+            .into()
+        }
+    }
+
+    impl From<LoadVectorV2> for crate::LoadVector {
+        fn from(l: LoadVectorV2) -> Self {
+            LoadVectorV3 {
+                up_to_v2: l,
+                ended: JobTally::default(),
+            }
+            .into()
+        }
+    }
+
+    impl From<LoadVectorV3> for crate::LoadVector {
+        fn from(l: LoadVectorV3) -> Self {
+            let v2 = l.up_to_v2;
+            crate::LoadVector {
+                cpu_permille: v2.cpu_permille,
+                cpu_capacity_millicores: v2.cpu_capacity_millicores,
+                queued: v2.queued,
+                running: v2.running,
+                slots: v2.slots,
+                state: v2.state,
+                commands: v2.commands,
+                ended: l.ended,
+                sojourn: SojournSummary::default(),
+            }
+        }
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct LoadReport<L> {
         node: NodeId,
         incarnation: u64,
         seq: u64,
-        load: LoadVector,
+        load: L,
         api: std::net::SocketAddr,
         gossip: std::net::SocketAddr,
     }
 
     #[derive(Deserialize)]
-    pub(super) enum Message {
+    pub(super) enum Message<L> {
         Push {
-            reports: Items<LoadReport>,
+            reports: Items<LoadReport<L>>,
         },
         Digest {
-            sender: LoadReport,
+            sender: LoadReport<L>,
             reply: bool,
             entries: Items<DigestEntry>,
         },
     }
 
-    impl From<LoadReport> for crate::LoadReport {
-        fn from(r: LoadReport) -> Self {
+    impl<L: Into<crate::LoadVector>> From<LoadReport<L>> for crate::LoadReport {
+        fn from(r: LoadReport<L>) -> Self {
             crate::LoadReport {
                 node: r.node,
                 incarnation: r.incarnation,
                 seq: r.seq,
-                load: crate::LoadVector {
-                    cpu_permille: r.load.cpu_permille,
-                    cpu_capacity_millicores: 0,
-                    queued: r.load.queued,
-                    running: r.load.running,
-                    slots: r.load.slots,
-                    state: r.load.state,
-                    commands: r.load.commands,
-                },
+                load: r.load.into(),
                 api: r.api,
                 gossip: r.gossip,
             }
         }
     }
 
-    impl From<Message> for super::Message {
-        fn from(m: Message) -> Self {
+    impl<L: Into<crate::LoadVector>> From<Message<L>> for super::Message {
+        fn from(m: Message<L>) -> Self {
             match m {
                 Message::Push { reports } => super::Message::Push {
                     reports: Items(reports.0.into_iter().map(Into::into).collect()),
@@ -414,6 +482,16 @@ mod tests {
                 slots: 1,
                 state: NodeState::Alive,
                 commands: 0,
+                ended: crate::JobTally {
+                    completed: 41_000 + i as u64,
+                    failed: 7,
+                    lost: 1,
+                },
+                sojourn: crate::SojournSummary {
+                    jobs: 12,
+                    p50_ms: 140,
+                    p99_ms: 2_310,
+                },
             },
             api: format!("127.0.0.{}:8080", i % 250 + 1).parse().unwrap(),
             gossip: format!("127.0.0.{}:7946", i % 250 + 1).parse().unwrap(),
@@ -470,6 +548,46 @@ mod tests {
         ));
     }
 
+    /// What a build of an older format wrote: a report with the load vector `L` of its time.
+    #[derive(Serialize)]
+    struct OldReport<L> {
+        node: NodeId,
+        incarnation: u64,
+        seq: u64,
+        load: L,
+        api: std::net::SocketAddr,
+        gossip: std::net::SocketAddr,
+    }
+
+    #[derive(Serialize)]
+    enum OldMessage<L> {
+        Push { reports: Vec<OldReport<L>> },
+    }
+
+    /// `report(3)` as a push of format `version`, its load vector given as that version had it.
+    fn old_push<L: Serialize>(version: u8, load: L) -> Vec<u8> {
+        let new = report(3);
+        let old = OldReport {
+            node: new.node,
+            incarnation: new.incarnation,
+            seq: new.seq,
+            load,
+            api: new.api,
+            gossip: new.gossip,
+        };
+        let mut bytes = vec![b'H', b'S', version, 0];
+        bytes.extend(postcard::to_allocvec(&OldMessage::Push { reports: vec![old] }).unwrap());
+        bytes
+    }
+
+    fn only_report(bytes: &[u8]) -> LoadReport {
+        let Message::Push { reports } = decode(bytes).unwrap() else {
+            panic!("not a push")
+        };
+        assert_eq!(reports.0.len(), 1);
+        reports.0.into_iter().next().unwrap()
+    }
+
     #[test]
     fn a_version_1_datagram_decodes_with_capacity_unknown() {
         // What a version-1 build wrote: the load vector without `cpu_capacity_millicores`.
@@ -483,25 +601,10 @@ mod tests {
             #[serde(with = "crate::offers::serde_bits")]
             commands: u64,
         }
-        #[derive(Serialize)]
-        struct OldReport {
-            node: NodeId,
-            incarnation: u64,
-            seq: u64,
-            load: OldLoad,
-            api: std::net::SocketAddr,
-            gossip: std::net::SocketAddr,
-        }
-        #[derive(Serialize)]
-        enum OldMessage {
-            Push { reports: Vec<OldReport> },
-        }
         let new = report(3);
-        let old = OldReport {
-            node: new.node.clone(),
-            incarnation: new.incarnation,
-            seq: new.seq,
-            load: OldLoad {
+        let mut bytes = old_push(
+            1,
+            OldLoad {
                 cpu_permille: new.load.cpu_permille,
                 queued: new.load.queued,
                 running: new.load.running,
@@ -509,20 +612,68 @@ mod tests {
                 state: new.load.state,
                 commands: 0xdead_beef,
             },
-            api: new.api,
-            gossip: new.gossip,
-        };
-        let mut bytes = vec![b'H', b'S', 1, 0];
-        bytes.extend(postcard::to_allocvec(&OldMessage::Push { reports: vec![old] }).unwrap());
-        let Message::Push { reports } = decode(&bytes).unwrap() else {
-            panic!("not a push")
-        };
+        );
         let mut expected = new;
         expected.load.commands = 0xdead_beef;
         expected.load.cpu_capacity_millicores = 0;
-        assert_eq!(reports.0, vec![expected]);
+        expected.load.ended = crate::JobTally::default();
+        expected.load.sojourn = crate::SojournSummary::default();
+        assert_eq!(only_report(&bytes), expected);
         // The same bytes as version 2 are short of a field: an error, not a wrong report.
         bytes[2] = 2;
+        assert!(decode(&bytes).is_err());
+    }
+
+    /// What a build of version 2 or 3 wrote: the load vector up to `commands`, then `tail`:
+    /// nothing (`()`, which postcard writes as no bytes) for version 2, `ended` for version 3.
+    #[derive(Serialize)]
+    struct LoadUpTo<T> {
+        cpu_permille: u16,
+        cpu_capacity_millicores: u32,
+        queued: u32,
+        running: u32,
+        slots: u32,
+        state: NodeState,
+        #[serde(with = "crate::offers::serde_bits")]
+        commands: u64,
+        tail: T,
+    }
+
+    fn load_up_to<T>(load: &crate::LoadVector, tail: T) -> LoadUpTo<T> {
+        LoadUpTo {
+            cpu_permille: load.cpu_permille,
+            cpu_capacity_millicores: load.cpu_capacity_millicores,
+            queued: load.queued,
+            running: load.running,
+            slots: load.slots,
+            state: load.state,
+            commands: load.commands,
+            tail,
+        }
+    }
+
+    #[test]
+    fn a_version_2_datagram_decodes_with_no_jobs_ended() {
+        let new = report(3);
+        let mut bytes = old_push(2, load_up_to(&new.load, ()));
+        let mut expected = new;
+        expected.load.ended = crate::JobTally::default();
+        expected.load.sojourn = crate::SojournSummary::default();
+        assert_eq!(only_report(&bytes), expected);
+        // Read as version 3, the bytes lack `ended`: an error, not a wrong report.
+        bytes[2] = 3;
+        assert!(decode(&bytes).is_err());
+    }
+
+    #[test]
+    fn a_version_3_datagram_decodes_with_no_recent_sojourns() {
+        let new = report(3);
+        let mut bytes = old_push(3, load_up_to(&new.load, new.load.ended));
+        let mut expected = new;
+        expected.load.sojourn = crate::SojournSummary::default();
+        assert_eq!(only_report(&bytes), expected);
+        // Read as version 4, the bytes lack `sojourn`: an error, not a wrong report.
+        bytes[2] = 4;
         assert!(decode(&bytes).is_err());
     }
 

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use hearsay_shared::node::MAX_NODE_ID_LEN;
 use hearsay_shared::wire::{self, DigestEntry, Items, Message};
 use hearsay_shared::{
-    DetectorConfig, Gossip, GossipConfig, LoadMap, LoadReport, LoadVector, NodeId, NodeState,
-    Version,
+    DetectorConfig, Gossip, GossipConfig, JobTally, LoadMap, LoadReport, LoadVector, NodeId,
+    NodeState, SojournSummary, Version,
 };
 use proptest::prelude::*;
 use rand::rngs::StdRng;
@@ -55,6 +55,8 @@ fn any_load() -> impl Strategy<Value = LoadVector> {
                     slots,
                     state,
                     commands,
+                    ended: Default::default(),
+                    sojourn: Default::default(),
                 }
             },
         )
@@ -274,13 +276,23 @@ fn big_report(i: u64) -> LoadReport {
         seq: (1 << 63) - 100_000 + i,
         load: LoadVector {
             cpu_permille: 1000,
-            cpu_capacity_millicores: 0,
+            cpu_capacity_millicores: u32::MAX,
             queued: u32::MAX,
             running: u32::MAX,
             slots: u32::MAX,
             state: NodeState::Alive,
             // Every bit set: the longest varint.
             commands: u64::MAX,
+            ended: JobTally {
+                completed: u64::MAX,
+                failed: u64::MAX,
+                lost: u64::MAX,
+            },
+            sojourn: SojournSummary {
+                jobs: u32::MAX,
+                p50_ms: u32::MAX,
+                p99_ms: u32::MAX,
+            },
         },
         api: SocketAddr::new(ip, 65535),
         gossip: SocketAddr::new(ip, 65534),

@@ -27,24 +27,32 @@
 //!   load samples and a bounded timeline of membership events (pure), `mod.rs` them shared,
 //!   fed once per gossip interval, and the route.
 //! - `jobs/`: running and keeping jobs —
-//!   - `slots.rs`: job slots and the bounded FIFO queue before them; `kinds.rs`: what sleep,
-//!     spin, echo and exec jobs do;
+//!   - `slots/`: job slots and the bounded FIFO queue before them — `mod.rs` the executor's
+//!     handle and what it shares with its slots, `slot.rs` a busy slot's task (it runs a job,
+//!     records its end, and takes the queue's next); `kinds.rs`: what sleep, spin, echo and exec
+//!     jobs do;
 //!   - `commands.rs`: the commands `exec` jobs may run, from the `--config` file (TOML), checked;
 //!     `process.rs`: runs one as a process group (no shell, cleared environment, capped output,
 //!     killed at its timeout);
-//!   - `store.rs`: every job's status and outcome, finished ones kept for a bounded time and
-//!     number; `disk.rs`: its durable half, one redb file in `--data-dir`, written by grouped
-//!     commits; `restart.rs`: what a restarted node does with what it kept;
+//!   - `store/`: every job's status and outcome — `mod.rs` the records and their changes,
+//!     `retention.rs` finished ones kept for a bounded time, number and memory (what an outcome
+//!     costs, the oldest evicted first), `list.rs` the pages of `GET /v1/jobs`; `disk.rs`: its
+//!     durable half, one redb file in `--data-dir`, written by grouped commits; `restart.rs`: what
+//!     a restarted node does with what it kept;
 //!   - `dispatch/`: the shell over the hand-off core of `hearsay-scheduler` — `mod.rs` what comes
 //!     in (submissions, peers' offers, asks and steals) and the drain, `state.rs` the handle and
 //!     what sits under its lock, `shell.rs` the core's actions carried out and what it is fed,
-//!     `record.rs` what its decisions write to the store, `peers.rs` its messages to peers over
-//!     HTTP (pooled hyper-util client, bounded by timeouts).
+//!     `record.rs` what its decisions write to the store, `cancel.rs` a cancel of a job held
+//!     here or named elsewhere, `peers.rs` its messages to peers over HTTP (pooled hyper-util
+//!     client, bounded by timeouts).
 //! - `http/`: the API —
 //!   - `server.rs`: the hyper 1.x server, its connection limits and graceful shutdown;
-//!     `routes.rs`: the routing, and the checks every request passes first;
-//!   - `job_routes.rs`: `/v1/jobs`, reading and checking requests, answers and errors;
-//!     `peer_routes.rs`: `/v1/peer/offer`, `ask` and `steal`;
+//!     `routes/`: `mod.rs` the routing, and the checks every request passes first, `tests.rs`
+//!     every route answered end to end;
+//!   - `job_routes/`: `/v1/jobs` — `mod.rs` the answers and errors, `request.rs` reading and
+//!     checking requests; `peer_routes.rs`: `/v1/peer/offer`, `ask` and `steal`;
+//!     `node_routes.rs`: the node's own — `/healthz`, `/v1/cluster`, `/v1/info`, `/metrics`,
+//!     `/v1/drain`, `/v1/openapi.json`; `info.rs`: what `/v1/info` says;
 //!   - `auth.rs`: the bearer token (`--api-token-file`), checked in constant time;
 //!     `browser_guard.rs`: what keeps web pages out — `Host`, `Origin` and `Content-Type` checks;
 //!   - `limits/`: per-client bounds — `waits.rs` on requests that wait for a job's end,

@@ -342,6 +342,7 @@ impl Node {
                 shutdown.clone(),
                 drained.clone(),
                 history.clone(),
+                metrics.clone(),
             );
             let stop_api = api_stop.clone().drop_guard();
             async move {

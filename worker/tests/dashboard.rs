@@ -1,7 +1,12 @@
 //! The dashboard in a real browser: headless Chromium (Debian's `chromium` package) loads `GET /`
 //! from one node of a three-node cluster started in-process, shows all three nodes, follows a
-//! change of queue depth after jobs are submitted — live, without reloading — and is
-//! photographed.
+//! change of queue depth after jobs are submitted — live, without reloading — draws its charts
+//! from the node's history (`GET /v1/history`: the peers' joins, from before the page loaded, on
+//! its timeline; the cluster's throughput from every node's gossiped counts), and is
+//! photographed: the screenshot's pixels show each chart's lines in their colours. A guarded
+//! node's page asks for the token in a field (a wrong one is refused, the right one streams) and
+//! takes it from the address fragment; a node that hears only sealed datagrams it cannot open
+//! says on its page that it is alone, and why.
 //!
 //! The test drives Chromium over the DevTools protocol on a pipe (`--remote-debugging-pipe`:
 //! JSON messages ending in a NUL byte, on the browser's fds 3 and 4), so that it can wait for
@@ -17,347 +22,33 @@
 //! - Chromium runs in a process group of its own, killed whole at the end, pass or fail; the
 //!   nodes stop with the test's runtime. Every wait is bounded.
 
+#[path = "dashboard/browser.rs"]
+mod browser;
 mod common;
 
-use std::fs::File;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use browser::{browser_or_skip, pixels_of, Browser, Page};
 use common::{cluster_gossiping_every, http, leave_all, submit, PATIENCE};
 use serde_json::{json, Value};
 
-/// Names tried for the browser, in order, when `HEARSAY_CHROMIUM` is not set.
-const BROWSERS: [&str; 4] = [
-    "chromium",
-    "chromium-browser",
-    "google-chrome",
-    "google-chrome-stable",
-];
-
-fn find_browser() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("HEARSAY_CHROMIUM") {
-        let path = PathBuf::from(path);
-        return path.is_file().then_some(path);
-    }
-    let path = std::env::var_os("PATH")?;
-    BROWSERS.iter().find_map(|name| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(name))
-            .find(|candidate| candidate.is_file())
-    })
-}
-
-/// A headless Chromium driven over the DevTools pipe, killed (with everything it started) when
-/// dropped.
-struct Browser {
-    child: Child,
-    commands: ChildStdin,
-    messages: Receiver<Value>,
-    next_id: u64,
-    profile: PathBuf,
-    stderr_log: PathBuf,
-}
-
-impl Browser {
-    fn launch(binary: &Path) -> Browser {
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let profile =
-            std::env::temp_dir().join(format!("hearsay-chromium-{}-{stamp}", std::process::id()));
-        std::fs::create_dir_all(&profile).expect("create the browser profile directory");
-        let stderr_log = profile.with_extension("log");
-        let args = [
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--no-default-browser-check",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            "--hide-scrollbars",
-            "--mute-audio",
-            "--window-size=1280,800",
-            "--remote-debugging-pipe",
-        ];
-        // The pipe protocol wants the commands on fd 3 and the answers on fd 4: `sh` puts the
-        // ends of our stdin and stdout pipes there (no unsafe code needed), and `setsid` gives
-        // the browser a process group of its own, so that all its processes die together.
-        let script = r#"exec setsid "$0" "$@" 3<&0 4>&1 </dev/null >/dev/null"#;
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .arg(binary)
-            .args(args)
-            .arg(format!("--user-data-dir={}", profile.display()))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(File::create(&stderr_log).expect("create the browser log"))
-            .spawn()
-            .expect("start chromium");
-        let commands = child.stdin.take().unwrap();
-        let mut answers = child.stdout.take().unwrap();
-        let (tx, messages) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut pending = Vec::new();
-            let mut chunk = [0u8; 65536];
-            while let Ok(n) = answers.read(&mut chunk) {
-                if n == 0 {
-                    break;
-                }
-                pending.extend_from_slice(&chunk[..n]);
-                while let Some(end) = pending.iter().position(|&b| b == 0) {
-                    let message: Vec<u8> = pending.drain(..=end).collect();
-                    if let Ok(value) = serde_json::from_slice(&message[..end]) {
-                        if tx.send(value).is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-        });
-        Browser {
-            child,
-            commands,
-            messages,
-            next_id: 1,
-            profile,
-            stderr_log,
-        }
-    }
-
-    /// Sends a command (to the page's session if given) and returns its result.
-    fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
-        let id = self.next_id;
-        self.next_id += 1;
-        let mut message = json!({"id": id, "method": method, "params": params});
-        if let Some(session) = session {
-            message["sessionId"] = json!(session);
-        }
-        let mut bytes = serde_json::to_vec(&message).unwrap();
-        bytes.push(0);
-        if let Err(e) = self.commands.write_all(&bytes) {
-            panic!("cannot send {method} to chromium: {e}{}", self.log_tail());
-        }
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.messages.recv_timeout(left) {
-                Ok(answer) if answer["id"] == id => {
-                    if let Some(error) = answer.get("error") {
-                        panic!("{method} failed: {error}");
-                    }
-                    return answer["result"].clone();
-                }
-                Ok(_event) => {}
-                Err(RecvTimeoutError::Timeout) => {
-                    panic!("no answer to {method} in time{}", self.log_tail())
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    panic!("chromium went away during {method}{}", self.log_tail())
-                }
-            }
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.stderr_log).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(15).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        format!("; chromium's last words:\n{}", tail.join("\n"))
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        // Ask nicely (without waiting for an answer), then make sure: the whole group goes.
-        let close = br#"{"id":999999,"method":"Browser.close"}"#;
-        let _ = self.commands.write_all(close);
-        let _ = self.commands.write_all(&[0]);
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.child.id())])
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.profile);
-        let _ = std::fs::remove_file(&self.stderr_log);
-    }
-}
-
-/// A page opened in the browser.
-struct Page {
-    session: String,
-}
-
-impl Page {
-    fn open(browser: &mut Browser, url: &str) -> Page {
-        let target = browser.call(None, "Target.createTarget", json!({"url": "about:blank"}));
-        let attached = browser.call(
-            None,
-            "Target.attachToTarget",
-            json!({"targetId": target["targetId"], "flatten": true}),
-        );
-        let page = Page {
-            session: attached["sessionId"]
-                .as_str()
-                .expect("a session")
-                .to_owned(),
-        };
-        browser.call(
-            Some(&page.session),
-            "Emulation.setDeviceMetricsOverride",
-            json!({"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": false}),
-        );
-        browser.call(Some(&page.session), "Page.navigate", json!({"url": url}));
-        page
-    }
-
-    /// Evaluates `expression` in the page; returns its value (JSON).
-    fn eval(&self, browser: &mut Browser, expression: &str) -> Value {
-        let answer = browser.call(
-            Some(&self.session),
-            "Runtime.evaluate",
-            json!({"expression": expression, "returnByValue": true}),
-        );
-        answer["result"]["value"].clone()
-    }
-
-    /// What the dashboard shows now, from its data attributes and text.
-    fn shown(&self, browser: &mut Browser) -> Shown {
-        const READ: &str = r##"(() => {
-            const root = document.documentElement.dataset;
-            return {
-                viewer: root.viewer || null,
-                connected: root.connected === "true",
-                badge: root.badge || null,
-                events: Number(root.events || 0),
-                marker: window.hearsayTestMarker || null,
-                steals_asked: root.stealsAsked === undefined ? null : Number(root.stealsAsked),
-                moved_out: root.movedOut === undefined ? null : Number(root.movedOut),
-                rows: Array.from(document.querySelectorAll("#rows tr")).map((tr) => ({
-                    id: tr.dataset.node,
-                    state: tr.dataset.state,
-                    queued: Number(tr.dataset.queued),
-                    history: (tr.dataset.queuedHistory || "").split(",").filter((s) => s).map(Number),
-                    text: tr.innerText,
-                })),
-            };
-        })()"##;
-        serde_json::from_value(self.eval(browser, READ)).unwrap_or_default()
-    }
-
-    /// Polls the page until `check` holds, or fails after [`PATIENCE`] with what it showed.
-    fn wait_for(&self, browser: &mut Browser, what: &str, check: impl Fn(&Shown) -> bool) -> Shown {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let shown = self.shown(browser);
-            if check(&shown) {
-                return shown;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the dashboard did not show {what}; it showed {shown:#?}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn screenshot(&self, browser: &mut Browser) -> Vec<u8> {
-        let shot = browser.call(
-            Some(&self.session),
-            "Page.captureScreenshot",
-            json!({"format": "png"}),
-        );
-        decode_base64(shot["data"].as_str().expect("image data"))
-    }
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-struct Shown {
-    viewer: Option<String>,
-    connected: bool,
-    badge: Option<String>,
-    events: u64,
-    marker: Option<String>,
-    steals_asked: Option<u64>,
-    moved_out: Option<u64>,
-    rows: Vec<Row>,
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-struct Row {
-    id: String,
-    state: String,
-    queued: u64,
-    history: Vec<u64>,
-    text: String,
-}
-
-fn decode_base64(text: &str) -> Vec<u8> {
-    let value = |c: u8| -> u32 {
-        match c {
-            b'A'..=b'Z' => u32::from(c - b'A'),
-            b'a'..=b'z' => u32::from(c - b'a') + 26,
-            b'0'..=b'9' => u32::from(c - b'0') + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => panic!("not base64: {c}"),
-        }
-    };
-    let mut out = Vec::with_capacity(text.len() / 4 * 3);
-    let bytes: Vec<u8> = text.bytes().filter(|&c| c != b'=').collect();
-    for chunk in bytes.chunks(4) {
-        let mut n = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            n |= value(c) << (18 - 6 * i);
-        }
-        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
-    }
-    out
-}
-
-#[test]
-fn base64_decodes() {
-    assert_eq!(decode_base64("aGVhcnNheQ=="), b"hearsay");
-    assert_eq!(decode_base64("aGVhcg=="), b"hear");
-    assert_eq!(decode_base64("aGVh"), b"hea");
+/// The runtime the in-process nodes run on; they stop with it.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 #[test]
 fn the_dashboard_shows_the_cluster_and_follows_its_load() {
-    let required = std::env::var("HEARSAY_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
-    let Some(binary) = find_browser() else {
-        assert!(
-            !required,
-            "HEARSAY_REQUIRE_BROWSER=1 but no Chromium was found (install Debian's `chromium`, \
-             or set HEARSAY_CHROMIUM)"
-        );
-        eprintln!(
-            "SKIPPED: no Chromium found (tried {BROWSERS:?} on PATH and HEARSAY_CHROMIUM); \
-             install Debian's `chromium` to run the browser test"
-        );
+    let Some(binary) = browser_or_skip() else {
         return;
     };
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     // Gossip every 100 ms: the page's history (60 events) then spans six seconds.
     let nodes = runtime.block_on(cluster_gossiping_every(&[2, 2, 2], 100, Some("node")));
     let ids: Vec<String> = nodes.iter().map(|n| n.id().to_string()).collect();
@@ -469,6 +160,27 @@ fn the_dashboard_shows_the_cluster_and_follows_its_load() {
     assert!((asked_before..=asked_after).contains(&asked), "{shown:#?}");
     let out = shown.moved_out.expect("the page shows jobs moved out");
     assert!((out_before..=out_after).contains(&out), "{shown:#?}");
+
+    // The charts come from the node's own history (GET /v1/history), which reaches back before
+    // the page was opened: the peers' joins are on the timeline. The throughput is the
+    // cluster's, summed from every node's gossiped counts of jobs ended.
+    let charted = page.wait_for(&mut browser, "charts drawn from the history", |shown| {
+        shown.history_samples > 10
+            && shown.throughput > 0.0
+            && ["c-queue", "c-rate", "c-sojourn"]
+                .iter()
+                .all(|id| shown.chart(id).points > 0)
+    });
+    assert_eq!(charted.history_error, None);
+    for peer in &ids[1..] {
+        assert!(
+            charted
+                .timeline
+                .iter()
+                .any(|e| e.kind == "joined" && &e.node == peer),
+            "{peer} joined, on the timeline from before the page loaded: {charted:#?}"
+        );
+    }
     let png = page.screenshot(&mut browser);
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
@@ -481,6 +193,38 @@ fn the_dashboard_shows_the_cluster_and_follows_its_load() {
         eprintln!("updated {}", docs.display());
     }
 
+    // The picture shows the lines, in the series' colours: the queue chart's first node and
+    // the done series in blue (#3b6fd8); on the sojourn chart p50 in blue over p99 in amber
+    // (#e39b1b), which it hides where they are equal.
+    let (blue, amber) = ([0x3b, 0x6f, 0xd8], [0xe3, 0x9b, 0x1b]);
+    for (id, colours) in [
+        ("c-queue", vec![blue]),
+        ("c-rate", vec![blue]),
+        ("c-sojourn", vec![blue, amber]),
+    ] {
+        let chart = charted.chart(id);
+        let drawn: usize = colours
+            .iter()
+            .map(|&c| pixels_of(&png, chart.rect, c))
+            .sum();
+        assert!(
+            drawn >= 20,
+            "the screenshot shows {drawn} pixels of the lines on {id} at {:?}",
+            chart.rect
+        );
+    }
+
+    // The per-node chart shows running jobs or CPU when asked.
+    let cpu = page.eval(
+        &mut browser,
+        "(() => { const pick = document.getElementById('c-queue-what'); \
+          pick.value = 'cpu_permille'; pick.dispatchEvent(new Event('change')); \
+          const c = document.getElementById('c-queue'); \
+          return [c.dataset.what, Number(c.dataset.points)]; })()",
+    );
+    assert_eq!(cpu[0], "cpu_permille", "{cpu}");
+    assert!(cpu[1].as_u64().is_some_and(|n| n > 0), "CPU drawn: {cpu}");
+
     // The node goes away: the page says it is reconnecting, and keeps what it showed.
     trickle.abort();
     runtime.block_on(leave_all(&nodes));
@@ -490,31 +234,13 @@ fn the_dashboard_shows_the_cluster_and_follows_its_load() {
     assert_eq!(gone.rows.len(), 3, "the last map stays on screen");
 }
 
-/// The browser, or `None` (and a note) where it is not installed and not required.
-fn browser_or_skip() -> Option<PathBuf> {
-    let required = std::env::var("HEARSAY_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
-    let found = find_browser();
-    assert!(
-        found.is_some() || !required,
-        "HEARSAY_REQUIRE_BROWSER=1 but no Chromium was found"
-    );
-    if found.is_none() {
-        eprintln!("SKIPPED: no Chromium found (tried {BROWSERS:?} on PATH and HEARSAY_CHROMIUM)");
-    }
-    found
-}
-
 #[test]
 fn a_guarded_node_s_dashboard_streams_with_the_token_from_the_address_fragment() {
     const TOKEN: &str = "dashboard-test-token-0123456789";
     let Some(binary) = browser_or_skip() else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let node = runtime.block_on(async {
         let mut config = common::config(5, 1, 100);
         config.node_id = Some("guarded-1".parse().unwrap());
@@ -534,6 +260,38 @@ fn a_guarded_node_s_dashboard_streams_with_the_token_from_the_address_fragment()
     });
     assert!(!refused.connected);
     assert!(refused.rows.is_empty(), "no data without the token");
+    assert_eq!(
+        refused.token_field.as_deref(),
+        Some("shown"),
+        "the page asks for the token"
+    );
+
+    // Typed into the field: a wrong token is refused again; the right one makes the page live.
+    let type_token = |browser: &mut Browser, token: &str| {
+        page.eval(
+            browser,
+            &format!(
+                "document.getElementById('token').value = {token:?}; \
+                 document.getElementById('tokenform').requestSubmit(); true"
+            ),
+        )
+    };
+    type_token(&mut browser, "not-the-token-at-all-0123456789");
+    page.wait_for(
+        &mut browser,
+        "unauthorized again, after a wrong token",
+        |shown| {
+            shown.badge.as_deref() == Some("unauthorized")
+                && shown.token_field.as_deref() == Some("shown")
+        },
+    );
+    type_token(&mut browser, TOKEN);
+    let typed = page.wait_for(
+        &mut browser,
+        "the node, live, with the typed token",
+        |shown| shown.connected && shown.rows.len() == 1 && shown.history_samples > 0,
+    );
+    assert_eq!(typed.token_field.as_deref(), Some("hidden"));
 
     // With the token in the fragment: live, and the token is gone from the address bar.
     let page = Page::open(&mut browser, &format!("http://{api}/#token={TOKEN}"));
@@ -552,4 +310,62 @@ fn a_guarded_node_s_dashboard_streams_with_the_token_from_the_address_fragment()
         shown.events > before + 2
     });
     runtime.block_on(leave_all(&[node]));
+}
+
+#[test]
+fn a_node_that_hears_only_sealed_datagrams_says_on_its_page_why_it_is_alone() {
+    let Some(binary) = browser_or_skip() else {
+        return;
+    };
+    let runtime = runtime();
+    // `open-a` runs without a cluster key and has no seeds; `keyed-b` holds a key and seeds
+    // itself with `open-a`, whose socket receives sealed datagrams it cannot open.
+    let dir = std::env::temp_dir().join(format!("hearsay-dashboard-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let keys = dir.join("cluster.keys");
+    std::fs::write(&keys, format!("# a test key\n{}\n", "cd".repeat(32))).unwrap();
+    let nodes = runtime.block_on(async {
+        let mut open = common::config(7, 1, 100);
+        open.node_id = Some("open-a".parse().unwrap());
+        let a = hearsay_worker::Node::start(open)
+            .await
+            .expect("start open-a");
+        let mut keyed = common::config(8, 1, 100);
+        keyed.node_id = Some("keyed-b".parse().unwrap());
+        keyed.cluster_key_file = Some(keys.clone());
+        keyed.seeds.0 = vec![a.gossip_addr()];
+        let b = hearsay_worker::Node::start(keyed)
+            .await
+            .expect("start keyed-b");
+        vec![a, b]
+    });
+    let mut browser = Browser::launch(&binary);
+    let page = Page::open(&mut browser, &format!("http://{}/", nodes[0].api_addr()));
+    let shown = page.wait_for(&mut browser, "the banner naming sealed drops", |shown| {
+        shown.connected
+            && shown.alone
+            && shown.dropping_now.iter().any(|r| r == "sealed")
+            && shown.banner.contains("no seeds")
+    });
+    assert!(
+        shown.banner.contains("No live peer") && shown.banner.contains("no cluster key"),
+        "the banner says why: {:?}",
+        shown.banner
+    );
+    assert!(
+        shown.banner.contains("no seeds"),
+        "and that this node has none: {:?}",
+        shown.banner
+    );
+    assert_eq!(shown.rows.len(), 1, "only itself: {shown:#?}");
+    let dropped = page.eval(
+        &mut browser,
+        "Number(document.documentElement.dataset.receiveErrors)",
+    );
+    assert!(
+        dropped.as_u64().is_some_and(|n| n > 0),
+        "the health card counts the drops: {dropped}"
+    );
+    runtime.block_on(leave_all(&nodes));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -27,9 +27,10 @@ pub enum JobKind {
         /// How long.
         ms: u64,
     },
-    /// Keeps one CPU busy for `ms` milliseconds.
+    /// Keeps one CPU busy until it has used `ms` milliseconds of CPU time (longer in wall time
+    /// on a node whose CPU is shared or throttled).
     Spin {
-        /// How long.
+        /// How much CPU time.
         ms: u64,
     },
     /// Returns `data`.

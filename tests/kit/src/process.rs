@@ -65,6 +65,10 @@ pub struct WorkerSpec {
     pub netns: Option<String>,
     /// Where its sockets listen, if not at `ip` (e.g. `0.0.0.0`, with `--advertise-*`).
     pub bind: Option<IpAddr>,
+    /// `cgroup.procs` files (one per cgroup v1 hierarchy, or the one of v2) to write the
+    /// process into before the worker starts: it is in its groups from its first instruction,
+    /// as a worker reads `/proc/self/cgroup` once.
+    pub cgroup_procs: Vec<PathBuf>,
 }
 
 impl WorkerSpec {
@@ -77,6 +81,7 @@ impl WorkerSpec {
             args: Vec::new(),
             netns: None,
             bind: None,
+            cgroup_procs: Vec::new(),
         }
     }
     /// Where its HTTP API listens.
@@ -331,14 +336,27 @@ pub fn start_with_env(spec: WorkerSpec, env: &[(&str, &str)]) -> Result<WorkerPr
         .with_context(|| format!("cannot open {}", log_path.display()))?;
     let seeds: Vec<String> = spec.seeds.iter().map(|s| s.to_string()).collect();
     // `ip netns exec` runs the worker in place of itself: the child is the worker still.
-    let mut command = match &spec.netns {
-        Some(netns) => {
-            let mut command = Command::new("ip");
-            command.args(["netns", "exec", netns]).arg(&bin);
-            command
-        }
-        None => Command::new(&bin),
+    let mut argv: Vec<std::ffi::OsString> = match &spec.netns {
+        Some(netns) => vec!["ip".into(), "netns".into(), "exec".into(), netns.into()],
+        None => Vec::new(),
     };
+    argv.push(bin.clone().into_os_string());
+    // A shell that writes its own pid into the groups, then becomes the program: the child is
+    // the worker still, and in its groups before it starts (no unsafe `pre_exec` hook needed).
+    if !spec.cgroup_procs.is_empty() {
+        let mut script = String::new();
+        for procs in &spec.cgroup_procs {
+            let procs = procs.to_str().context("a cgroup path that is not UTF-8")?;
+            if procs.contains('\'') {
+                bail!("a cgroup path with a quote: {procs}");
+            }
+            script.push_str(&format!("echo $$ > '{procs}' || exit 125; "));
+        }
+        script.push_str("exec \"$0\" \"$@\"");
+        argv.splice(0..0, ["sh".into(), "-c".into(), script.into()]);
+    }
+    let mut command = Command::new(&argv[0]);
+    command.args(&argv[1..]);
     let listen = spec.bind.unwrap_or(spec.ip);
     command
         .arg("--node-id")
@@ -347,8 +365,6 @@ pub fn start_with_env(spec: WorkerSpec, env: &[(&str, &str)]) -> Result<WorkerPr
         .arg(SocketAddr::new(listen, API_PORT).to_string())
         .arg("--gossip")
         .arg(SocketAddr::new(listen, GOSSIP_PORT).to_string())
-        .arg("--slots")
-        .arg("1")
         .args(&spec.args)
         .env_remove("HEARSAY_DATA_DIR")
         .env("RUST_LOG", "info")
@@ -359,9 +375,11 @@ pub fn start_with_env(spec: WorkerSpec, env: &[(&str, &str)]) -> Result<WorkerPr
     if !seeds.is_empty() {
         command.arg("--seeds").arg(seeds.join(","));
     }
-    // Jobs in memory, unless the test gives the node a store of its own.
-    if !spec.args.iter().any(|a| a == "--data-dir") {
-        command.arg("--data-dir").arg("none");
+    // One slot, and jobs in memory, unless the test gives the node its own.
+    for (flag, default) in [("--slots", "1"), ("--data-dir", "none")] {
+        if !spec.args.iter().any(|a| a == flag) {
+            command.arg(flag).arg(default);
+        }
     }
     let child = command
         .spawn()

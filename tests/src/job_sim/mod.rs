@@ -482,17 +482,14 @@ impl JobSim {
     fn load(&self, i: usize) -> LoadVector {
         let node = &self.nodes[i];
         LoadVector {
-            cpu_permille: 0,
-            cpu_capacity_millicores: 0,
             queued: node.queue.len() as u32,
             running: node.running.len() as u32,
-            slots: self.config.slots,
             state: if node.core.as_ref().is_some_and(Handoff::is_leaving) {
                 NodeState::Leaving
             } else {
                 NodeState::Alive
             },
-            commands: 0,
+            ..LoadVector::idle(self.config.slots)
         }
     }
 

@@ -32,6 +32,7 @@ use super::notices::Notices;
 use super::SharedGossip;
 use crate::gossip::sampler::{Work, WorkGauge};
 use crate::history::SharedHistory;
+use crate::metrics::Metrics;
 
 /// The longest a leaving node keeps gossiping: long enough for two rounds at the default
 /// interval, short enough that stopping a node stays quick.
@@ -60,8 +61,10 @@ pub fn linger(interval: Duration) -> Duration {
 
 /// Drives `gossip` over `socket`, sealing and opening datagrams as `sealing` says. When
 /// `shutdown` is cancelled it announces the leave; it returns once the leave has been gossiped
-/// for the linger and `drained` is cancelled too.
-// Eight plain handles, each used once here; a struct holding them would only be unpacked again.
+/// for the linger and `drained` is cancelled too. Every round's report carries the queue as it is
+/// then, this node's counts of jobs ended and the summary of its recent sojourns (from
+/// `metrics`).
+// Nine plain handles, each used once here; a struct holding them would only be unpacked again.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn run(
     socket: UdpSocket,
@@ -72,6 +75,7 @@ pub(crate) async fn run(
     shutdown: CancellationToken,
     drained: CancellationToken,
     history: SharedHistory,
+    metrics: Metrics,
 ) {
     // Nonces come from an rng of their own, seeded from the OS: never from `rng`, whose seed is
     // logged and may be given (`--seed`), so that two nodes started with the same seed would
@@ -118,7 +122,9 @@ pub(crate) async fn run(
                 let Work { queued, running } = work.work();
                 gossip.with(|g| {
                     let load = g.own_report().load;
-                    g.set_load(LoadVector { queued, running, ..load });
+                    let ended = metrics.ended();
+                    let sojourn = metrics.recent_sojourns(Instant::now());
+                    g.set_load(LoadVector { queued, running, ended, sojourn, ..load });
                     g.handle_tick(now, &mut rng);
                 });
                 let seeds = gossip.with(|g| {

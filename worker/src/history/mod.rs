@@ -8,7 +8,7 @@
 pub mod ring;
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use hearsay_shared::{Verdict, VerdictChange};
@@ -29,6 +29,8 @@ pub(crate) struct SharedHistory(Arc<Mutex<History>>);
 #[derive(Debug)]
 struct History {
     interval_ms: u64,
+    /// When the last sample took this node's sojourns: the next takes those after.
+    sojourns_taken: Option<Instant>,
     ring: SampleRing,
     timeline: Timeline,
 }
@@ -46,6 +48,7 @@ impl SharedHistory {
         let interval_ms = (interval.as_millis() as u64).max(1);
         SharedHistory(Arc::new(Mutex::new(History {
             interval_ms,
+            sojourns_taken: None,
             ring: SampleRing::new(interval_ms),
             timeline: Timeline::new(),
         })))
@@ -83,17 +86,18 @@ impl SharedHistory {
                     queued: r.load.queued,
                     running: r.load.running,
                     cpu_permille: r.load.cpu_permille,
+                    incarnation: r.incarnation,
+                    ended: r.load.ended,
+                    sojourn: r.load.sojourn,
                 })
                 .collect()
         });
-        let (counters, sojourns) = metrics.history_figures();
+        let counters = metrics.ended();
+        let taken = Instant::now();
+        let after = self.with(|h| h.sojourns_taken.replace(taken));
+        let mut sojourns = metrics.sojourns_between(after, taken);
         let now = unix_ms();
-        self.with(|h| {
-            for ms in sojourns {
-                h.ring.job_ended(ms);
-            }
-            h.ring.record(now, nodes, counters);
-        });
+        self.with(|h| h.ring.record(now, nodes, counters, &mut sojourns));
     }
 
     /// The answer to `GET /v1/history[?since=ms]`.

@@ -14,17 +14,28 @@
 //! - [`Timeline`]: at most [`MAX_EVENTS`] events, the oldest dropped first (under 100 KB).
 //!
 //! # What the cluster series mean
-//! The load vector that nodes gossip carries queue depth, running jobs, slots and CPU, not
-//! counters of finished jobs. So the per-node series are the cluster's (every node's latest
-//! gossiped report), and the job series are this node's own: jobs that ended on this node
-//! (completed, failed, lost) per second over the sample interval, and the sojourn times of the
-//! jobs that ended here in that interval. `running_total` (the sum of every node's running jobs)
-//! is the cluster-wide figure closest to throughput that gossip carries.
+//! The per-node series are the cluster's: every node's latest gossiped report. The load vector
+//! carries each node's counts of jobs ended (completed, failed, lost: [`JobTally`]), so the
+//! `cluster_*_per_s` series are the whole cluster's throughput, summed from the growth of every
+//! node's counts between two samples; no node is asked. A node that joined or restarted since
+//! the sample before counts from its next report on (what it ended before is not news).
+//! Gossip brings a report within a few rounds, so these rates lag the cluster by that much and
+//! move in steps of one report; the dashboard averages them over a few seconds.
+//!
+//! Every report also summarises the sojourns of the jobs that ended on its node in the last
+//! 10 s (count, p50, p99: [`SojournSummary`]). Percentiles do not add up, so the cluster's are
+//! a bound and an estimate: `cluster_sojourn_p99_ms` is the largest node's p99, which no more
+//! than 1% of all those jobs exceed; `cluster_sojourn_p50_ms` is the job-weighted median of the
+//! nodes' medians.
+//!
+//! The `sojourn_p50_ms`/`sojourn_p99_ms` percentiles and the `completed_per_s`, `failed_per_s`
+//! and `lost_per_s` series are this node's own, exact: the jobs that ended here in the interval.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use hearsay_shared::{Verdict, VerdictChange};
+use hearsay_shared::load::nearest_rank;
+use hearsay_shared::{JobTally, SojournSummary, Verdict, VerdictChange};
 use serde::Serialize;
 
 /// The most samples a ring keeps, whatever the interval.
@@ -48,21 +59,19 @@ pub struct NodeSample {
     pub running: u32,
     /// Its CPU use, per mille of its machine.
     pub cpu_permille: u16,
+    /// The incarnation of its report (counts of another incarnation are not comparable).
+    #[serde(skip)]
+    pub incarnation: u64,
+    /// Its counts of jobs ended, as of its report.
+    #[serde(skip)]
+    pub ended: JobTally,
+    /// The sojourns of the jobs that ended on it lately, as of its report.
+    #[serde(skip)]
+    pub sojourn: SojournSummary,
 }
 
 fn as_str<S: serde::Serializer>(text: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(text)
-}
-
-/// This node's cumulative job counters, as read from its metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct JobCounters {
-    /// Jobs that ended here with status `succeeded`.
-    pub completed: u64,
-    /// Jobs that ended here with status `failed` (or timed out).
-    pub failed: u64,
-    /// Jobs recorded lost here.
-    pub lost: u64,
 }
 
 /// One sample of the ring.
@@ -76,6 +85,22 @@ pub struct Sample {
     pub running_total: u64,
     /// The sum of every node's queued jobs.
     pub queued_total: u64,
+    /// Jobs completed in the whole cluster per second since the sample before, from the
+    /// gossiped counts (see the module's documentation).
+    pub cluster_completed_per_s: f64,
+    /// Jobs failed in the whole cluster per second.
+    pub cluster_failed_per_s: f64,
+    /// Jobs settled lost in the whole cluster per second.
+    pub cluster_lost_per_s: f64,
+    /// At most this: the 99th percentile sojourn (ms) of the jobs that ended anywhere in the
+    /// cluster in the nodes' last [`SojournSummary::WINDOW_MS`] — the largest of the nodes'
+    /// gossiped p99s, which bounds the p99 of all their jobs together. `None` when no node
+    /// ended a job in its window.
+    pub cluster_sojourn_p99_ms: Option<u64>,
+    /// The median of those jobs, estimated: the median of the nodes' gossiped medians, each
+    /// counted once per job it summarises (the true median lies between the smallest and the
+    /// largest of them).
+    pub cluster_sojourn_p50_ms: Option<u64>,
     /// Jobs completed on this node per second since the sample before.
     pub completed_per_s: f64,
     /// Jobs failed on this node per second since the sample before.
@@ -94,14 +119,11 @@ pub struct Sample {
 pub struct SampleRing {
     capacity: usize,
     samples: VecDeque<Sample>,
-    last: Option<(u64, JobCounters)>,
-    /// Sojourn times (ms) of the jobs that ended since the last sample, bounded.
-    sojourns: Vec<u64>,
+    last: Option<(u64, JobTally)>,
+    /// Every node's incarnation and counts at the last sample (all nodes, not only those
+    /// listed; bounded by the load map, whose nodes they are).
+    last_nodes: HashMap<Arc<str>, (u64, JobTally)>,
 }
-
-/// The most sojourn times kept between two samples; beyond, later ones are left out of the
-/// percentiles (the rates still count every job).
-const MAX_SOJOURNS_PER_SAMPLE: usize = 4_096;
 
 impl SampleRing {
     /// A ring that reaches back [`SPAN_MS`] at one sample per `interval_ms`.
@@ -111,7 +133,7 @@ impl SampleRing {
             capacity,
             samples: VecDeque::with_capacity(capacity.min(64)),
             last: None,
-            sojourns: Vec::new(),
+            last_nodes: HashMap::new(),
         }
     }
 
@@ -120,17 +142,11 @@ impl SampleRing {
         self.capacity
     }
 
-    /// Notes the sojourn time of a job that ended here.
-    pub fn job_ended(&mut self, sojourn_ms: u64) {
-        if self.sojourns.len() < MAX_SOJOURNS_PER_SAMPLE {
-            self.sojourns.push(sojourn_ms);
-        }
-    }
-
-    /// Records a sample at `now_ms`: `nodes` as `(id, queued, running, cpu)`, in any order,
-    /// and this node's cumulative counters. A sample whose time is not after the last one's
-    /// is ignored (the clock went back), so the ring stays in time order.
-    pub fn record<I>(&mut self, now_ms: u64, nodes: I, counters: JobCounters)
+    /// Records a sample at `now_ms`: every node's latest report, in any order, this node's own
+    /// counts, and the sojourns (ms, any order) of the jobs that ended here since the sample
+    /// before. A sample whose time is not after the last one's is ignored (the clock went
+    /// back), so the ring stays in time order.
+    pub fn record<I>(&mut self, now_ms: u64, nodes: I, counters: JobTally, sojourns: &mut [u32])
     where
         I: IntoIterator<Item = NodeSample>,
     {
@@ -141,6 +157,8 @@ impl SampleRing {
         nodes.sort_by(|a, b| a.node.cmp(&b.node));
         let running_total = nodes.iter().map(|n| u64::from(n.running)).sum();
         let queued_total = nodes.iter().map(|n| u64::from(n.queued)).sum();
+        let cluster = self.cluster_growth(&nodes);
+        let (cluster_sojourn_p50_ms, cluster_sojourn_p99_ms) = cluster_sojourns(&nodes);
         nodes.truncate(MAX_NODES_PER_SAMPLE);
         // Share the ids with the sample before, so that the ring holds one copy of each.
         if let Some(before) = self.samples.back() {
@@ -150,20 +168,14 @@ impl SampleRing {
                 }
             }
         }
-        let (completed_per_s, failed_per_s, lost_per_s) = match self.last {
-            Some((then, before)) => {
-                let secs = (now_ms - then) as f64 / 1000.0;
-                let rate = |now: u64, before: u64| now.saturating_sub(before) as f64 / secs;
-                (
-                    rate(counters.completed, before.completed),
-                    rate(counters.failed, before.failed),
-                    rate(counters.lost, before.lost),
-                )
-            }
-            None => (0.0, 0.0, 0.0),
-        };
+        let secs = self
+            .last
+            .map_or(0.0, |(then, _)| (now_ms - then) as f64 / 1000.0);
+        let per_s = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+        let own = self
+            .last
+            .map_or(JobTally::default(), |(_, before)| counters.since(before));
         self.last = Some((now_ms, counters));
-        let mut sojourns = std::mem::take(&mut self.sojourns);
         sojourns.sort_unstable();
         if self.samples.len() == self.capacity {
             self.samples.pop_front();
@@ -173,12 +185,34 @@ impl SampleRing {
             nodes,
             running_total,
             queued_total,
-            completed_per_s,
-            failed_per_s,
-            lost_per_s,
-            sojourn_p50_ms: percentile(&sojourns, 50),
-            sojourn_p99_ms: percentile(&sojourns, 99),
+            cluster_completed_per_s: per_s(cluster.completed),
+            cluster_failed_per_s: per_s(cluster.failed),
+            cluster_lost_per_s: per_s(cluster.lost),
+            cluster_sojourn_p99_ms,
+            cluster_sojourn_p50_ms,
+            completed_per_s: per_s(own.completed),
+            failed_per_s: per_s(own.failed),
+            lost_per_s: per_s(own.lost),
+            sojourn_p50_ms: nearest_rank(sojourns, 50).map(u64::from),
+            sojourn_p99_ms: nearest_rank(sojourns, 99).map(u64::from),
         });
+    }
+
+    /// How much every node's counts grew since the last sample, summed; and the counts kept
+    /// for the next. A node new since then, or of another incarnation, adds nothing.
+    fn cluster_growth(&mut self, nodes: &[NodeSample]) -> JobTally {
+        let mut sum = JobTally::default();
+        let mut now = HashMap::with_capacity(nodes.len());
+        for n in nodes {
+            if let Some(&(incarnation, before)) = self.last_nodes.get(&n.node) {
+                if incarnation == n.incarnation {
+                    sum = sum + n.ended.since(before);
+                }
+            }
+            now.insert(n.node.clone(), (n.incarnation, n.ended));
+        }
+        self.last_nodes = now;
+        sum
     }
 
     /// The samples taken after `since_ms` (all of them for `None`), oldest first.
@@ -197,13 +231,20 @@ impl SampleRing {
     }
 }
 
-/// The `p`th percentile (nearest rank) of sorted `values`.
-fn percentile(sorted: &[u64], p: usize) -> Option<u64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = (p * sorted.len()).div_ceil(100).max(1);
-    Some(sorted[rank - 1])
+/// The cluster's sojourn median (estimated) and p99 (bounded) from the nodes' summaries: see
+/// [`Sample::cluster_sojourn_p50_ms`] and [`Sample::cluster_sojourn_p99_ms`].
+fn cluster_sojourns(nodes: &[NodeSample]) -> (Option<u64>, Option<u64>) {
+    let summaries = nodes.iter().map(|n| n.sojourn).filter(|s| s.jobs > 0);
+    let p99 = summaries.clone().map(|s| u64::from(s.p99_ms)).max();
+    let mut medians: Vec<(u32, u64)> = summaries.map(|s| (s.p50_ms, u64::from(s.jobs))).collect();
+    medians.sort_unstable();
+    let jobs: u64 = medians.iter().map(|&(_, n)| n).sum();
+    let mut seen = 0;
+    let p50 = medians.iter().find_map(|&(ms, n)| {
+        seen += n;
+        (2 * seen >= jobs).then_some(u64::from(ms))
+    });
+    (p50, p99)
 }
 
 /// What happened to a node, as this node saw it.
@@ -321,6 +362,9 @@ mod tests {
             queued,
             running: 1,
             cpu_permille: 10,
+            incarnation: 1,
+            ended: JobTally::default(),
+            sojourn: SojournSummary::default(),
         }
     }
 
@@ -338,7 +382,7 @@ mod tests {
         let mut ring = SampleRing::new(200);
         assert_eq!(ring.capacity(), 4_500);
         for i in 1..=10_000u64 {
-            ring.record(i * 200, [node("a", 1)], JobCounters::default());
+            ring.record(i * 200, [node("a", 1)], JobTally::default(), &mut []);
         }
         assert_eq!(ring.len(), 4_500);
         let first = ring.since(None).next().unwrap().at_ms;
@@ -351,10 +395,10 @@ mod tests {
     #[test]
     fn samples_stay_in_time_order_and_a_clock_going_back_is_ignored() {
         let mut ring = SampleRing::new(1000);
-        ring.record(5_000, [node("a", 1)], JobCounters::default());
-        ring.record(4_000, [node("a", 2)], JobCounters::default());
-        ring.record(5_000, [node("a", 3)], JobCounters::default());
-        ring.record(6_000, [node("a", 4)], JobCounters::default());
+        ring.record(5_000, [node("a", 1)], JobTally::default(), &mut []);
+        ring.record(4_000, [node("a", 2)], JobTally::default(), &mut []);
+        ring.record(5_000, [node("a", 3)], JobTally::default(), &mut []);
+        ring.record(6_000, [node("a", 4)], JobTally::default(), &mut []);
         let times: Vec<_> = ring.since(None).map(|s| s.at_ms).collect();
         assert_eq!(times, [5_000, 6_000]);
     }
@@ -363,7 +407,7 @@ mod tests {
     fn since_returns_only_later_samples() {
         let mut ring = SampleRing::new(1000);
         for t in 1..=5 {
-            ring.record(t * 1000, [node("a", 0)], JobCounters::default());
+            ring.record(t * 1000, [node("a", 0)], JobTally::default(), &mut []);
         }
         let times: Vec<_> = ring.since(Some(3_000)).map(|s| s.at_ms).collect();
         assert_eq!(times, [4_000, 5_000]);
@@ -375,7 +419,7 @@ mod tests {
     fn nodes_are_sorted_capped_and_totals_count_every_node() {
         let mut ring = SampleRing::new(1000);
         let nodes = (0..40).rev().map(|i| node(&format!("n{i:02}"), 2));
-        ring.record(1_000, nodes, JobCounters::default());
+        ring.record(1_000, nodes, JobTally::default(), &mut []);
         let sample = ring.since(None).next().unwrap();
         assert_eq!(sample.nodes.len(), MAX_NODES_PER_SAMPLE);
         assert_eq!(&*sample.nodes[0].node, "n00");
@@ -386,16 +430,18 @@ mod tests {
     #[test]
     fn rates_and_percentiles_come_from_counter_deltas_and_ended_jobs() {
         let mut ring = SampleRing::new(1000);
-        let counters = |completed, failed, lost| JobCounters {
+        let counters = |completed, failed, lost| JobTally {
             completed,
             failed,
             lost,
         };
-        ring.record(1_000, [], counters(10, 1, 0));
-        for ms in 1..=100 {
-            ring.job_ended(ms);
-        }
-        ring.record(3_000, [], counters(30, 5, 2));
+        ring.record(1_000, [], counters(10, 1, 0), &mut []);
+        ring.record(
+            3_000,
+            [],
+            counters(30, 5, 2),
+            &mut (1..=100).collect::<Vec<u32>>(),
+        );
         let samples: Vec<_> = ring.since(None).collect();
         assert_eq!(samples[0].completed_per_s, 0.0);
         assert_eq!(samples[0].sojourn_p50_ms, None);
@@ -405,8 +451,87 @@ mod tests {
         assert_eq!(samples[1].sojourn_p50_ms, Some(50));
         assert_eq!(samples[1].sojourn_p99_ms, Some(99));
         // The sojourns were spent on that sample.
-        ring.record(4_000, [], counters(30, 5, 2));
+        ring.record(4_000, [], counters(30, 5, 2), &mut []);
         assert_eq!(ring.since(Some(3_000)).next().unwrap().sojourn_p50_ms, None);
+    }
+
+    #[test]
+    fn cluster_rates_sum_every_nodes_gossiped_counts_within_an_incarnation() {
+        let reported = |id: &str, incarnation, completed, failed| NodeSample {
+            incarnation,
+            ended: JobTally {
+                completed,
+                failed,
+                lost: 0,
+            },
+            ..node(id, 0)
+        };
+        let mut ring = SampleRing::new(1000);
+        ring.record(
+            1_000,
+            [reported("a", 1, 100, 0), reported("b", 1, 50, 1)],
+            JobTally::default(),
+            &mut [],
+        );
+        // a ended 20 jobs, b 10 and a failure; c joined with counts of its own, which are old
+        // news. Over 2 s: 15 completed/s, 0.5 failed/s.
+        ring.record(
+            3_000,
+            [
+                reported("a", 1, 120, 0),
+                reported("b", 1, 60, 2),
+                reported("c", 1, 500, 5),
+            ],
+            JobTally::default(),
+            &mut [],
+        );
+        // b restarted (a new incarnation counting from 0): its counts are not compared with
+        // the old ones; a and c grew by 4 and 6 in 1 s.
+        ring.record(
+            4_000,
+            [
+                reported("a", 1, 124, 0),
+                reported("b", 2, 3, 0),
+                reported("c", 1, 506, 5),
+            ],
+            JobTally::default(),
+            &mut [],
+        );
+        let rates: Vec<_> = ring
+            .since(None)
+            .map(|s| (s.cluster_completed_per_s, s.cluster_failed_per_s))
+            .collect();
+        assert_eq!(rates, [(0.0, 0.0), (15.0, 0.5), (10.0, 0.0)]);
+    }
+
+    #[test]
+    fn the_cluster_sojourn_p99_is_the_largest_nodes_and_its_median_weighs_jobs() {
+        let summarised = |id: &str, jobs, p50_ms, p99_ms| NodeSample {
+            sojourn: SojournSummary {
+                jobs,
+                p50_ms,
+                p99_ms,
+            },
+            ..node(id, 0)
+        };
+        let mut ring = SampleRing::new(1000);
+        ring.record(1_000, [node("a", 0)], JobTally::default(), &mut []);
+        // b ended 30 jobs around 100 ms, c 10 around 900 ms, d none (its figures mean nothing).
+        ring.record(
+            2_000,
+            [
+                summarised("b", 30, 100, 400),
+                summarised("c", 10, 900, 1_500),
+                summarised("d", 0, 0, 99_999),
+            ],
+            JobTally::default(),
+            &mut [],
+        );
+        let figures: Vec<_> = ring
+            .since(None)
+            .map(|s| (s.cluster_sojourn_p50_ms, s.cluster_sojourn_p99_ms))
+            .collect();
+        assert_eq!(figures, [(None, None), (Some(100), Some(1_500))]);
     }
 
     #[test]

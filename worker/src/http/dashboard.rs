@@ -4,17 +4,21 @@
 //! `EventSource`, which reconnects by itself.
 //!
 //! The page holds no data, so it is served without the API token. On a node started with
-//! `--api-token-file`, open it as `/#token=<token>`: the page keeps the token for the tab
+//! `--api-token-file`, open it as `/#token=<token>`, or type the token into the field the page
+//! shows beside its `unauthorized` badge: the page keeps the token for the tab
 //! (`sessionStorage`), takes it out of the address bar, and reads the stream with `fetch` and
 //! `Authorization: Bearer` (an `EventSource` cannot send a header). The fragment never reaches
-//! the server or its logs. Without the token, the page shows `unauthorized`.
+//! the server or its logs.
 //!
-//! The page keeps each node's recent history (the last 60 events) itself, to draw the
-//! sparklines, and the recent placement counts, to show jobs per second; the server keeps
-//! neither. It writes what it shows into `data-` attributes too (on each row `data-node`,
-//! `data-state`, `data-queued`, `data-running`, `data-queued-history`; on `<html>`
-//! `data-viewer`, `data-nodes`, `data-events`, `data-connected`), so that a test can read the
-//! rendered page.
+//! The charts and the event timeline come from `GET /v1/history` (read in full on load, then
+//! followed every 2 s), so a reload loses nothing; the page itself keeps only each node's last
+//! 60 reports, for the sparklines and the jobs-per-second figures, which it takes from the
+//! counts of jobs ended that every node gossips. It writes what it shows into `data-`
+//! attributes too (on each row `data-node`, `data-state`, `data-queued`, `data-running`,
+//! `data-queued-history`; on each chart's canvas `data-points`; on `<html>` `data-viewer`,
+//! `data-nodes`, `data-events`, `data-connected`, `data-throughput`, `data-history-samples`,
+//! `data-alone`, `data-dropping-now`, `data-token-field`), so that a test can read the rendered
+//! page.
 
 use bytes::Bytes;
 use http_body_util::Full;

@@ -9,7 +9,7 @@
 //! ([`ConnectionLimiter`]); one over a cap is answered by `refuse` and closed, and counted in
 //! `hearsay_http_connections_refused_total{reason}`; for [`super::limits::REFUSING_WINDOW`]
 //! after such a refusal `/healthz` says `refusing_connections` (still `200`: see
-//! [`super::routes`]).
+//! [`super::node_routes`]).
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,7 +32,8 @@ use super::limits::{
     Admission, ClientAddr, ConnectionLimiter, ConnectionRefusal, TimedBody,
     CONNECTION_RETRY_AFTER_SECS, REFUSAL_ANSWERS, REFUSAL_HEAD_TIMEOUT,
 };
-use super::routes::{health, route_timed, ApiState};
+use super::node_routes::health;
+use super::routes::{route_timed, ApiState};
 use super::view::{json, ErrorBody};
 
 /// How long open connections may take to finish their requests once the server stops.

@@ -265,6 +265,8 @@ mod tests {
                 slots: 2,
                 state: NodeState::Alive,
                 commands: 0,
+                ended: Default::default(),
+                sojourn: Default::default(),
             },
             api: addr("127.0.0.1:8002"),
             gossip: addr("127.0.0.1:7002"),
@@ -291,14 +293,18 @@ mod tests {
                         "id": "me-1", "api": "127.0.0.1:8001", "gossip": "127.0.0.1:7001",
                         "incarnation": 42, "seq": 1, "state": "alive",
                         "load": {"cpu_permille": 0, "cpu_capacity_millicores": 0, "queued": 0, "running": 0, "slots": 4,
-                                 "state": "alive", "commands": "0000000000000000"},
+                                 "state": "alive", "commands": "0000000000000000",
+                                 "ended": {"completed": 0, "failed": 0, "lost": 0},
+                                 "sojourn": {"jobs": 0, "p50_ms": 0, "p99_ms": 0}},
                         "age_ms": 0, "state_changes": 0
                     },
                     {
                         "id": "peer-2", "api": "127.0.0.1:8002", "gossip": "127.0.0.1:7002",
                         "incarnation": 9, "seq": 3, "state": "alive",
                         "load": {"cpu_permille": 250, "cpu_capacity_millicores": 500, "queued": 1, "running": 2, "slots": 2,
-                                 "state": "alive", "commands": "0000000000000000"},
+                                 "state": "alive", "commands": "0000000000000000",
+                                 "ended": {"completed": 0, "failed": 0, "lost": 0},
+                                 "sojourn": {"jobs": 0, "p50_ms": 0, "p99_ms": 0}},
                         "age_ms": 150, "state_changes": 0
                     }
                 ],

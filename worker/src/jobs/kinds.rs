@@ -1,6 +1,6 @@
-//! What each kind of job does when it runs: `sleep` waits on tokio's timer, `spin` keeps a CPU
-//! busy on the blocking pool, `echo` answers with its data, `exec` runs a declared command as a
-//! process ([`super::process`]).
+//! What each kind of job does when it runs: `sleep` waits on tokio's timer, `spin` uses a CPU on
+//! the blocking pool until it has had its milliseconds of CPU time, `echo` answers with its
+//! data, `exec` runs a declared command as a process ([`super::process`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -109,12 +109,61 @@ pub(super) async fn perform(
     }
 }
 
-/// Keeps this thread's CPU busy for `duration`, or until `stop` is set.
-fn spin(duration: Duration, stop: &AtomicBool) {
-    let end = std::time::Instant::now() + duration;
-    while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < end {
+/// Keeps this thread busy until it has used `cpu` of CPU time (user and system), or until `stop`
+/// is set.
+///
+/// CPU time, not wall time: on a node whose CPU is shared or throttled (a cgroup quota, another
+/// busy process) a spin job takes longer in wall time, as real CPU-bound work does, so CPU
+/// pressure shows in its sojourn. A thread that cannot read its CPU time (which Linux does not
+/// refuse) counts wall time instead.
+fn spin(cpu: Duration, stop: &AtomicBool) {
+    let wall_start = std::time::Instant::now();
+    let start = thread_cpu_time();
+    let spent = || match (start, thread_cpu_time()) {
+        (Some(start), Some(now)) => now.saturating_sub(start),
+        _ => wall_start.elapsed(),
+    };
+    // A few microseconds of spinning between two readings: a reading is one system call, and
+    // the flag is still seen at once.
+    while !stop.load(Ordering::Relaxed) && spent() < cpu {
         for _ in 0..1_000 {
             std::hint::spin_loop();
         }
+    }
+}
+
+/// The CPU time the calling thread has used so far.
+fn thread_cpu_time() -> Option<Duration> {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let usage = getrusage(UsageWho::RUSAGE_THREAD).ok()?;
+    let micros = |t: nix::sys::time::TimeVal| {
+        let us = i128::from(t.tv_sec()) * 1_000_000 + i128::from(t.tv_usec());
+        u64::try_from(us).ok()
+    };
+    Some(Duration::from_micros(
+        micros(usage.user_time())?.checked_add(micros(usage.system_time())?)?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spin_counts_its_cpu_time() {
+        let before = thread_cpu_time().expect("Linux gives a thread its CPU time");
+        spin(Duration::from_millis(30), &AtomicBool::new(false));
+        let used = thread_cpu_time().unwrap() - before;
+        assert!(used >= Duration::from_millis(30), "used {used:?}");
+    }
+
+    #[test]
+    fn a_set_flag_stops_a_spin_at_once() {
+        // Judged by the CPU the spin used, which a busy machine does not stretch as it does
+        // wall time: far below the ten minutes asked for.
+        let before = thread_cpu_time().unwrap();
+        spin(Duration::from_secs(600), &AtomicBool::new(true));
+        let used = thread_cpu_time().unwrap() - before;
+        assert!(used < Duration::from_millis(100), "used {used:?}");
     }
 }

@@ -2,12 +2,12 @@
 //! finished, refused; queueing and run times — in [`Metrics`], a cheap handle cloned into the
 //! dispatcher and the executor.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hearsay_scheduler::Policy;
-use hearsay_shared::{JobStatus, NodeId};
+use hearsay_shared::{JobStatus, NodeId, SojournSummary};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -152,13 +152,14 @@ struct Recorders {
     /// the series by the cluster's size on every node. Ids are stable, so this holds one entry
     /// per peer ever forwarded to.
     forwards_by_peer: Mutex<BTreeMap<NodeId, u64>>,
-    /// Sojourn times (ms) of the jobs that ended here since the history last took them
-    /// (bounded: [`MAX_PENDING_SOJOURNS`]).
-    sojourns: Mutex<Vec<u64>>,
+    /// When the jobs that ended here lately ended, and their sojourns (ms), in the order they
+    /// ended: the last [`SojournSummary::WINDOW_MS`], at most [`MAX_RECENT_SOJOURNS`] (the
+    /// oldest go first). Every report summarises them, and the history takes each sample's.
+    recent_sojourns: Mutex<VecDeque<(Instant, u32)>>,
 }
 
-/// The most sojourn times kept for the history between two of its samples.
-const MAX_PENDING_SOJOURNS: usize = 4_096;
+/// The most sojourn times kept (see `recent_sojourns`).
+const MAX_RECENT_SOJOURNS: usize = 4_096;
 
 /// How many jobs this node has placed, as the cluster stream shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -196,7 +197,7 @@ impl Metrics {
             run_time: Histogram::new(JOB_TIME_BUCKETS),
             open_streams: Gauge::default(),
             forwards_by_peer: Mutex::new(BTreeMap::new()),
-            sojourns: Mutex::new(Vec::new()),
+            recent_sojourns: Mutex::new(VecDeque::new()),
         };
         for outcome in OUTCOMES {
             recorders.completed.get_or_create_owned(&OutcomeLabel {
@@ -342,21 +343,44 @@ impl Metrics {
             .inc();
     }
 
-    /// A job run here ended `sojourn` after it arrived here (queued and ran), for the history.
+    /// A job run here ended `sojourn` after it arrived here (queued and ran): for its reports
+    /// and the history.
     pub fn job_sojourn(&self, sojourn: Duration) {
-        let mut sojourns = self
+        let mut recent = self
             .inner
-            .sojourns
+            .recent_sojourns
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if sojourns.len() < MAX_PENDING_SOJOURNS {
-            sojourns.push(sojourn.as_millis() as u64);
+        if recent.len() == MAX_RECENT_SOJOURNS {
+            recent.pop_front();
         }
+        let ms = u32::try_from(sojourn.as_millis()).unwrap_or(u32::MAX);
+        recent.push_back((Instant::now(), ms));
     }
 
-    /// For the history: the jobs ended here so far (succeeded; failed or timed out; lost),
-    /// and the sojourns (ms) noted since the last call, taken.
-    pub(crate) fn history_figures(&self) -> (crate::history::ring::JobCounters, Vec<u64>) {
+    /// The sojourns of the jobs that ended here within [`SojournSummary::WINDOW_MS`] before
+    /// `now`, summarised for this node's reports.
+    pub(crate) fn recent_sojourns(&self, now: Instant) -> SojournSummary {
+        let window = Duration::from_millis(SojournSummary::WINDOW_MS);
+        let mut recent = self
+            .inner
+            .recent_sojourns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        while recent
+            .front()
+            .is_some_and(|&(at, _)| now.saturating_duration_since(at) > window)
+        {
+            recent.pop_front();
+        }
+        let mut ms: Vec<u32> = recent.iter().map(|&(_, ms)| ms).collect();
+        drop(recent);
+        SojournSummary::of(&mut ms)
+    }
+
+    /// The jobs ended here so far: succeeded; failed or timed out; lost. The gossip task puts
+    /// them in every report, and the history compares them.
+    pub(crate) fn ended(&self) -> hearsay_shared::JobTally {
         let count = |status: JobStatus| {
             self.inner
                 .completed
@@ -365,19 +389,27 @@ impl Metrics {
                 })
                 .get()
         };
-        let counters = crate::history::ring::JobCounters {
+        hearsay_shared::JobTally {
             completed: count(JobStatus::Succeeded),
             failed: count(JobStatus::Failed) + count(JobStatus::TimedOut),
             lost: count(JobStatus::Lost),
-        };
-        let sojourns = std::mem::take(
-            &mut *self
-                .inner
-                .sojourns
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        (counters, sojourns)
+        }
+    }
+
+    /// For the history: the sojourns (ms) of the jobs that ended here after `after` (every
+    /// one kept, for `None`) and up to `until`.
+    pub(crate) fn sojourns_between(&self, after: Option<Instant>, until: Instant) -> Vec<u32> {
+        let recent = self
+            .inner
+            .recent_sojourns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let from = after.map_or(0, |after| recent.partition_point(|&(at, _)| at <= after));
+        let to = recent.partition_point(|&(at, _)| at <= until);
+        recent
+            .range(from..to.max(from))
+            .map(|&(_, ms)| ms)
+            .collect()
     }
 
     /// A cluster stream opened (`+1`) or closed (`-1`).

@@ -16,99 +16,25 @@
 //! a restart needs beyond the outcome ([`Extra`]: the spec of a job not yet ended, its key,
 //! the peer that holds it); a record forgotten here is deleted there. [`JobStore::flushed`]
 //! waits until the writes so far are on disk.
+//!
+//! This file holds the records and their changes; `retention.rs` what is kept of finished jobs
+//! and for how long, `list.rs` the pages of `GET /v1/jobs`.
 
-use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::mem::size_of;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use hearsay_shared::{JobId, JobOutcome, JobSpec, JobStatus, NodeId};
-use serde::Serialize;
-use serde_json::Value;
+use hearsay_shared::{JobId, JobOutcome, JobSpec};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::jobs::disk::{Disk, DiskError, Stored};
 
-/// How long, how many and how much of the finished jobs are kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Retention {
-    /// How long a finished job is kept.
-    pub time: Duration,
-    /// How many finished jobs are kept at most.
-    pub jobs: usize,
-    /// How many bytes of memory the finished jobs kept take at most, by [`outcome_bytes`].
-    pub bytes: usize,
-    /// The most bytes of text an outcome's output keeps; beyond, it is cut and flagged.
-    pub max_output_bytes: usize,
-}
+mod list;
+mod retention;
 
-impl Default for Retention {
-    /// The flags' defaults.
-    fn default() -> Self {
-        Retention {
-            time: Duration::from_secs(600),
-            jobs: 100_000,
-            bytes: DEFAULT_RETAIN_BYTES,
-            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
-        }
-    }
-}
-
-/// The default of `--retain-bytes`: 256 MiB. At the default `--max-output-bytes` an outcome
-/// takes at most about 134 KiB, so at least 1,900 of the largest are kept; a job with a short
-/// output takes about 850 bytes, so the default `--retain-jobs` (100,000) of those fit in about
-/// 85 MB and the count, not the bytes, is what bounds them. (The figures are checked by a test
-/// below.)
-pub const DEFAULT_RETAIN_BYTES: usize = 256 * 1024 * 1024;
-
-/// The default of `--max-output-bytes`: 128 KiB, the most text a job run by this version can
-/// give (an `exec` job's `stdout` and `stderr`, 64 KiB each at most; an `echo` job's data, 64
-/// KiB), so by default no result is cut; what bounds memory is `--retain-bytes`. Outputs learned
-/// from peers are cut to it too.
-pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 128 * 1024;
-
-/// What a kept record costs beyond the outcome's own text, estimated: the outcome itself, the
-/// watch channel around it (its shared state: a lock, a version, nine wake-up lists), the hash
-/// table's slot with its slack (a table is at most 7/8 full, and may have just doubled), and
-/// the eviction queue's entry.
-const RECORD_BYTES: usize = size_of::<JobOutcome>()
-    + 512
-    + 2 * (size_of::<(JobId, watch::Sender<JobOutcome>)>() + 1)
-    + 2 * size_of::<(Instant, JobId, usize)>();
-
-/// An estimate of the heap memory that keeping `outcome` takes: `RECORD_BYTES`, and what its
-/// strings and output own (by capacity, not length).
-pub fn outcome_bytes(outcome: &JobOutcome) -> usize {
-    RECORD_BYTES
-        + outcome.kind.capacity()
-        + outcome.entry_node.as_str().len()
-        + outcome
-            .executing_node
-            .as_ref()
-            .map_or(0, |n| n.as_str().len())
-        + outcome.error.as_ref().map_or(0, String::capacity)
-        + outcome.output.as_ref().map_or(0, value_bytes)
-}
-
-/// The heap memory a JSON value owns (its own `Value` is counted by whoever holds it).
-fn value_bytes(value: &Value) -> usize {
-    match value {
-        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
-        Value::String(s) => s.capacity(),
-        Value::Array(items) => {
-            items.capacity() * size_of::<Value>() + items.iter().map(value_bytes).sum::<usize>()
-        }
-        // A B-tree: nodes of up to 11 entries with a header each; say half full.
-        Value::Object(map) => map
-            .iter()
-            .map(|(k, v)| {
-                2 * (size_of::<String>() + size_of::<Value>()) + k.capacity() + value_bytes(v)
-            })
-            .sum::<usize>()
-            .max(11 * (size_of::<String>() + size_of::<Value>())),
-    }
-}
+pub use list::JobPage;
+pub use retention::{outcome_bytes, Retention, DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_RETAIN_BYTES};
 
 /// A job with this id is already held; nothing was changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -150,59 +76,6 @@ struct Inner {
     finished: VecDeque<(Instant, JobId, usize)>,
     /// The sum of the sizes in `finished`.
     finished_bytes: usize,
-}
-
-/// A job as [`JobStore::list`] gives it: what it is and where it stands, without its output
-/// (the whole outcome is `GET /v1/jobs/{id}`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct JobSummary {
-    /// The job.
-    pub id: JobId,
-    /// Its kind's name.
-    pub kind: String,
-    /// Where it stands, as far as this node knows.
-    pub status: JobStatus,
-    /// The node it was submitted to.
-    pub entry_node: NodeId,
-    /// The node that runs or ran it, once known.
-    pub executing_node: Option<NodeId>,
-    /// How many times it moved between nodes.
-    pub hops: u32,
-    /// From submission to the end, once it ended.
-    pub total_ms: Option<u64>,
-}
-
-impl JobSummary {
-    fn of(outcome: &JobOutcome) -> Self {
-        JobSummary {
-            id: outcome.id,
-            kind: outcome.kind.clone(),
-            status: outcome.status,
-            entry_node: outcome.entry_node.clone(),
-            executing_node: outcome.executing_node.clone(),
-            hops: outcome.hops,
-            total_ms: outcome.total_ms,
-        }
-    }
-}
-
-/// One page of [`JobStore::list`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct JobPage {
-    /// At most the page's limit of jobs, by id.
-    pub jobs: Vec<JobSummary>,
-    /// The last id of `jobs` when more jobs follow it (the `after` of the next page); `None`
-    /// on the last page.
-    pub next: Option<JobId>,
-}
-
-/// What the store keeps of finished jobs now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Retained {
-    /// Finished outcomes kept.
-    pub outcomes: usize,
-    /// Their estimated memory, by [`outcome_bytes`].
-    pub bytes: usize,
 }
 
 impl JobStore {
@@ -402,64 +275,11 @@ impl JobStore {
         self.lock(now).jobs.get(&id).map(watch::Sender::subscribe)
     }
 
-    /// The jobs known here whose status `wanted` accepts, by id, after `after` (exclusive) if
-    /// given: at most `limit` (at least 1) of them. One pass over the records under the lock;
-    /// besides the page, it keeps only `limit + 1` ids.
-    pub fn list(
-        &self,
-        now: Instant,
-        after: Option<JobId>,
-        wanted: impl Fn(JobStatus) -> bool,
-        limit: usize,
-    ) -> JobPage {
-        let limit = limit.max(1);
-        let inner = self.lock(now);
-        // The `limit + 1` smallest ids that qualify, the largest on top: one more than the
-        // page, to know whether another page follows.
-        let mut smallest: BinaryHeap<JobId> = BinaryHeap::with_capacity(limit + 1);
-        for (&id, sender) in &inner.jobs {
-            if after.is_some_and(|after| id <= after) {
-                continue;
-            }
-            if smallest.len() > limit && smallest.peek().is_some_and(|&top| id >= top) {
-                continue;
-            }
-            if !wanted(sender.borrow().status) {
-                continue;
-            }
-            smallest.push(id);
-            if smallest.len() > limit + 1 {
-                smallest.pop();
-            }
-        }
-        let mut ids = smallest.into_sorted_vec();
-        let more = ids.len() > limit;
-        ids.truncate(limit);
-        let jobs = ids
-            .iter()
-            .filter_map(|id| inner.jobs.get(id))
-            .map(|sender| JobSummary::of(&sender.borrow()))
-            .collect();
-        JobPage {
-            jobs,
-            next: if more { ids.last().copied() } else { None },
-        }
-    }
-
     /// Jobs held: (all, finished).
     #[cfg(test)]
     pub fn len(&self, now: Instant) -> (usize, usize) {
         let inner = self.lock(now);
         (inner.jobs.len(), inner.finished.len())
-    }
-
-    /// What is kept of finished jobs now.
-    pub fn retained(&self, now: Instant) -> Retained {
-        let inner = self.lock(now);
-        Retained {
-            outcomes: inner.finished.len(),
-            bytes: inner.finished_bytes,
-        }
     }
 }
 
@@ -474,20 +294,6 @@ impl Inner {
             self.persist(id);
         }
         self.finished_at(now, now, id, bytes, retention);
-    }
-
-    /// Counts job `id`, which finished at `at`, towards retention.
-    fn finished_at(
-        &mut self,
-        at: Instant,
-        now: Instant,
-        id: JobId,
-        bytes: usize,
-        retention: Retention,
-    ) {
-        self.finished.push_back((at, id, bytes));
-        self.finished_bytes += bytes;
-        self.evict(now, retention);
     }
 
     /// Writes job `id`'s record to disk as it stands, if there is a disk.
@@ -514,21 +320,6 @@ impl Inner {
             disk.delete(id);
         }
     }
-
-    fn evict(&mut self, now: Instant, retention: Retention) {
-        while let Some(&(finished_at, id, bytes)) = self.finished.front() {
-            let expired = now.saturating_duration_since(finished_at) >= retention.time;
-            if !expired
-                && self.finished.len() <= retention.jobs
-                && self.finished_bytes <= retention.bytes
-            {
-                break;
-            }
-            self.finished.pop_front();
-            self.finished_bytes -= bytes;
-            self.forget(id);
-        }
-    }
 }
 
 /// Now, in milliseconds since the UNIX epoch.
@@ -541,7 +332,9 @@ pub(crate) fn wall_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use hearsay_shared::{JobStatus, NodeId};
+    use serde_json::Value;
 
+    use super::retention::Retained;
     use super::*;
 
     fn outcome(id: u64, status: JobStatus) -> JobOutcome {

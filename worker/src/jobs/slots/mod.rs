@@ -7,7 +7,8 @@
 //! job from the queue until the queue is empty. The kinds:
 //!
 //! - `sleep` waits on tokio's timer, using no CPU;
-//! - `spin` keeps one CPU busy on tokio's blocking pool, never on the async runtime's threads,
+//! - `spin` keeps one CPU busy until it has used its milliseconds of CPU time (so a throttled
+//!   or shared CPU makes it last longer, as real work would), on tokio's blocking pool, never on the async runtime's threads,
 //!   so the HTTP API stays responsive while every slot spins; it checks a flag every few
 //!   microseconds, so a timeout or the end of a drain stops it at once;
 //! - `echo` answers with its data;
@@ -18,6 +19,9 @@
 //! stopped and recorded `timed_out` (an `exec` job's timeout is its command's, or the job's if
 //! that is shorter). The executor is the node's [`WorkGauge`], and
 //! [`Executor::load`] gives its exact load for placement.
+//!
+//! This file holds the executor's handle and what it shares with its slots; `slot.rs` holds a
+//! busy slot's task.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,14 +34,14 @@ use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info_span, Instrument as _};
 
-use super::kinds::{perform, Ending};
 use super::ms;
 use crate::gossip::sampler::{Work, WorkGauge};
 use crate::jobs::commands::{BadArgs, Commands};
 use crate::jobs::store::{DuplicateJob, Extra, JobStore};
 use crate::metrics::Metrics;
+
+mod slot;
 
 /// The error of a job that was still queued when its node finished draining.
 pub const LEFT_BEFORE_RUNNING: &str = "node left before running it";
@@ -368,6 +372,8 @@ impl Executor {
                 NodeState::Alive
             },
             commands: self.shared.commands.offer_set(),
+            ended: Default::default(),
+            sojourn: Default::default(),
         }
     }
 
@@ -452,144 +458,6 @@ impl Shared {
 
     fn refuses(&self, state: &State) -> bool {
         !state.open || (state.running >= self.slots && state.queue.len() >= self.queue_limit)
-    }
-
-    /// Records that `job` starts now; returns the instant.
-    fn start(&self, job: &Submission) -> Instant {
-        let now = Instant::now();
-        self.metrics.job_started(now - job.arrived);
-        let queued = ms(now - job.arrived);
-        self.store.update(now, job.id, |o| {
-            o.status = JobStatus::Running;
-            o.queued_ms = Some(queued);
-        });
-        self.report(job.id, JobStatus::Running);
-        now
-    }
-
-    /// Starts `job` in a slot just counted as running (`stop` stops it alone).
-    fn start_slot(shared: &Arc<Shared>, job: Submission, stop: CancellationToken) {
-        let started = shared.start(&job);
-        let slot = Arc::clone(shared);
-        shared
-            .tracker
-            .spawn(async move { slot.run_slot(job, started, stop).await });
-    }
-
-    /// One busy slot: runs `job`, then the queue's next jobs, until the queue is empty.
-    async fn run_slot(
-        self: Arc<Self>,
-        mut job: Submission,
-        mut started: Instant,
-        mut stop: CancellationToken,
-    ) {
-        loop {
-            // Every log line about the job carries its id and where it came from and runs.
-            let span = info_span!("job", id = %job.id, entry = %job.entry, executing = %self.node);
-            // An `exec` job's start is on disk before it runs: a restart must not run its
-            // command again. The other kinds act on nothing outside the node, so a start lost
-            // in a crash just runs them again (not twice: the first run's end was never told),
-            // and they start without waiting for the disk.
-            let recorded = match job.spec.kind {
-                JobKind::Exec { .. } => self.store.flushed().await,
-                _ => Ok(()),
-            };
-            let ending = match recorded {
-                Ok(()) => {
-                    perform(job.spec.clone(), &self.commands, &stop)
-                        .instrument(span.clone())
-                        .await
-                }
-                Err(e) => Ending::Unrecorded(e.0),
-            };
-            // Stopped by a forced cancel, not by the drain: its end is `cancelled`. Still in
-            // the slot until its end is recorded, so a cancel meanwhile finds it running.
-            let cancelled = matches!(ending, Ending::Abandoned)
-                && self
-                    .lock()
-                    .in_slots
-                    .get(&job.id)
-                    .is_some_and(|s| s.cancelled);
-            let ending = if cancelled { Ending::Cancelled } else { ending };
-            span.in_scope(|| self.finish(&job, started, ending));
-            let next = {
-                let mut state = self.lock();
-                state.in_slots.remove(&job.id);
-                let next = state.queue.pop_front();
-                match &next {
-                    Some(next) => stop = state.enter_slot(next.id, &self.abandon),
-                    None => state.running -= 1,
-                }
-                next
-            };
-            match next {
-                Some(next) => {
-                    started = self.start(&next);
-                    job = next;
-                }
-                None => break,
-            }
-        }
-        self.idle.notify_waiters();
-    }
-
-    fn finish(&self, job: &Submission, started: Instant, ending: Ending) {
-        if self.killed.load(Ordering::Relaxed) {
-            return;
-        }
-        let now = Instant::now();
-        let (run, total) = (ms(now - started), ms(now - job.arrived));
-        let status = match &ending {
-            Ending::Succeeded(_) => JobStatus::Succeeded,
-            Ending::Failed(..) => JobStatus::Failed,
-            Ending::TimedOut(..) => JobStatus::TimedOut,
-            Ending::Abandoned | Ending::Unrecorded(_) => JobStatus::Lost,
-            Ending::Cancelled => JobStatus::Cancelled,
-        };
-        self.metrics.job_ended(status, Some(now - started));
-        self.metrics.job_sojourn(now - job.arrived);
-        debug!(
-            status = status.as_str(),
-            queued_ms = total.saturating_sub(run),
-            run_ms = run,
-            "job ended"
-        );
-        self.store.update(now, job.id, |o| {
-            o.run_ms = Some(run);
-            o.total_ms = Some(total);
-            match ending {
-                Ending::Succeeded(output) => {
-                    o.status = JobStatus::Succeeded;
-                    o.output = output;
-                }
-                Ending::Failed(error, output) => {
-                    o.status = JobStatus::Failed;
-                    o.error = Some(error);
-                    o.output = output;
-                }
-                Ending::TimedOut(timeout, output) => {
-                    o.status = JobStatus::TimedOut;
-                    o.error = Some(format!(
-                        "stopped after its timeout of {} ms",
-                        timeout.as_millis()
-                    ));
-                    o.output = output;
-                }
-                Ending::Abandoned => {
-                    o.status = JobStatus::Lost;
-                    o.error = Some(LEFT_BEFORE_FINISHING.to_owned());
-                }
-                Ending::Unrecorded(e) => {
-                    o.status = JobStatus::Lost;
-                    o.error = Some(format!("not started: its start could not be recorded: {e}"));
-                }
-                Ending::Cancelled => {
-                    o.status = JobStatus::Cancelled;
-                    o.error = Some(CANCELLED_RUNNING.to_owned());
-                }
-            }
-        });
-        self.report(job.id, status);
     }
 }
 
