@@ -33,6 +33,7 @@ fn report(i: usize) -> LoadReport {
             commands: 0,
             ended: Default::default(),
             sojourn: Default::default(),
+            cpu_outside_permille: 0,
         },
         api: format!("10.0.{}.{}:8080", i / 250, i % 250 + 1)
             .parse()

@@ -22,6 +22,7 @@ fn load(queued: u32, running: u32, cpu_permille: u16, capacity: u32) -> LoadVect
         commands: 0,
         ended: Default::default(),
         sojourn: Default::default(),
+        cpu_outside_permille: 0,
     }
 }
 
@@ -102,11 +103,11 @@ fn sleep_jobs_on_equal_machines_are_placed_as_by_the_slot_score() {
 #[test]
 fn the_cpu_score_avoids_a_saturated_idle_peer() {
     let t0 = Instant::now();
-    let loads = [
-        load(3, 2, 100, 500),
-        load(0, 0, 1000, 500),
-        load(0, 0, 50, 500),
-    ];
+    let hogged = LoadVector {
+        cpu_outside_permille: 1000,
+        ..load(0, 0, 1000, 500)
+    };
+    let loads = [load(3, 2, 100, 500), hogged, load(0, 0, 50, 500)];
     let map = map_of(&loads, 1, t0);
     let req = PlacementRequest {
         map: &map,
@@ -122,6 +123,39 @@ fn the_cpu_score_avoids_a_saturated_idle_peer() {
         (0..200)
             .filter(|_| {
                 // A fresh ledger each time: the choice is the one from these reports.
+                let mut p = placer(Policy::LeastLoaded, score);
+                target(&p.place(&req, &mut rng)) == id(1)
+            })
+            .count()
+    };
+    assert!(count(LoadScore::Slots) > 50, "{}", count(LoadScore::Slots));
+    assert_eq!(count(LoadScore::Cpu), 0);
+}
+
+/// Two peers with one spin each on half a CPU, one of them beside a busy loop that takes half
+/// of it: the slot score cannot tell them apart, the CPU score always sends the job to the other.
+#[test]
+fn the_cpu_score_avoids_a_peer_whose_jobs_share_their_cpu_with_others() {
+    let t0 = Instant::now();
+    let hogged = LoadVector {
+        cpu_outside_permille: 500,
+        ..load(0, 1, 1000, 500)
+    };
+    let loads = [load(3, 2, 1000, 500), hogged, load(0, 1, 1000, 500)];
+    let map = map_of(&loads, 1, t0);
+    let req = PlacementRequest {
+        map: &map,
+        me: &id(0),
+        own: loads[0],
+        now: t0,
+        hops: 0,
+        exclude: &[],
+        requires: 0,
+    };
+    let count = |score| {
+        let mut rng = StdRng::seed_from_u64(5);
+        (0..200)
+            .filter(|_| {
                 let mut p = placer(Policy::LeastLoaded, score);
                 target(&p.place(&req, &mut rng)) == id(1)
             })

@@ -27,6 +27,7 @@ fn report(i: usize, seq: u64, queued: u32, state: NodeState) -> LoadReport {
             commands: 0,
             ended: Default::default(),
             sojourn: Default::default(),
+            cpu_outside_permille: 0,
         },
         api: format!("127.0.0.{}:8080", i + 1).parse().unwrap(),
         gossip: format!("127.0.0.{}:7946", i + 1).parse().unwrap(),

@@ -49,6 +49,12 @@ pub struct LoadVector {
     /// format version 3 or older carries none (no jobs); absent in JSON reads the same.
     #[serde(default)]
     pub sojourn: SojournSummary,
+    /// The part of [`LoadVector::cpu_permille`] that is not the worker's own: what other
+    /// processes in its cgroup (or on its machine) used, in per mille of the capacity. The `cpu`
+    /// load score reads it as competition for the CPU that the node's jobs must share. A report
+    /// of format version 4 or older carries none (0); absent in JSON reads as 0 too.
+    #[serde(default)]
+    pub cpu_outside_permille: u16,
 }
 
 /// The sojourn times of the jobs that ended on a node within its last
@@ -145,6 +151,7 @@ impl LoadVector {
             commands: 0,
             ended: JobTally::default(),
             sojourn: SojournSummary::default(),
+            cpu_outside_permille: 0,
         }
     }
 }

@@ -22,7 +22,9 @@
 //! upgraded too). Version 2 added `cpu_capacity_millicores`; a version-1 report decodes with it 0
 //! (unknown). Version 3 added `ended`, the node's counts of jobs ended (see
 //! [`crate::JobTally`]); an older report decodes with none. Version 4 added `sojourn` (see
-//! [`crate::SojournSummary`]); an older report decodes with no recent jobs.
+//! [`crate::SojournSummary`]); an older report decodes with no recent jobs. Version 5 added
+//! `cpu_outside_permille`, the CPU that processes other than the worker used; an older report
+//! decodes with 0.
 //!
 //! With a cluster key, each datagram is sealed after it is encoded and opened before it is
 //! decoded ([`crate::seal`]: flag bit 0 marks a sealed envelope); the decoder only ever sees
@@ -36,7 +38,7 @@ use crate::{LoadReport, NodeId, Version};
 /// The first two bytes of every datagram.
 pub const MAGIC: [u8; 2] = *b"HS";
 /// The format version this build speaks.
-pub const FORMAT_VERSION: u8 = 4;
+pub const FORMAT_VERSION: u8 = 5;
 /// The oldest format version the decoder still reads (see the module's documentation).
 pub const OLDEST_FORMAT_VERSION: u8 = 1;
 /// Bytes of envelope before the message.
@@ -213,6 +215,10 @@ pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
             let (old, rest) = postcard::take_from_bytes::<old::Message<old::LoadVectorV3>>(body)?;
             (old.into(), rest)
         }
+        4 => {
+            let (old, rest) = postcard::take_from_bytes::<old::Message<old::LoadVectorV4>>(body)?;
+            (old.into(), rest)
+        }
         _ => postcard::take_from_bytes::<Message>(body)?,
     };
     if !rest.is_empty() {
@@ -221,142 +227,7 @@ pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
     Ok(message)
 }
 
-/// The formats before [`FORMAT_VERSION`], read only: the messages as they were, generic over
-/// the load vector, which is all that changed between versions.
-mod old {
-    use serde::Deserialize;
-
-    use super::{DigestEntry, Items};
-    use crate::{JobTally, NodeId, NodeState, SojournSummary};
-
-    /// Version 1: before `cpu_capacity_millicores` (read as 0, unknown) and `ended`.
-    #[derive(Deserialize)]
-    pub(super) struct LoadVectorV1 {
-        cpu_permille: u16,
-        queued: u32,
-        running: u32,
-        slots: u32,
-        state: NodeState,
-        commands: u64,
-    }
-
-    /// Version 3: before `sojourn` (read as no recent jobs). Postcard writes a struct's fields
-    /// one after the other with nothing around them, so version 2's vector followed by `ended`
-    /// reads exactly what a version-3 build wrote.
-    #[derive(Deserialize)]
-    pub(super) struct LoadVectorV3 {
-        up_to_v2: LoadVectorV2,
-        ended: JobTally,
-    }
-
-    /// Version 2: before `ended` (read as no jobs ended).
-    #[derive(Deserialize)]
-    pub(super) struct LoadVectorV2 {
-        cpu_permille: u16,
-        cpu_capacity_millicores: u32,
-        queued: u32,
-        running: u32,
-        slots: u32,
-        state: NodeState,
-        commands: u64,
-    }
-
-    impl From<LoadVectorV1> for crate::LoadVector {
-        fn from(l: LoadVectorV1) -> Self {
-            LoadVectorV2 {
-                cpu_permille: l.cpu_permille,
-                cpu_capacity_millicores: 0,
-                queued: l.queued,
-                running: l.running,
-                slots: l.slots,
-                state: l.state,
-                commands: l.commands,
-            }
-            .into()
-        }
-    }
-
-    impl From<LoadVectorV2> for crate::LoadVector {
-        fn from(l: LoadVectorV2) -> Self {
-            LoadVectorV3 {
-                up_to_v2: l,
-                ended: JobTally::default(),
-            }
-            .into()
-        }
-    }
-
-    impl From<LoadVectorV3> for crate::LoadVector {
-        fn from(l: LoadVectorV3) -> Self {
-            let v2 = l.up_to_v2;
-            crate::LoadVector {
-                cpu_permille: v2.cpu_permille,
-                cpu_capacity_millicores: v2.cpu_capacity_millicores,
-                queued: v2.queued,
-                running: v2.running,
-                slots: v2.slots,
-                state: v2.state,
-                commands: v2.commands,
-                ended: l.ended,
-                sojourn: SojournSummary::default(),
-            }
-        }
-    }
-
-    #[derive(Deserialize)]
-    pub(super) struct LoadReport<L> {
-        node: NodeId,
-        incarnation: u64,
-        seq: u64,
-        load: L,
-        api: std::net::SocketAddr,
-        gossip: std::net::SocketAddr,
-    }
-
-    #[derive(Deserialize)]
-    pub(super) enum Message<L> {
-        Push {
-            reports: Items<LoadReport<L>>,
-        },
-        Digest {
-            sender: LoadReport<L>,
-            reply: bool,
-            entries: Items<DigestEntry>,
-        },
-    }
-
-    impl<L: Into<crate::LoadVector>> From<LoadReport<L>> for crate::LoadReport {
-        fn from(r: LoadReport<L>) -> Self {
-            crate::LoadReport {
-                node: r.node,
-                incarnation: r.incarnation,
-                seq: r.seq,
-                load: r.load.into(),
-                api: r.api,
-                gossip: r.gossip,
-            }
-        }
-    }
-
-    impl<L: Into<crate::LoadVector>> From<Message<L>> for super::Message {
-        fn from(m: Message<L>) -> Self {
-            match m {
-                Message::Push { reports } => super::Message::Push {
-                    reports: Items(reports.0.into_iter().map(Into::into).collect()),
-                },
-                Message::Digest {
-                    sender,
-                    reply,
-                    entries,
-                } => super::Message::Digest {
-                    sender: sender.into(),
-                    reply,
-                    entries,
-                },
-            }
-        }
-    }
-}
+mod old;
 
 fn envelope<M: Serialize>(message: &M) -> Result<Vec<u8>, postcard::Error> {
     let mut out = Vec::with_capacity(DEFAULT_BUDGET);
@@ -492,6 +363,7 @@ mod tests {
                     p50_ms: 140,
                     p99_ms: 2_310,
                 },
+                cpu_outside_permille: 266,
             },
             api: format!("127.0.0.{}:8080", i % 250 + 1).parse().unwrap(),
             gossip: format!("127.0.0.{}:7946", i % 250 + 1).parse().unwrap(),
@@ -614,6 +486,7 @@ mod tests {
             },
         );
         let mut expected = new;
+        expected.load.cpu_outside_permille = 0;
         expected.load.commands = 0xdead_beef;
         expected.load.cpu_capacity_millicores = 0;
         expected.load.ended = crate::JobTally::default();
@@ -624,8 +497,9 @@ mod tests {
         assert!(decode(&bytes).is_err());
     }
 
-    /// What a build of version 2 or 3 wrote: the load vector up to `commands`, then `tail`:
-    /// nothing (`()`, which postcard writes as no bytes) for version 2, `ended` for version 3.
+    /// What a build of version 2, 3 or 4 wrote: the load vector up to `commands`, then `tail`:
+    /// nothing (`()`, which postcard writes as no bytes) for version 2, `ended` for version 3,
+    /// `ended` and `sojourn` for version 4.
     #[derive(Serialize)]
     struct LoadUpTo<T> {
         cpu_permille: u16,
@@ -657,6 +531,7 @@ mod tests {
         let new = report(3);
         let mut bytes = old_push(2, load_up_to(&new.load, ()));
         let mut expected = new;
+        expected.load.cpu_outside_permille = 0;
         expected.load.ended = crate::JobTally::default();
         expected.load.sojourn = crate::SojournSummary::default();
         assert_eq!(only_report(&bytes), expected);
@@ -670,10 +545,24 @@ mod tests {
         let new = report(3);
         let mut bytes = old_push(3, load_up_to(&new.load, new.load.ended));
         let mut expected = new;
+        expected.load.cpu_outside_permille = 0;
         expected.load.sojourn = crate::SojournSummary::default();
         assert_eq!(only_report(&bytes), expected);
         // Read as version 4, the bytes lack `sojourn`: an error, not a wrong report.
         bytes[2] = 4;
+        assert!(decode(&bytes).is_err());
+    }
+
+    #[test]
+    fn a_version_4_datagram_decodes_with_no_outside_cpu() {
+        let new = report(3);
+        let tail = (new.load.ended, new.load.sojourn);
+        let mut bytes = old_push(4, load_up_to(&new.load, tail));
+        let mut expected = new;
+        expected.load.cpu_outside_permille = 0;
+        assert_eq!(only_report(&bytes), expected);
+        // Read as version 5, the bytes lack `cpu_outside_permille`: an error.
+        bytes[2] = 5;
         assert!(decode(&bytes).is_err());
     }
 

@@ -57,6 +57,7 @@ fn any_load() -> impl Strategy<Value = LoadVector> {
                     commands,
                     ended: Default::default(),
                     sojourn: Default::default(),
+                    cpu_outside_permille: cpu_permille / 3,
                 }
             },
         )
@@ -293,6 +294,7 @@ fn big_report(i: u64) -> LoadReport {
                 p50_ms: u32::MAX,
                 p99_ms: u32::MAX,
             },
+            cpu_outside_permille: 1000,
         },
         api: SocketAddr::new(ip, 65535),
         gossip: SocketAddr::new(ip, 65534),

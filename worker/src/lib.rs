@@ -69,6 +69,7 @@
 //! [`Gossip`]: hearsay_shared::Gossip
 
 pub mod config;
+mod cpu_time;
 mod gossip;
 mod history;
 mod http;

@@ -1,10 +1,12 @@
 //! The node's CPU figures for its load vector: from its own cgroup when it runs in one it can
 //! read (v2 or v1, parsed by [`hearsay_shared::cgroup`]) that has a CPU quota, else from the
-//! whole machine ([`CpuSampler`]). Each sample gives the use since the previous one, in per mille of the
-//! capacity, and the capacity in millicores: the cgroup's quota, or the cores.
+//! whole machine ([`CpuSampler`]). Each sample gives the use since the previous one, in per
+//! mille of the capacity; the part of it that was not this process's own (the worker's CPU
+//! time, from `getrusage`, subtracted); and the capacity in millicores: the cgroup's quota, or
+//! the cores.
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hearsay_shared::cgroup::{self, CpuSource};
 
@@ -25,6 +27,19 @@ pub(crate) struct NodeCpu {
     last: Option<(u64, Instant)>,
     /// The source of the previous sample, to log a change.
     source: Option<CpuSource>,
+    /// This process's CPU time at the previous sample, and when.
+    own_last: Option<(Duration, Instant)>,
+}
+
+/// One sample of [`NodeCpu`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CpuFigures {
+    /// Use of the capacity since the previous sample, in per mille.
+    pub(crate) permille: u16,
+    /// The part of `permille` that others than this process used.
+    pub(crate) outside_permille: u16,
+    /// The capacity, in millicores.
+    pub(crate) capacity_millicores: u32,
 }
 
 impl NodeCpu {
@@ -38,12 +53,41 @@ impl NodeCpu {
                 .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX)),
             last: None,
             source: None,
+            own_last: None,
+        }
+    }
+
+    /// CPU use since the previous sample, the part of it that was others', and the capacity.
+    pub(crate) fn sample(&mut self) -> CpuFigures {
+        let (permille, capacity_millicores) = self.sample_node();
+        let own_permille = self.sample_own(capacity_millicores);
+        CpuFigures {
+            permille,
+            outside_permille: permille.saturating_sub(own_permille),
+            capacity_millicores,
+        }
+    }
+
+    /// This process's CPU use since the previous sample, in per mille of `capacity`: 0 for the
+    /// first sample, or if `getrusage` fails (then everything counts as the node's own).
+    fn sample_own(&mut self, capacity: u32) -> u16 {
+        let Some(used) = crate::cpu_time::process() else {
+            return 0;
+        };
+        let now = Instant::now();
+        match self.own_last.replace((used, now)) {
+            Some((before, then)) => cgroup::use_permille(
+                u64::try_from(used.saturating_sub(before).as_nanos()).unwrap_or(u64::MAX),
+                u64::try_from(now.duration_since(then).as_nanos()).unwrap_or(u64::MAX),
+                capacity,
+            ),
+            None => 0,
         }
     }
 
     /// CPU use since the previous sample (per mille of the capacity) and the capacity (in
     /// millicores).
-    pub(crate) fn sample(&mut self) -> (u16, u32) {
+    fn sample_node(&mut self) -> (u16, u32) {
         // A group without a quota competes for the whole machine with everything on it, which
         // only the machine's figures see.
         let read = self
@@ -107,16 +151,26 @@ mod tests {
         std::fs::write(group.join("cpu.max"), "50000 100000\n").unwrap();
         let mut cpu = sampler(Some("0::/w\n"), root.clone(), 2);
         // The first sample has nothing to measure against.
-        assert_eq!(cpu.sample(), (0, 500));
+        let first = CpuFigures {
+            permille: 0,
+            outside_permille: 0,
+            capacity_millicores: 500,
+        };
+        assert_eq!(cpu.sample(), first);
         assert_eq!(cpu.source, Some(CpuSource::CgroupV2));
-        let (permille, capacity) = cpu.sample();
-        assert!(permille <= 1000);
-        assert_eq!(capacity, 500);
+        // The group used a whole second of CPU since: more than its quota allows in the time,
+        // so its use reads 1000; this process, which did next to nothing, did not use it all.
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(group.join("cpu.stat"), "usage_usec 1000010\n").unwrap();
+        let second = cpu.sample();
+        assert_eq!(second.permille, 1000);
+        assert_eq!(second.capacity_millicores, 500);
+        assert!(second.outside_permille <= second.permille);
         std::fs::write(group.join("cpu.max"), "max 100000\n").unwrap();
-        assert_eq!(cpu.sample().1, 2000);
+        assert_eq!(cpu.sample().capacity_millicores, 2000);
         assert_eq!(cpu.source, Some(CpuSource::Machine));
         let mut none = sampler(None, root.clone(), 4);
-        assert_eq!(none.sample().1, 4000);
+        assert_eq!(none.sample().capacity_millicores, 4000);
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -86,12 +86,13 @@ pub(crate) async fn run(gossip: SharedGossip, interval: Duration, stop: Cancella
             _ = ticks.tick() => {}
             () = stop.cancelled() => return,
         }
-        let (cpu_permille, cpu_capacity_millicores) = cpu.sample();
+        let figures = cpu.sample();
         gossip.with(|g| {
             let load = g.own_report().load;
             g.set_load(LoadVector {
-                cpu_permille,
-                cpu_capacity_millicores,
+                cpu_permille: figures.permille,
+                cpu_capacity_millicores: figures.capacity_millicores,
+                cpu_outside_permille: figures.outside_permille,
                 ..load
             });
         });

@@ -267,6 +267,7 @@ mod tests {
                 commands: 0,
                 ended: Default::default(),
                 sojourn: Default::default(),
+                cpu_outside_permille: 0,
             },
             api: addr("127.0.0.1:8002"),
             gossip: addr("127.0.0.1:7002"),
@@ -295,7 +296,8 @@ mod tests {
                         "load": {"cpu_permille": 0, "cpu_capacity_millicores": 0, "queued": 0, "running": 0, "slots": 4,
                                  "state": "alive", "commands": "0000000000000000",
                                  "ended": {"completed": 0, "failed": 0, "lost": 0},
-                                 "sojourn": {"jobs": 0, "p50_ms": 0, "p99_ms": 0}},
+                                 "sojourn": {"jobs": 0, "p50_ms": 0, "p99_ms": 0},
+                                 "cpu_outside_permille": 0},
                         "age_ms": 0, "state_changes": 0
                     },
                     {
@@ -304,7 +306,8 @@ mod tests {
                         "load": {"cpu_permille": 250, "cpu_capacity_millicores": 500, "queued": 1, "running": 2, "slots": 2,
                                  "state": "alive", "commands": "0000000000000000",
                                  "ended": {"completed": 0, "failed": 0, "lost": 0},
-                                 "sojourn": {"jobs": 0, "p50_ms": 0, "p99_ms": 0}},
+                                 "sojourn": {"jobs": 0, "p50_ms": 0, "p99_ms": 0},
+                                 "cpu_outside_permille": 0},
                         "age_ms": 150, "state_changes": 0
                     }
                 ],

@@ -118,8 +118,8 @@ pub(super) async fn perform(
 /// refuse) counts wall time instead.
 fn spin(cpu: Duration, stop: &AtomicBool) {
     let wall_start = std::time::Instant::now();
-    let start = thread_cpu_time();
-    let spent = || match (start, thread_cpu_time()) {
+    let start = crate::cpu_time::thread();
+    let spent = || match (start, crate::cpu_time::thread()) {
         (Some(start), Some(now)) => now.saturating_sub(start),
         _ => wall_start.elapsed(),
     };
@@ -132,28 +132,15 @@ fn spin(cpu: Duration, stop: &AtomicBool) {
     }
 }
 
-/// The CPU time the calling thread has used so far.
-fn thread_cpu_time() -> Option<Duration> {
-    use nix::sys::resource::{getrusage, UsageWho};
-    let usage = getrusage(UsageWho::RUSAGE_THREAD).ok()?;
-    let micros = |t: nix::sys::time::TimeVal| {
-        let us = i128::from(t.tv_sec()) * 1_000_000 + i128::from(t.tv_usec());
-        u64::try_from(us).ok()
-    };
-    Some(Duration::from_micros(
-        micros(usage.user_time())?.checked_add(micros(usage.system_time())?)?,
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_spin_counts_its_cpu_time() {
-        let before = thread_cpu_time().expect("Linux gives a thread its CPU time");
+        let before = crate::cpu_time::thread().expect("Linux gives a thread its CPU time");
         spin(Duration::from_millis(30), &AtomicBool::new(false));
-        let used = thread_cpu_time().unwrap() - before;
+        let used = crate::cpu_time::thread().unwrap() - before;
         assert!(used >= Duration::from_millis(30), "used {used:?}");
     }
 
@@ -161,9 +148,9 @@ mod tests {
     fn a_set_flag_stops_a_spin_at_once() {
         // Judged by the CPU the spin used, which a busy machine does not stretch as it does
         // wall time: far below the ten minutes asked for.
-        let before = thread_cpu_time().unwrap();
+        let before = crate::cpu_time::thread().unwrap();
         spin(Duration::from_secs(600), &AtomicBool::new(true));
-        let used = thread_cpu_time().unwrap() - before;
+        let used = crate::cpu_time::thread().unwrap() - before;
         assert!(used < Duration::from_millis(100), "used {used:?}");
     }
 }

@@ -37,10 +37,7 @@ impl Dispatcher {
             let result = {
                 let view = View {
                     map: g.map(),
-                    own: inner.executor.load(
-                        g.own_report().load.cpu_permille,
-                        g.own_report().load.cpu_capacity_millicores,
-                    ),
+                    own: inner.executor.load(&g.own_report().load),
                     room: !inner.executor.is_full(),
                 };
                 let result = f(&mut shell, now.into_std(), &view);

@@ -355,14 +355,16 @@ impl Executor {
         self.shared.refuses(&self.shared.lock())
     }
 
-    /// This node's exact load for placement: the executor's counts now, with the given CPU use
-    /// (the last sample). A node that cannot take the job (full or leaving) says `Leaving`, so
-    /// that placement does not choose it.
-    pub fn load(&self, cpu_permille: u16, cpu_capacity_millicores: u32) -> LoadVector {
+    /// This node's exact load for placement: the executor's counts now, with the CPU figures of
+    /// `sampled` (the node's last gossiped vector, which carries the last CPU sample). A node
+    /// that cannot take the job (full or leaving) says `Leaving`, so that placement does not
+    /// choose it.
+    pub fn load(&self, sampled: &LoadVector) -> LoadVector {
         let state = self.shared.lock();
         LoadVector {
-            cpu_permille,
-            cpu_capacity_millicores,
+            cpu_permille: sampled.cpu_permille,
+            cpu_capacity_millicores: sampled.cpu_capacity_millicores,
+            cpu_outside_permille: sampled.cpu_outside_permille,
             queued: u32::try_from(state.queue.len()).unwrap_or(u32::MAX),
             running: state.running,
             slots: self.shared.slots,
@@ -525,7 +527,7 @@ mod tests {
             }
         );
         assert_eq!(
-            executor.load(0, 0).state,
+            executor.load(&LoadVector::idle(0)).state,
             NodeState::Leaving,
             "full: not a candidate"
         );
