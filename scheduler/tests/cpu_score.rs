@@ -98,17 +98,11 @@ fn sleep_jobs_on_equal_machines_are_placed_as_by_the_slot_score() {
     }
 }
 
-/// Two idle peers with the same slots, one sharing its half CPU with a busy loop: the slot
-/// score cannot tell them apart, the CPU score never chooses the saturated one.
-#[test]
-fn the_cpu_score_avoids_a_saturated_idle_peer() {
+/// How often, in 200 placements from node 0 with a fresh ledger each time (so that every
+/// choice is the one from these reports), `score` sends the job to node 1.
+fn times_node_1_is_chosen(loads: &[LoadVector], score: LoadScore, seed: u64) -> usize {
     let t0 = Instant::now();
-    let hogged = LoadVector {
-        cpu_outside_permille: 1000,
-        ..load(0, 0, 1000, 500)
-    };
-    let loads = [load(3, 2, 100, 500), hogged, load(0, 0, 50, 500)];
-    let map = map_of(&loads, 1, t0);
+    let map = map_of(loads, 1, t0);
     let req = PlacementRequest {
         map: &map,
         me: &id(0),
@@ -118,49 +112,39 @@ fn the_cpu_score_avoids_a_saturated_idle_peer() {
         exclude: &[],
         requires: 0,
     };
-    let count = |score| {
-        let mut rng = StdRng::seed_from_u64(3);
-        (0..200)
-            .filter(|_| {
-                // A fresh ledger each time: the choice is the one from these reports.
-                let mut p = placer(Policy::LeastLoaded, score);
-                target(&p.place(&req, &mut rng)) == id(1)
-            })
-            .count()
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..200)
+        .filter(|_| {
+            let mut p = placer(Policy::LeastLoaded, score);
+            target(&p.place(&req, &mut rng)) == id(1)
+        })
+        .count()
+}
+
+/// Two idle peers with the same slots, one sharing its half CPU with a busy loop: the slot
+/// score cannot tell them apart, the CPU score never chooses the saturated one.
+#[test]
+fn the_cpu_score_avoids_a_saturated_idle_peer() {
+    let hogged = LoadVector {
+        cpu_outside_permille: 1000,
+        ..load(0, 0, 1000, 500)
     };
-    assert!(count(LoadScore::Slots) > 50, "{}", count(LoadScore::Slots));
-    assert_eq!(count(LoadScore::Cpu), 0);
+    let loads = [load(3, 2, 100, 500), hogged, load(0, 0, 50, 500)];
+    let slots = times_node_1_is_chosen(&loads, LoadScore::Slots, 3);
+    assert!(slots > 50, "{slots}");
+    assert_eq!(times_node_1_is_chosen(&loads, LoadScore::Cpu, 3), 0);
 }
 
 /// Two peers with one spin each on half a CPU, one of them beside a busy loop that takes half
 /// of it: the slot score cannot tell them apart, the CPU score always sends the job to the other.
 #[test]
 fn the_cpu_score_avoids_a_peer_whose_jobs_share_their_cpu_with_others() {
-    let t0 = Instant::now();
     let hogged = LoadVector {
         cpu_outside_permille: 500,
         ..load(0, 1, 1000, 500)
     };
     let loads = [load(3, 2, 1000, 500), hogged, load(0, 1, 1000, 500)];
-    let map = map_of(&loads, 1, t0);
-    let req = PlacementRequest {
-        map: &map,
-        me: &id(0),
-        own: loads[0],
-        now: t0,
-        hops: 0,
-        exclude: &[],
-        requires: 0,
-    };
-    let count = |score| {
-        let mut rng = StdRng::seed_from_u64(5);
-        (0..200)
-            .filter(|_| {
-                let mut p = placer(Policy::LeastLoaded, score);
-                target(&p.place(&req, &mut rng)) == id(1)
-            })
-            .count()
-    };
-    assert!(count(LoadScore::Slots) > 50, "{}", count(LoadScore::Slots));
-    assert_eq!(count(LoadScore::Cpu), 0);
+    let slots = times_node_1_is_chosen(&loads, LoadScore::Slots, 5);
+    assert!(slots > 50, "{slots}");
+    assert_eq!(times_node_1_is_chosen(&loads, LoadScore::Cpu, 5), 0);
 }

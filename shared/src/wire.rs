@@ -473,27 +473,49 @@ mod tests {
             #[serde(with = "crate::offers::serde_bits")]
             commands: u64,
         }
-        let new = report(3);
-        let mut bytes = old_push(
-            1,
-            OldLoad {
-                cpu_permille: new.load.cpu_permille,
-                queued: new.load.queued,
-                running: new.load.running,
-                slots: new.load.slots,
-                state: new.load.state,
-                commands: 0xdead_beef,
-            },
-        );
-        let mut expected = new;
-        expected.load.cpu_outside_permille = 0;
-        expected.load.commands = 0xdead_beef;
-        expected.load.cpu_capacity_millicores = 0;
-        expected.load.ended = crate::JobTally::default();
-        expected.load.sojourn = crate::SojournSummary::default();
+        let new = LoadVector {
+            commands: 0xdead_beef,
+            ..report(3).load
+        };
+        let old = OldLoad {
+            cpu_permille: new.cpu_permille,
+            queued: new.queued,
+            running: new.running,
+            slots: new.slots,
+            state: new.state,
+            commands: new.commands,
+        };
+        decodes_as_of(1, old, new);
+    }
+
+    /// `new` as a build of `version` knew it: every field added since at its documented default.
+    fn as_of(version: u8, mut new: LoadVector) -> LoadVector {
+        if version < 2 {
+            new.cpu_capacity_millicores = 0;
+        }
+        if version < 3 {
+            new.ended = crate::JobTally::default();
+        }
+        if version < 4 {
+            new.sojourn = crate::SojournSummary::default();
+        }
+        if version < 5 {
+            new.cpu_outside_permille = 0;
+        }
+        new
+    }
+
+    /// `old`, what a build of `version` wrote of `new`, decodes as [`as_of`] says: report 3 with
+    /// that load. Read as the next version, the same bytes are short of a field: an error, not a
+    /// wrong report.
+    fn decodes_as_of<L: Serialize>(version: u8, old: L, new: LoadVector) {
+        let mut bytes = old_push(version, old);
+        let expected = LoadReport {
+            load: as_of(version, new),
+            ..report(3)
+        };
         assert_eq!(only_report(&bytes), expected);
-        // The same bytes as version 2 are short of a field: an error, not a wrong report.
-        bytes[2] = 2;
+        bytes[2] = version + 1;
         assert!(decode(&bytes).is_err());
     }
 
@@ -528,42 +550,20 @@ mod tests {
 
     #[test]
     fn a_version_2_datagram_decodes_with_no_jobs_ended() {
-        let new = report(3);
-        let mut bytes = old_push(2, load_up_to(&new.load, ()));
-        let mut expected = new;
-        expected.load.cpu_outside_permille = 0;
-        expected.load.ended = crate::JobTally::default();
-        expected.load.sojourn = crate::SojournSummary::default();
-        assert_eq!(only_report(&bytes), expected);
-        // Read as version 3, the bytes lack `ended`: an error, not a wrong report.
-        bytes[2] = 3;
-        assert!(decode(&bytes).is_err());
+        let new = report(3).load;
+        decodes_as_of(2, load_up_to(&new, ()), new);
     }
 
     #[test]
     fn a_version_3_datagram_decodes_with_no_recent_sojourns() {
-        let new = report(3);
-        let mut bytes = old_push(3, load_up_to(&new.load, new.load.ended));
-        let mut expected = new;
-        expected.load.cpu_outside_permille = 0;
-        expected.load.sojourn = crate::SojournSummary::default();
-        assert_eq!(only_report(&bytes), expected);
-        // Read as version 4, the bytes lack `sojourn`: an error, not a wrong report.
-        bytes[2] = 4;
-        assert!(decode(&bytes).is_err());
+        let new = report(3).load;
+        decodes_as_of(3, load_up_to(&new, new.ended), new);
     }
 
     #[test]
     fn a_version_4_datagram_decodes_with_no_outside_cpu() {
-        let new = report(3);
-        let tail = (new.load.ended, new.load.sojourn);
-        let mut bytes = old_push(4, load_up_to(&new.load, tail));
-        let mut expected = new;
-        expected.load.cpu_outside_permille = 0;
-        assert_eq!(only_report(&bytes), expected);
-        // Read as version 5, the bytes lack `cpu_outside_permille`: an error.
-        bytes[2] = 5;
-        assert!(decode(&bytes).is_err());
+        let new = report(3).load;
+        decodes_as_of(4, load_up_to(&new, (new.ended, new.sojourn)), new);
     }
 
     #[test]

@@ -75,19 +75,7 @@ pub fn members_table(view: &Value) -> Result<String> {
             incarnation_time(row.incarnation),
         ]);
     }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut text = String::new();
-    for row in &rows {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect();
-        text.push_str(cells.join("  ").trim_end());
-        text.push('\n');
-    }
+    let mut text = aligned(&rows);
     text.push_str(&format!("({} nodes, seen from {me} *)\n", nodes.len()));
     Ok(text)
 }
@@ -122,19 +110,7 @@ pub fn jobs_table(page: &Value) -> Result<String> {
                 .map_or("-".into(), |ms| format!("{ms} ms")),
         ]);
     }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut text = String::new();
-    for row in &rows {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect();
-        text.push_str(cells.join("  ").trim_end());
-        text.push('\n');
-    }
+    let mut text = aligned(&rows);
     let count = jobs.len();
     let noun = if count == 1 { "job" } else { "jobs" };
     match page["next"].as_str() {
@@ -153,6 +129,24 @@ pub fn incarnation_time(incarnation: u64) -> String {
         return incarnation.to_string();
     }
     format!("{} ({incarnation})", humantime::format_rfc3339_seconds(at))
+}
+
+/// `rows` (a header first) as text, each column as wide as its widest cell, two spaces apart.
+fn aligned<const N: usize>(rows: &[[String; N]]) -> String {
+    let widths: Vec<usize> = (0..N)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut text = String::new();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        text.push_str(cells.join("  ").trim_end());
+        text.push('\n');
+    }
+    text
 }
 
 #[cfg(test)]

@@ -159,13 +159,12 @@ mod tests {
         assert_eq!(cpu.sample(), first);
         assert_eq!(cpu.source, Some(CpuSource::CgroupV2));
         // The group used a whole second of CPU since: more than its quota allows in the time,
-        // so its use reads 1000; this process, which did next to nothing, did not use it all.
+        // so its use reads 1000.
         std::thread::sleep(Duration::from_millis(20));
         std::fs::write(group.join("cpu.stat"), "usage_usec 1000010\n").unwrap();
         let second = cpu.sample();
         assert_eq!(second.permille, 1000);
         assert_eq!(second.capacity_millicores, 500);
-        assert!(second.outside_permille <= second.permille);
         std::fs::write(group.join("cpu.max"), "max 100000\n").unwrap();
         assert_eq!(cpu.sample().capacity_millicores, 2000);
         assert_eq!(cpu.source, Some(CpuSource::Machine));
